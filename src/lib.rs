@@ -1,0 +1,24 @@
+//! Trilemma: an in-browser laboratory for the trade-off between efficiency, accuracy and
+//! adversarial robustness of small language models.
+//!
+//! Crate map (see README "Architecture"):
+//! - [`error`]: the one error type; every bad input ends there.
+//! - [`backend`]: the op set (trait [`backend::Backend`]), the CPU reference on candle-core and
+//!   the wgpu/WGSL GPU backend whose kernels live in `shaders/`.
+//! - [`text`]: the tokenizer (the `tokenizers` crate) and the bundled default tokenizer.
+//! - [`demo`]: the end-to-end check the page runs on both backends.
+//! - `web` (wasm32 only): the whole JavaScript-facing surface.
+
+pub mod backend;
+pub mod demo;
+pub mod error;
+pub mod rng;
+pub mod text;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+pub use error::{Error, Result};
+
+/// The crate version, recorded in every result's provenance.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,68 @@
+//! Browser tests (wasm-bindgen-test in headless Chromium, WebGPU on SwiftShader there).
+//!
+//! Run by `scripts/test.sh` with `TRILEMMA_REQUIRE_WEBGPU=1` at compile time, so a missing
+//! adapter is a failure, not a skip; without it, GPU tests skip and say so in the console.
+#![cfg(target_arch = "wasm32")]
+
+use std::sync::Arc;
+use trilemma::backend::conformance;
+use trilemma::backend::cpu::CpuBackend;
+use trilemma::backend::gpu::{GpuBackend, GpuContext};
+use trilemma::backend::{tolerance, Backend};
+use trilemma::demo::{self, DemoWeights};
+use trilemma::text::TextTokenizer;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+async fn gpu() -> Option<Arc<GpuContext>> {
+    match GpuContext::acquire().await {
+        Ok(ctx) => {
+            web_sys::console::log_1(&format!("WebGPU adapter: {}", ctx.adapter_description()).into());
+            Some(ctx)
+        }
+        Err(e) if option_env!("TRILEMMA_REQUIRE_WEBGPU") == Some("1") => panic!("WebGPU required but unavailable: {e}"),
+        Err(e) => {
+            web_sys::console::log_1(&format!("SKIP: no WebGPU adapter ({e})").into());
+            None
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn cpu_conformance_in_wasm() {
+    let cpu = CpuBackend::new();
+    conformance::golden(&cpu).await.unwrap();
+    conformance::bad_inputs(&cpu).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_golden_and_bad_inputs() {
+    let Some(ctx) = gpu().await else { return };
+    let g = GpuBackend::new(ctx);
+    assert_eq!(g.info().kind, "webgpu");
+    conformance::golden(&g).await.unwrap();
+    conformance::bad_inputs(&g).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_matches_cpu_at_awkward_sizes() {
+    let Some(ctx) = gpu().await else { return };
+    let n = conformance::parity(&CpuBackend::new(), &GpuBackend::new(ctx), 7).await.unwrap();
+    web_sys::console::log_1(&format!("{n} parity comparisons passed").into());
+    assert!(n > 100);
+}
+
+#[wasm_bindgen_test]
+async fn demo_pipeline_gpu_vs_cpu_with_bundled_tokenizer() {
+    let tk = TextTokenizer::from_json_bytes(include_bytes!("../assets/tokenizer/tokenizer.json")).unwrap();
+    let enc = tk.encode("a gripping , funny and ultimately moving film").unwrap();
+    assert_eq!(enc.ids[0], trilemma::text::BOS_ID);
+    let w = DemoWeights::seeded(tk.vocab_size(), demo::DEMO_SEED).unwrap();
+    let cpu = demo::run(&CpuBackend::new(), &w, &enc.ids, |_| {}).await.unwrap();
+    let Some(ctx) = gpu().await else { return };
+    let g = demo::run(&GpuBackend::new(ctx), &w, &enc.ids, |_| {}).await.unwrap();
+    let d = demo::max_abs_diff(&cpu, &g).unwrap();
+    assert!(d <= tolerance::PIPELINE_ABS, "max |gpu - cpu| = {d}");
+    assert_eq!(cpu.argmax, g.argmax);
+}
