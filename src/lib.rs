@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod demo;
 pub mod error;
+pub mod io;
 pub mod rng;
 pub mod text;
 
