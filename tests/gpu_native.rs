@@ -1,0 +1,721 @@
+//! GPU-vs-CPU parity on a native Vulkan device (lavapipe, Vulkan on the CPU, is enough).
+//!
+//! Every kernel is checked against its slow twin, the candle-core CPU backend, with seeded random
+//! inputs at awkward sizes (odd lengths, non-multiples of the 64-wide matmul tile and of the
+//! 256-thread workgroup, rows longer than a workgroup, dispatches too large for one dimension),
+//! within the named tolerances of `trilemma::backend::tolerance`. Every bad input must give the
+//! same typed error on both backends.
+//!
+//! Without a Vulkan adapter each test prints `SKIP: ...` and passes, unless
+//! `TRILEMMA_REQUIRE_GPU=1`, which turns the missing GPU into a failure (for CI machines that
+//! are supposed to have one).
+
+// Native only: pollster and the file system are not there on wasm32 (browser tests live elsewhere).
+#![cfg(not(target_arch = "wasm32"))]
+
+use trilemma::backend::cpu::CpuBackend;
+use trilemma::backend::gpu::GpuBackend;
+use trilemma::backend::{tolerance, Backend, Binary, Data, HostTensor, Reduce, TensorMeta, Unary};
+use trilemma::error::{DType, Error, Result};
+
+/// The GPU backend, or `None` (after printing why) when this machine has no adapter.
+fn gpu() -> Option<GpuBackend> {
+    match pollster::block_on(GpuBackend::acquire()) {
+        Ok(g) => Some(g),
+        Err(Error::NoGpu(reason)) => {
+            if std::env::var("TRILEMMA_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("TRILEMMA_REQUIRE_GPU=1 but no GPU adapter: {reason}");
+            }
+            eprintln!("SKIP: no GPU adapter ({reason})");
+            None
+        }
+        Err(e) => panic!("acquiring the GPU failed with a non-NoGpu error: {e}"),
+    }
+}
+
+macro_rules! gpu_or_skip {
+    () => {
+        match gpu() {
+            Some(g) => g,
+            None => return,
+        }
+    };
+}
+
+/// Run `$body` on both backends with `$inputs` (a `&[HostTensor]`) uploaded as `$t`, and read
+/// the result back.
+/// Returns `(gpu, cpu)` results (errors included, for the error-parity tests). The body is
+/// expanded once per backend, so it can use the op's full generic API and capture locals.
+macro_rules! on_both {
+    ($gpu:expr, $inputs:expr, |$be:ident, $t:ident| $body:expr) => {{
+        let inputs: &[HostTensor] = $inputs;
+        let gpu_result = {
+            let $be: &GpuBackend = $gpu;
+            (|| -> Result<HostTensor> {
+                let $t: Vec<_> = inputs.iter().map(|h| $be.upload(h)).collect::<Result<Vec<_>>>()?;
+                let y = $body?;
+                pollster::block_on($be.read(&y))
+            })()
+        };
+        let cpu_result = {
+            let cpu = CpuBackend::new();
+            let $be: &CpuBackend = &cpu;
+            (|| -> Result<HostTensor> {
+                let $t: Vec<_> = inputs.iter().map(|h| $be.upload(h)).collect::<Result<Vec<_>>>()?;
+                let y = $body?;
+                pollster::block_on($be.read(&y))
+            })()
+        };
+        (gpu_result, cpu_result)
+    }};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeded inputs
+
+/// SplitMix64: a tiny deterministic generator, so failures reproduce exactly.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        lo + (hi - lo) * u
+    }
+    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+    /// Magnitude in [lo, hi) with a random sign: for divisors and reciprocals (never near 0).
+    fn signed_vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| if self.next_u64() & 1 == 0 { self.uniform(lo, hi) } else { -self.uniform(lo, hi) }).collect()
+    }
+    fn tensor(&mut self, shape: &[usize], lo: f32, hi: f32) -> HostTensor {
+        HostTensor::f32(shape, self.vec(shape.iter().product(), lo, hi)).expect("shape matches data")
+    }
+}
+
+fn f32s(t: &HostTensor) -> &[f32] {
+    t.as_f32("test").expect("f32 tensor")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparisons
+
+/// Compare element-wise with a per-element bound `tol(index, cpu_value)`. Equal non-finite values
+/// (same infinity, or both NaN) count as equal.
+fn assert_close(what: &str, gpu: &HostTensor, cpu: &HostTensor, tol: impl Fn(usize, f32) -> f32) {
+    assert_eq!(gpu.shape, cpu.shape, "{what}: shapes differ");
+    let (g, c) = (f32s(gpu), f32s(cpu));
+    let mut worst: Option<(usize, f32, f32, f32)> = None;
+    let mut bad = 0usize;
+    for (i, (&gv, &cv)) in g.iter().zip(c).enumerate() {
+        let same_special = (gv.is_nan() && cv.is_nan()) || (gv.is_infinite() && gv == cv);
+        if same_special {
+            continue;
+        }
+        let (diff, bound) = ((gv - cv).abs(), tol(i, cv));
+        if diff.is_nan() || diff > bound {
+            bad += 1;
+            if worst.is_none_or(|(_, d, _, _)| diff > d || d.is_nan()) {
+                worst = Some((i, diff, gv, cv));
+            }
+        }
+    }
+    if let Some((i, diff, gv, cv)) = worst {
+        panic!(
+            "{what}: {bad} of {} elements out of tolerance; worst at {i}: gpu {gv} cpu {cv} |diff| {diff} > {}",
+            g.len(),
+            tol(i, cv)
+        );
+    }
+}
+
+fn elementwise_tol(_: usize, c: f32) -> f32 {
+    tolerance::ELEMENTWISE_ABS + tolerance::ELEMENTWISE_REL * c.abs()
+}
+
+/// Row-wise ops: the bound is ROW_REL times a per-row magnitude.
+fn row_tol(scale: Vec<f32>, d: usize) -> impl Fn(usize, f32) -> f32 {
+    move |i, _| tolerance::ROW_REL * scale[i / d].max(f32::MIN_POSITIVE)
+}
+
+/// Per-row statistic of a row-major `[rows, d]` slice.
+fn per_row(v: &[f32], d: usize, f: impl Fn(&[f32]) -> f32) -> Vec<f32> {
+    v.chunks(d).map(f).collect()
+}
+
+fn max_abs(r: &[f32]) -> f32 {
+    r.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
+fn sum_abs(r: &[f32]) -> f32 {
+    r.iter().map(|v| v.abs()).sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matmul
+
+/// `sum_k |a_ik * b_kj|` in f64 for every output: the scale of the dot product's rounding error.
+fn matmul_abs_scale(
+    a: &HostTensor,
+    b: &HostTensor,
+    trans_b: bool,
+    (batch, m, k, n): (usize, usize, usize, usize),
+) -> Vec<f32> {
+    let (av, bv) = (f32s(a), f32s(b));
+    let b_stride = if b.shape.len() == 3 { k * n } else { 0 };
+    let mut out = vec![0f32; batch * m * n];
+    for bi in 0..batch {
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0f64;
+                for kk in 0..k {
+                    let x = av[bi * m * k + i * k + kk] as f64;
+                    let y =
+                        if trans_b { bv[bi * b_stride + j * k + kk] } else { bv[bi * b_stride + kk * n + j] } as f64;
+                    s += (x * y).abs();
+                }
+                out[bi * m * n + i * n + j] = s as f32;
+            }
+        }
+    }
+    out
+}
+
+/// One matmul case: `batch` = None for a rank-2 a; `b_batched` picks a rank-3 b.
+fn check_matmul(
+    g: &GpuBackend,
+    rng: &mut Rng,
+    batch: Option<usize>,
+    (m, k, n): (usize, usize, usize),
+    trans_b: bool,
+    b_batched: bool,
+) {
+    let a_shape: Vec<usize> = match batch {
+        Some(bt) => vec![bt, m, k],
+        None => vec![m, k],
+    };
+    let b_mat = if trans_b { [n, k] } else { [k, n] };
+    let b_shape: Vec<usize> = match (batch, b_batched) {
+        (Some(bt), true) => vec![bt, b_mat[0], b_mat[1]],
+        _ => b_mat.to_vec(),
+    };
+    let a = rng.tensor(&a_shape, -1.0, 1.0);
+    let b = rng.tensor(&b_shape, -1.0, 1.0);
+    let (gy, cy) = on_both!(g, &[a.clone(), b.clone()], |be, t| be.matmul(&t[0], &t[1], trans_b));
+    let what = format!("matmul a{a_shape:?} b{b_shape:?} trans_b={trans_b}");
+    let (gy, cy) =
+        (gy.unwrap_or_else(|e| panic!("{what}: gpu: {e}")), cy.unwrap_or_else(|e| panic!("{what}: cpu: {e}")));
+    let scale = matmul_abs_scale(&a, &b, trans_b, (batch.unwrap_or(1), m, k, n));
+    assert_close(&what, &gy, &cy, |i, _| tolerance::MATMUL_REL * scale[i] + tolerance::MATMUL_ABS);
+}
+
+#[test]
+fn matmul_parity() {
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(1);
+    let mut cases = 0;
+    for &(m, k, n) in &[(1, 1, 1), (7, 13, 5), (33, 65, 17), (64, 64, 64), (65, 16, 63), (1, 300, 70), (130, 7, 129)] {
+        for trans_b in [false, true] {
+            check_matmul(&g, &mut rng, None, (m, k, n), trans_b, false);
+            cases += 1;
+        }
+    }
+    // Batched: b batched too, and a rank-2 b broadcast over the batch.
+    for &(bt, m, k, n) in &[(3, 50, 31, 19), (2, 1, 1, 1), (4, 65, 17, 66)] {
+        for trans_b in [false, true] {
+            for b_batched in [true, false] {
+                check_matmul(&g, &mut rng, Some(bt), (m, k, n), trans_b, b_batched);
+                cases += 1;
+            }
+        }
+    }
+    // 70_000 one-tile batch entries: more workgroups than one dispatch dimension allows (so the
+    // grid folds into 2D). Slow on lavapipe (~15 s: each tiny workgroup still walks a 64x64
+    // tile), hence a single case.
+    check_matmul(&g, &mut rng, Some(70_000), (1, 2, 3), true, true);
+    cases += 1;
+    eprintln!("matmul: {cases} parity cases on {}", g.info().device);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise
+
+/// Sizes that are not multiples of the 256-thread workgroup (and 1).
+const LENGTHS: [usize; 6] = [1, 3, 255, 257, 1000, 4099];
+
+/// A valid input domain per op: positive for log/sqrt, away from 0 for recip, wide for the
+/// saturating functions (to exercise their stable forms).
+fn unary_input(op: Unary, rng: &mut Rng, n: usize) -> Vec<f32> {
+    match op {
+        Unary::Log | Unary::Sqrt => rng.vec(n, 0.01, 10.0),
+        Unary::Recip => rng.signed_vec(n, 0.1, 10.0),
+        Unary::Exp => rng.vec(n, -10.0, 10.0),
+        Unary::Tanh | Unary::Sigmoid | Unary::Silu | Unary::LogSigmoid => rng.vec(n, -30.0, 30.0),
+        _ => rng.vec(n, -5.0, 5.0),
+    }
+}
+
+#[test]
+fn unary_parity() {
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(2);
+    let mut cases = 0;
+    for op in
+        Unary::ALL.into_iter().chain([Unary::Affine { mul: -3.0, add: 0.0 }, Unary::Affine { mul: 1.0, add: 7.5 }])
+    {
+        for &n in &LENGTHS {
+            let x = HostTensor::f32(&[n], unary_input(op, &mut rng, n)).expect("shape matches data");
+            let (gy, cy) = on_both!(&g, &[x], |be, t| be.unary(op, &t[0]));
+            assert_close(&format!("unary {op:?} [{n}]"), &gy.expect("gpu"), &cy.expect("cpu"), elementwise_tol);
+            cases += 1;
+        }
+        // A rank-3 shape: the kernel is shape-blind, the output must keep the shape.
+        let x = HostTensor::f32(&[2, 3, 7], unary_input(op, &mut rng, 42)).expect("shape matches data");
+        let (gy, cy) = on_both!(&g, &[x], |be, t| be.unary(op, &t[0]));
+        assert_close(&format!("unary {op:?} [2,3,7]"), &gy.expect("gpu"), &cy.expect("cpu"), elementwise_tol);
+        cases += 1;
+    }
+    eprintln!("unary: {cases} parity cases");
+}
+
+#[test]
+fn saturating_unaries_are_stable_at_extremes() {
+    // Large |x| must give the limits, never NaN (the reason for the stable WGSL forms).
+    let g = gpu_or_skip!();
+    let xs = vec![-1e4f32, -200.0, -88.0, -30.0, -1e-6, 0.0, 1e-6, 30.0, 88.0, 200.0, 1e4];
+    let x = HostTensor::f32(&[xs.len()], xs.clone()).expect("shape matches data");
+    for op in [Unary::Sigmoid, Unary::Silu, Unary::LogSigmoid, Unary::Tanh] {
+        let (gy, cy) = on_both!(&g, std::slice::from_ref(&x), |be, t| be.unary(op, &t[0]));
+        let (gy, cy) = (gy.expect("gpu"), cy.expect("cpu"));
+        for (i, &v) in f32s(&gy).iter().enumerate() {
+            assert!(!v.is_nan(), "unary {op:?}({}) is NaN on the GPU", xs[i]);
+        }
+        // Against the f64 golden model (candle's naive sigmoid formula is also exact here).
+        let golden =
+            HostTensor::f32(&gy.shape, xs.iter().map(|&v| op.eval_f64(v as f64) as f32).collect()).expect("shape");
+        assert_close(&format!("unary {op:?} extremes vs f64"), &gy, &golden, elementwise_tol);
+        assert_close(&format!("unary {op:?} extremes vs cpu"), &gy, &cy, elementwise_tol);
+    }
+}
+
+#[test]
+fn binary_parity() {
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(3);
+    let mut cases = 0;
+    // (a shape, b shape): same shape, suffix broadcast, single element (rank 1 and same rank).
+    let shapes: [(&[usize], &[usize]); 7] = [
+        (&[1], &[1]),
+        (&[7, 33], &[7, 33]),
+        (&[7, 33], &[33]),
+        (&[7, 33], &[1]),
+        (&[3, 5, 257], &[5, 257]),
+        (&[3, 5, 257], &[1, 1, 1]),
+        (&[4099], &[4099]),
+    ];
+    for op in Binary::ALL {
+        for &(sa, sb) in &shapes {
+            let a = rng.tensor(sa, -5.0, 5.0);
+            let nb: usize = sb.iter().product();
+            // Divisors stay away from zero.
+            let b = HostTensor::f32(sb, rng.signed_vec(nb, 0.5, 4.0)).expect("shape matches data");
+            let (gy, cy) = on_both!(&g, &[a, b], |be, t| be.binary(op, &t[0], &t[1]));
+            assert_close(
+                &format!("binary {op:?} a{sa:?} b{sb:?}"),
+                &gy.expect("gpu"),
+                &cy.expect("cpu"),
+                elementwise_tol,
+            );
+            cases += 1;
+        }
+    }
+    eprintln!("binary: {cases} parity cases");
+}
+
+#[test]
+fn elementwise_dispatch_beyond_one_dimension() {
+    // More than 65535 workgroups of 256 threads: the dispatch folds into (x, y).
+    let g = gpu_or_skip!();
+    // [16778, 1000] = 16_778_000 elements > 65_535 * 256 = 16_776_960.
+    let mut rng = Rng::new(4);
+    let x = rng.tensor(&[16_778, 1000], -5.0, 5.0);
+    let (gy, cy) =
+        on_both!(&g, std::slice::from_ref(&x), |be, t| be.unary(Unary::Affine { mul: 2.0, add: 1.0 }, &t[0]));
+    assert_close("unary affine, 2D dispatch", &gy.expect("gpu"), &cy.expect("cpu"), elementwise_tol);
+    let b = rng.tensor(&[1000], -5.0, 5.0);
+    let (gy, cy) = on_both!(&g, &[x, b], |be, t| be.binary(Binary::Sub, &t[0], &t[1]));
+    assert_close("binary sub, 2D dispatch", &gy.expect("gpu"), &cy.expect("cpu"), elementwise_tol);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row ops: softmax, RMSNorm, reductions
+
+/// Shapes whose last dim takes every awkward length, with a few rows, plus rank-1 and rank-3.
+fn row_shapes() -> Vec<Vec<usize>> {
+    let mut v: Vec<Vec<usize>> = LENGTHS.iter().map(|&d| vec![5, d]).collect();
+    v.push(vec![4099]);
+    v.push(vec![2, 3, 257]);
+    v.push(vec![1, 1]);
+    v
+}
+
+#[test]
+fn softmax_parity() {
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(5);
+    let mut cases = 0;
+    for shape in row_shapes() {
+        // Wide inputs: exp would overflow without the max subtraction.
+        for (lo, hi) in [(-3.0, 3.0), (-80.0, 120.0)] {
+            let x = rng.tensor(&shape, lo, hi);
+            let (gy, cy) = on_both!(&g, &[x], |be, t| be.softmax(&t[0]));
+            let (gy, cy) = (gy.expect("gpu"), cy.expect("cpu"));
+            let d = *shape.last().expect("rank >= 1");
+            // Outputs are probabilities: each row's scale is its largest probability.
+            let scale = per_row(f32s(&cy), d, max_abs);
+            assert_close(&format!("softmax {shape:?} in [{lo},{hi})"), &gy, &cy, row_tol(scale, d));
+            cases += 1;
+        }
+    }
+    eprintln!("softmax: {cases} parity cases");
+}
+
+#[test]
+fn rms_norm_parity() {
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(6);
+    let mut cases = 0;
+    for shape in row_shapes() {
+        let d = *shape.last().expect("rank >= 1");
+        for eps in [1e-5f32, 1e-6] {
+            let x = rng.tensor(&shape, -4.0, 4.0);
+            let w = rng.tensor(&[d], -2.0, 2.0);
+            let (gy, cy) = on_both!(&g, &[x, w], |be, t| be.rms_norm(&t[0], &t[1], eps));
+            let (gy, cy) = (gy.expect("gpu"), cy.expect("cpu"));
+            let scale = per_row(f32s(&cy), d, max_abs);
+            assert_close(&format!("rms_norm {shape:?} eps={eps}"), &gy, &cy, row_tol(scale, d));
+            cases += 1;
+        }
+    }
+    eprintln!("rms_norm: {cases} parity cases");
+}
+
+/// Compare a reduction's output `[.., 1]` with the CPU's: exact for max/min/argmax (they pick an
+/// element), within ROW_REL of the row's sum of |x| (or mean of |x|) for sum/mean.
+fn check_reduce(g: &GpuBackend, op: Reduce, x: &HostTensor) {
+    let d = *x.shape.last().expect("rank >= 1");
+    let (gy, cy) = on_both!(g, std::slice::from_ref(x), |be, t| be.reduce(op, &t[0]));
+    let what = format!("reduce {op:?} {:?}", x.shape);
+    let (gy, cy) =
+        (gy.unwrap_or_else(|e| panic!("{what}: gpu: {e}")), cy.unwrap_or_else(|e| panic!("{what}: cpu: {e}")));
+    match op {
+        Reduce::ArgMax => {
+            assert_eq!(gy.dtype(), DType::U32, "{what}: argmax must be u32");
+            assert_eq!(gy, cy, "{what}: argmax differs (ties must go to the first maximum)");
+        }
+        Reduce::Max | Reduce::Min => assert_eq!(gy, cy, "{what}: max/min must be exact"),
+        Reduce::Sum | Reduce::Mean => {
+            let mut scale = per_row(f32s(x), d, sum_abs);
+            if op == Reduce::Mean {
+                scale.iter_mut().for_each(|s| *s /= d as f32);
+            }
+            assert_close(&what, &gy, &cy, row_tol(scale, 1));
+        }
+    }
+}
+
+#[test]
+fn reduce_parity() {
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(7);
+    let mut cases = 0;
+    for op in Reduce::ALL {
+        for shape in row_shapes() {
+            check_reduce(&g, op, &rng.tensor(&shape, -10.0, 10.0));
+            cases += 1;
+        }
+        // All-negative rows: max must not be clamped by a 0 start value.
+        check_reduce(&g, op, &rng.tensor(&[3, 300], -10.0, -1.0));
+        cases += 1;
+    }
+    eprintln!("reduce: {cases} parity cases");
+}
+
+#[test]
+fn argmax_ties_pick_the_first_maximum() {
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(8);
+    // Values from a 3-element set: every row has many tied maxima, spread over all threads.
+    for d in [2, 3, 255, 257, 1000, 4099] {
+        let data: Vec<f32> = (0..4 * d).map(|_| (rng.next_u64() % 3) as f32).collect();
+        check_reduce(&g, Reduce::ArgMax, &HostTensor::f32(&[4, d], data).expect("shape matches data"));
+    }
+    // A constant row: index 0.
+    check_reduce(&g, Reduce::ArgMax, &HostTensor::f32(&[1, 600], vec![1.5; 600]).expect("shape matches data"));
+    // The maximum only in the last element, and only in the first.
+    let mut last = vec![0.0f32; 513];
+    last[512] = 1.0;
+    check_reduce(&g, Reduce::ArgMax, &HostTensor::f32(&[513], last).expect("shape matches data"));
+    let mut first = vec![0.0f32; 513];
+    first[0] = 1.0;
+    check_reduce(&g, Reduce::ArgMax, &HostTensor::f32(&[513], first).expect("shape matches data"));
+}
+
+#[test]
+fn row_ops_beyond_one_dispatch_dimension() {
+    // 70_000 rows: one workgroup per row needs a 2D dispatch.
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(9);
+    let x = rng.tensor(&[70_000, 3], -3.0, 3.0);
+    let (gy, cy) = on_both!(&g, std::slice::from_ref(&x), |be, t| be.softmax(&t[0]));
+    let cy = cy.expect("cpu");
+    let scale = per_row(f32s(&cy), 3, max_abs);
+    assert_close("softmax [70000, 3]", &gy.expect("gpu"), &cy, row_tol(scale, 3));
+    let w = rng.tensor(&[3], -1.0, 1.0);
+    let (gy, cy) = on_both!(&g, &[x.clone(), w], |be, t| be.rms_norm(&t[0], &t[1], 1e-5));
+    let cy = cy.expect("cpu");
+    let scale = per_row(f32s(&cy), 3, max_abs);
+    assert_close("rms_norm [70000, 3]", &gy.expect("gpu"), &cy, row_tol(scale, 3));
+    check_reduce(&g, Reduce::ArgMax, &x);
+    check_reduce(&g, Reduce::Sum, &x);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gather
+
+#[test]
+fn gather_parity() {
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(10);
+    let mut cases = 0;
+    for &(n, d, t) in &[(1, 1, 1), (50, 7, 13), (1, 4099, 3), (300, 257, 64), (5, 3, 1000)] {
+        let table = rng.tensor(&[n, d], -1.0, 1.0);
+        let ids: Vec<u32> = (0..t).map(|_| (rng.next_u64() % n as u64) as u32).collect();
+        let (gy, cy) = on_both!(&g, &[table], |be, tt| be.gather(&tt[0], &ids));
+        // A copy: exact.
+        assert_eq!(gy.expect("gpu"), cy.expect("cpu"), "gather table [{n},{d}] ids x{t}");
+        cases += 1;
+    }
+    eprintln!("gather: {cases} parity cases");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Uploads, reads, chains
+
+#[test]
+fn upload_read_roundtrip_including_empty() {
+    let g = gpu_or_skip!();
+    let cases = [
+        HostTensor::f32(&[0], vec![]).expect("empty"),
+        HostTensor::f32(&[2, 0, 3], vec![]).expect("empty"),
+        HostTensor::u32(&[0], vec![]).expect("empty"),
+        HostTensor::f32(&[1], vec![-0.0]).expect("one"),
+        HostTensor::f32(&[2, 3], vec![1.0, f32::INFINITY, f32::NEG_INFINITY, f32::MIN_POSITIVE, f32::MAX, 1e-42])
+            .expect("six"),
+        HostTensor::u32(&[3], vec![0, 7, u32::MAX]).expect("three"),
+        HostTensor::f32(&[], vec![42.0]).expect("scalar"),
+    ];
+    for h in cases {
+        let t = g.upload(&h).expect("upload");
+        assert_eq!(t.shape(), h.shape.as_slice());
+        assert_eq!(t.dtype(), h.dtype());
+        let back = g.read_blocking(&t).expect("read");
+        // Bit-exact (covers -0.0 and subnormals, which PartialEq on f32 would blur).
+        match (&back.data, &h.data) {
+            (Data::F32(a), Data::F32(b)) => {
+                assert_eq!(
+                    a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                )
+            }
+            _ => assert_eq!(back, h),
+        }
+        assert_eq!(back.shape, h.shape);
+    }
+}
+
+#[test]
+fn pipeline_in_one_submission_matches_cpu() {
+    // gather -> RMSNorm -> matmul (Linear layout) -> SiLU -> matmul -> softmax, read once.
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(11);
+    let (vocab, d, f, t) = (97, 48, 70, 9);
+    let ids: Vec<u32> = (0..t).map(|_| (rng.next_u64() % vocab) as u32).collect();
+    let inputs = [
+        rng.tensor(&[vocab as usize, d], -1.0, 1.0),
+        rng.tensor(&[d], 0.5, 1.5),
+        rng.tensor(&[f, d], -0.3, 0.3),
+        rng.tensor(&[f, 5], -0.3, 0.3),
+    ];
+    let (gy, cy) = on_both!(&g, &inputs, |be, w| {
+        let x = be.gather(&w[0], &ids)?;
+        let x = be.rms_norm(&x, &w[1], 1e-5)?;
+        let h = be.matmul(&x, &w[2], true)?;
+        let h = be.unary(Unary::Silu, &h)?;
+        let logits = be.matmul(&h, &w[3], false)?;
+        be.softmax(&logits)
+    });
+    let (gy, cy) = (gy.expect("gpu"), cy.expect("cpu"));
+    assert_eq!(gy.shape, vec![t, 5]);
+    assert_close("pipeline", &gy, &cy, |_, _| tolerance::PIPELINE_ABS);
+}
+
+#[test]
+fn reads_between_ops_and_repeated_reads() {
+    let g = gpu_or_skip!();
+    let x = g.upload(&HostTensor::f32(&[4], vec![1.0, 2.0, 3.0, 4.0]).expect("four")).expect("upload");
+    let y = g.unary(Unary::Square, &x).expect("square");
+    assert_eq!(g.read_blocking(&y).expect("read").data, Data::F32(vec![1.0, 4.0, 9.0, 16.0]));
+    // Read again (nothing pending), then keep recording on results of earlier submissions.
+    assert_eq!(g.read_blocking(&y).expect("read").data, Data::F32(vec![1.0, 4.0, 9.0, 16.0]));
+    let z = g.binary(Binary::Add, &y, &x).expect("add");
+    let s = g.reduce(Reduce::Sum, &z).expect("sum");
+    assert_eq!(g.read_blocking(&s).expect("read"), HostTensor::f32(&[1], vec![40.0]).expect("one"));
+    assert_eq!(g.read_blocking(&x).expect("read").data, Data::F32(vec![1.0, 2.0, 3.0, 4.0]));
+}
+
+#[test]
+fn tensors_of_another_backend_are_refused() {
+    let g1 = gpu_or_skip!();
+    let g2 = GpuBackend::new(g1.context().clone());
+    let x = g1.upload(&HostTensor::f32(&[2], vec![1.0, 2.0]).expect("two")).expect("upload");
+    assert!(matches!(g2.unary(Unary::Neg, &x), Err(Error::Invalid(_))));
+    assert!(matches!(g2.read_blocking(&x), Err(Error::Invalid(_))));
+}
+
+#[test]
+fn info_names_the_adapter() {
+    let g = gpu_or_skip!();
+    let info = g.info();
+    assert_eq!(info.kind, "webgpu");
+    assert!(!info.device.is_empty());
+    eprintln!("adapter: {}", info.device);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error parity: the same bad input gives the same typed error on both backends.
+
+/// Run a failing op on both backends and require the identical error.
+macro_rules! same_error {
+    ($g:expr, $inputs:expr, |$be:ident, $t:ident| $body:expr) => {{
+        let (ge, ce) = on_both!($g, $inputs, |$be, $t| $body);
+        let what = stringify!($body);
+        let ce = ce.err().unwrap_or_else(|| panic!("{what}: the CPU accepted a bad input"));
+        let ge = ge.err().unwrap_or_else(|| panic!("{what}: the GPU accepted a bad input (CPU said: {ce})"));
+        assert_eq!(ge, ce, "{what}: GPU and CPU errors differ");
+        ge
+    }};
+}
+
+fn f(shape: &[usize]) -> HostTensor {
+    let n = shape.iter().product();
+    HostTensor::f32(shape, (0..n).map(|i| i as f32 + 1.0).collect()).expect("shape matches data")
+}
+
+fn u(shape: &[usize]) -> HostTensor {
+    let n: usize = shape.iter().product();
+    HostTensor::u32(shape, (0..n as u32).collect()).expect("shape matches data")
+}
+
+#[test]
+fn bad_inputs_give_the_same_typed_errors() {
+    let g = gpu_or_skip!();
+    let shape_err = |e: &Error| matches!(e, Error::Shape { .. });
+    let empty_err = |e: &Error| matches!(e, Error::Empty { .. });
+    let dtype_err = |e: &Error| matches!(e, Error::DType { expected: DType::F32, got: DType::U32, .. });
+
+    // matmul
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 3]), f(&[4, 5])], |be, t| be.matmul(&t[0], &t[1], false))));
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 3]), f(&[3, 5])], |be, t| be.matmul(&t[0], &t[1], true))));
+    assert!(shape_err(&same_error!(&g, &[f(&[3]), f(&[3, 5])], |be, t| be.matmul(&t[0], &t[1], false))));
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 3]), f(&[2, 3, 5])], |be, t| be.matmul(&t[0], &t[1], false))));
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 2, 3]), f(&[3, 3, 5])], |be, t| be.matmul(&t[0], &t[1], false))));
+    assert!(shape_err(&same_error!(&g, &[f(&[1, 2, 2, 3]), f(&[3, 5])], |be, t| be.matmul(&t[0], &t[1], false))));
+    assert!(empty_err(&same_error!(&g, &[f(&[0, 3]), f(&[3, 5])], |be, t| be.matmul(&t[0], &t[1], false))));
+    assert!(empty_err(&same_error!(&g, &[f(&[2, 3]), f(&[3, 0])], |be, t| be.matmul(&t[0], &t[1], false))));
+    assert!(dtype_err(&same_error!(&g, &[u(&[2, 3]), f(&[3, 5])], |be, t| be.matmul(&t[0], &t[1], false))));
+    assert!(dtype_err(&same_error!(&g, &[f(&[2, 3]), u(&[3, 5])], |be, t| be.matmul(&t[0], &t[1], false))));
+
+    // unary (every op refuses the same way)
+    for op in Unary::ALL {
+        assert!(empty_err(&same_error!(&g, &[f(&[0])], |be, t| be.unary(op, &t[0]))));
+        assert!(empty_err(&same_error!(&g, &[f(&[3, 0])], |be, t| be.unary(op, &t[0]))));
+        assert!(dtype_err(&same_error!(&g, &[u(&[4])], |be, t| be.unary(op, &t[0]))));
+    }
+
+    // binary
+    for op in Binary::ALL {
+        assert!(shape_err(&same_error!(&g, &[f(&[2, 3]), f(&[2])], |be, t| be.binary(op, &t[0], &t[1]))));
+        assert!(shape_err(&same_error!(&g, &[f(&[3]), f(&[2, 3])], |be, t| be.binary(op, &t[0], &t[1]))));
+        assert!(shape_err(&same_error!(&g, &[f(&[4, 3]), f(&[2, 3])], |be, t| be.binary(op, &t[0], &t[1]))));
+        assert!(empty_err(&same_error!(&g, &[f(&[0]), f(&[1])], |be, t| be.binary(op, &t[0], &t[1]))));
+        assert!(empty_err(&same_error!(&g, &[f(&[2]), f(&[0])], |be, t| be.binary(op, &t[0], &t[1]))));
+        assert!(dtype_err(&same_error!(&g, &[u(&[2]), f(&[2])], |be, t| be.binary(op, &t[0], &t[1]))));
+        assert!(dtype_err(&same_error!(&g, &[f(&[2]), u(&[2])], |be, t| be.binary(op, &t[0], &t[1]))));
+    }
+
+    // softmax
+    assert!(empty_err(&same_error!(&g, &[f(&[3, 0])], |be, t| be.softmax(&t[0]))));
+    assert!(empty_err(&same_error!(&g, &[f(&[0, 3])], |be, t| be.softmax(&t[0]))));
+    assert!(dtype_err(&same_error!(&g, &[u(&[2, 3])], |be, t| be.softmax(&t[0]))));
+
+    // rms_norm
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 3]), f(&[4])], |be, t| be.rms_norm(&t[0], &t[1], 1e-5))));
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 3]), f(&[1, 3])], |be, t| be.rms_norm(&t[0], &t[1], 1e-5))));
+    assert!(empty_err(&same_error!(&g, &[f(&[2, 0]), f(&[3])], |be, t| be.rms_norm(&t[0], &t[1], 1e-5))));
+    assert!(empty_err(&same_error!(&g, &[f(&[2, 3]), f(&[0])], |be, t| be.rms_norm(&t[0], &t[1], 1e-5))));
+    assert!(dtype_err(&same_error!(&g, &[u(&[2, 3]), f(&[3])], |be, t| be.rms_norm(&t[0], &t[1], 1e-5))));
+    assert!(dtype_err(&same_error!(&g, &[f(&[2, 3]), u(&[3])], |be, t| be.rms_norm(&t[0], &t[1], 1e-5))));
+    for eps in [0.0, -1e-5, f32::NAN, f32::INFINITY] {
+        let e = same_error!(&g, &[f(&[2, 3]), f(&[3])], |be, t| be.rms_norm(&t[0], &t[1], eps));
+        assert!(matches!(e, Error::Invalid(_)), "eps {eps}: {e}");
+    }
+
+    // reduce
+    for op in Reduce::ALL {
+        assert!(empty_err(&same_error!(&g, &[f(&[4, 0])], |be, t| be.reduce(op, &t[0]))));
+        assert!(empty_err(&same_error!(&g, &[f(&[0])], |be, t| be.reduce(op, &t[0]))));
+        assert!(dtype_err(&same_error!(&g, &[u(&[4, 2])], |be, t| be.reduce(op, &t[0]))));
+    }
+
+    // gather
+    let e = same_error!(&g, &[f(&[5, 3])], |be, t| be.gather(&t[0], &[0, 4, 5]));
+    assert_eq!(e, Error::Index { op: "gather", index: 5, size: 5 });
+    let e = same_error!(&g, &[f(&[5, 3])], |be, t| be.gather(&t[0], &[u32::MAX]));
+    assert!(matches!(e, Error::Index { .. }));
+    assert!(empty_err(&same_error!(&g, &[f(&[5, 3])], |be, t| be.gather(&t[0], &[]))));
+    assert!(empty_err(&same_error!(&g, &[f(&[0, 3])], |be, t| be.gather(&t[0], &[0]))));
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 5, 3])], |be, t| be.gather(&t[0], &[0]))));
+    assert!(shape_err(&same_error!(&g, &[f(&[15])], |be, t| be.gather(&t[0], &[0]))));
+    assert!(dtype_err(&same_error!(&g, &[u(&[5, 3])], |be, t| be.gather(&t[0], &[0]))));
+
+    // The backend is still usable after all those refusals.
+    let x = g.upload(&f(&[3])).expect("upload");
+    let y = g.unary(Unary::Neg, &x).expect("neg");
+    assert_eq!(g.read_blocking(&y).expect("read").data, Data::F32(vec![-1.0, -2.0, -3.0]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shared conformance suite (the same checks the browser runs on WebGPU)
+
+#[test]
+fn conformance_suite_on_the_gpu() {
+    use trilemma::backend::conformance;
+    let g = gpu_or_skip!();
+    let golden = pollster::block_on(conformance::golden(&g)).unwrap_or_else(|e| panic!("golden: {e}"));
+    let bad = pollster::block_on(conformance::bad_inputs(&g)).unwrap_or_else(|e| panic!("bad inputs: {e}"));
+    let parity =
+        pollster::block_on(conformance::parity(&CpuBackend::new(), &g, 42)).unwrap_or_else(|e| panic!("parity: {e}"));
+    eprintln!("conformance on the GPU: {golden} golden, {bad} bad-input, {parity} parity checks");
+}
