@@ -32,7 +32,8 @@ fn apply(op: u32, u: f32, v: f32) -> f32 {
         case 3u: { return u / v; }
         case 4u: { return max(u, v); }
         case 5u: { return min(u, v); }
-        default: { return bitcast<f32>(0x7fc00000u); }
+        // A runtime NaN: Chromium's WGSL compiler (Tint) rejects a constant NaN.
+        default: { return bitcast<f32>(0x7fc00000u | (op & 0u)); }
     }
 }
 

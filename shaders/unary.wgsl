@@ -48,7 +48,8 @@ fn apply(op: u32, v: f32) -> f32 {
         case 11u: { return min(v, 0.0) - log(1.0 + exp(-abs(v))); }
         case 12u: { return v * params.mul + params.add; }
         // Unknown code: the host never sends one; NaN makes a bug visible instead of silent.
-        default: { return bitcast<f32>(0x7fc00000u); }
+        // A runtime NaN: Chromium's WGSL compiler (Tint) rejects a constant NaN.
+        default: { return bitcast<f32>(0x7fc00000u | (op & 0u)); }
     }
 }
 

@@ -1,0 +1,183 @@
+// End-to-end test of the built page (dist/, from `trunk build --release`) in headless Chromium
+// with WebGPU on SwiftShader, driven by Playwright. Run by scripts/test.sh, or by hand:
+//
+//   node tests/e2e/page.test.mjs
+//
+// Serves dist/ on a free port, waits for the worker, checks the WebGPU-vs-CPU result, an error
+// path (empty text), that the page stays responsive, and that nothing logged an error.
+// Saves a screenshot to test-results/e2e-page.png.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { serveStatic } from '../../scripts/static-server.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const DIST = join(ROOT, 'dist');
+const RESULTS = join(ROOT, 'test-results');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+// toolchain.md: --enable-unsafe-webgpu gives headless Chromium a SwiftShader WebGPU adapter; the
+// rest keep it quiet on a closed network. Playwright adds --headless and --no-sandbox.
+const FLAGS = [
+  '--enable-unsafe-webgpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+const DEFAULT_TEXT = 'a gripping , funny and ultimately moving film';
+// Cold start in SwiftShader on 2 cores: wasm compile, tokenizer, adapter, pipelines.
+const START_TIMEOUT = 180_000;
+const RUN_TIMEOUT = 180_000;
+
+test('the built page runs the demo on WebGPU and on the CPU', { timeout: 10 * 60_000 }, async (t) => {
+  for (const f of ['index.html', 'trilemma.js', 'trilemma_bg.wasm', 'worker.js']) {
+    assert.ok(existsSync(join(DIST, f)), `dist/${f} is missing: run \`trunk build --release\` first`);
+  }
+
+  const { server, url } = await serveStatic(DIST, { port: 0 });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  let page;
+  t.after(async () => {
+    // A screenshot whatever happened: on failure it shows what the page said.
+    if (page) {
+      mkdirSync(RESULTS, { recursive: true });
+      await page.screenshot({ path: join(RESULTS, 'e2e-page.png'), fullPage: true }).catch(() => {});
+    }
+    await browser.close();
+    server.close();
+  });
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const problems = [];
+  // The context's console events include the worker's.
+  context.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push(`console error${msg.worker() ? ' in the worker' : ''}: ${msg.text()}`);
+  });
+  page = await context.newPage();
+  page.on('pageerror', (err) => problems.push(`uncaught page error: ${err.message}`));
+  page.on('requestfailed', (req) => problems.push(`request failed: ${req.url()} (${req.failure()?.errorText})`));
+  page.on('response', (res) => {
+    if (res.status() >= 400) problems.push(`HTTP ${res.status()} for ${res.url()}`);
+  });
+  page.on('crash', () => problems.push('the page crashed'));
+
+  const text = (selector) => page.locator(selector).textContent();
+  const finished = async () => Number(await page.getAttribute('body', 'data-finished'));
+
+  /** Waits until `count` runs have finished; fails with the page's own error text if any. */
+  async function waitForRun(count, { expectError = false } = {}) {
+    // Every finished run (and a failed start) bumps body[data-finished].
+    await page.waitForFunction(
+      (n) => Number(document.body.dataset.finished) >= n,
+      count,
+      { timeout: RUN_TIMEOUT },
+    );
+    const state = await page.getAttribute('body', 'data-state');
+    const error = await text('#error');
+    if (expectError) {
+      assert.equal(state, 'failed', 'the run should have failed');
+    } else {
+      assert.equal(state, 'done', `the run failed; the page says: ${error}`);
+      assert.equal(error, '', 'a successful run leaves the error area empty');
+    }
+  }
+
+  async function checkResult() {
+    const diff = page.locator('#diff');
+    const note = (await text('#gpu-note')).trim();
+    assert.equal(await diff.getAttribute('data-within-tolerance'), 'true',
+      `no agreeing GPU result: ${await diff.textContent()}${note ? `\n${note}` : ''}`);
+    const maxAbsDiff = Number(await diff.getAttribute('data-max-abs-diff'));
+    const tolerance = Number(await diff.getAttribute('data-tolerance'));
+    assert.ok(Number.isFinite(maxAbsDiff) && Number.isFinite(tolerance) && tolerance > 0,
+      `bad numbers on #diff: max ${maxAbsDiff}, tolerance ${tolerance}`);
+    assert.ok(maxAbsDiff <= tolerance, `max |GPU - CPU| ${maxAbsDiff} > tolerance ${tolerance}`);
+    assert.match(await diff.textContent(), /✓/);
+
+    assert.ok(await page.locator('#tokens .chip').count() > 0, 'no token chips');
+    assert.match(await text('#ids'), /^\d+( \d+)*$/, 'ids are a list of numbers');
+    const cpuRows = await page.locator('#cpu-top5 tbody tr').count();
+    const gpuRows = await page.locator('#gpu-top5 tbody tr').count();
+    assert.ok(cpuRows >= 1 && cpuRows <= 5, `CPU top-5 has ${cpuRows} rows`);
+    assert.equal(gpuRows, cpuRows, 'both backends list the same number of top classes');
+    assert.match(await text('#cpu-info'), /\d+(\.\d+)? ms$/, 'CPU timing shown');
+    assert.match(await text('#gpu-info'), /\d+(\.\d+)? ms$/, 'GPU timing shown');
+    return { maxAbsDiff, tolerance };
+  }
+
+  // Steps run in order; once one fails the rest are skipped (they would only time out).
+  let broken = false;
+  const step = (name, fn) =>
+    t.test(name, { skip: broken && 'an earlier step failed' }, async (st) => {
+      try {
+        await fn(st);
+      } catch (err) {
+        broken = true;
+        throw err;
+      }
+    });
+
+  await page.goto(url);
+
+  await step('the worker starts and picks WebGPU', async () => {
+    await page.waitForFunction(
+      () => document.body.dataset.state !== 'loading',
+      null,
+      { timeout: START_TIMEOUT },
+    );
+    assert.equal(await text('#error'), '', 'no error while starting');
+    assert.equal(await page.getAttribute('#backend', 'data-kind'), 'webgpu');
+    assert.match(await text('#backend'), /^Backend: WebGPU — \S/);
+    assert.equal(await page.locator('h1').textContent(), 'Trilemma');
+  });
+
+  await step('the automatic first run agrees between GPU and CPU', async (st) => {
+    await waitForRun(1);
+    assert.equal(await page.locator('#result-heading').textContent(), `Result for “${DEFAULT_TEXT}”`);
+    const { maxAbsDiff, tolerance } = await checkResult();
+    st.diagnostic(`max |GPU - CPU| = ${maxAbsDiff} (tolerance ${tolerance})`);
+  });
+
+  await step('empty text shows a readable error and the page stays usable', async () => {
+    const before = await finished();
+    await page.fill('#text', '');
+    await page.press('#text', 'Enter'); // the keyboard path submits the form too
+    await waitForRun(before + 1, { expectError: true });
+    const error = await text('#error');
+    assert.match(error, /empty/i, `#error should explain the empty text, got: ${JSON.stringify(error)}`);
+    assert.equal(await page.getAttribute('#error', 'role'), 'alert');
+    assert.ok(await page.isEnabled('#run'), 'the run button is enabled again');
+    await page.fill('#text', 'still typing');
+    assert.equal(await page.inputValue('#text'), 'still typing');
+  });
+
+  await step('a second run recovers, and the main thread never stalls', async (st) => {
+    // Longest gap between 20 ms timer ticks on the main thread while the worker computes.
+    await page.evaluate(() => {
+      let last = performance.now();
+      window.__maxGap = 0;
+      window.__ticker = setInterval(() => {
+        const now = performance.now();
+        window.__maxGap = Math.max(window.__maxGap, now - last);
+        last = now;
+      }, 20);
+    });
+    const before = await finished();
+    await page.fill('#text', DEFAULT_TEXT);
+    await page.click('#run');
+    await waitForRun(before + 1);
+    await checkResult();
+    const maxGap = await page.evaluate(() => {
+      clearInterval(window.__ticker);
+      return window.__maxGap;
+    });
+    st.diagnostic(`longest main-thread stall during a run: ${maxGap.toFixed(0)} ms`);
+    assert.ok(maxGap < 1000, `the main thread stalled for ${maxGap.toFixed(0)} ms during a run`);
+  });
+
+  assert.deepEqual(problems, [], `the page reported problems:\n  ${problems.join('\n  ')}`);
+});

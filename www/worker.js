@@ -1,0 +1,54 @@
+// The Trilemma core in a module Web Worker, so the page never freezes while it works.
+//
+// Messages in:  {type: 'run', text}
+// Messages out: {type: 'ready', report} | {type: 'progress', stage, fraction}
+//               | {type: 'result', report} | {type: 'error', message}
+import init, { start, demo } from './trilemma.js';
+
+/** A readable message for anything thrown by wasm, the browser or our own code. */
+function describe(err) {
+  if (err instanceof Error) return err.message || err.name;
+  if (typeof err === 'string') return err;
+  try { return JSON.stringify(err); } catch { return String(err); }
+}
+
+function fail(err, context) {
+  const message = describe(err);
+  postMessage({ type: 'error', message: context ? `${context}: ${message}` : message });
+}
+
+self.addEventListener('error', (e) => fail(e.error ?? e.message, 'worker error'));
+self.addEventListener('unhandledrejection', (e) => fail(e.reason, 'worker error'));
+
+// One run at a time: a run that arrives while another is going waits for it.
+let queue = Promise.resolve();
+
+const ready = (async () => {
+  postMessage({ type: 'progress', stage: 'loading WebAssembly', fraction: 0 });
+  await init();
+  postMessage({ type: 'progress', stage: 'acquiring the GPU', fraction: 0 });
+  const report = await start();
+  postMessage({ type: 'ready', report });
+  return true;
+})().catch((err) => {
+  fail(err, 'could not start the Trilemma core');
+  return false;
+});
+
+self.addEventListener('message', (e) => {
+  const msg = e.data;
+  if (!msg || msg.type !== 'run') return;
+  queue = queue.then(async () => {
+    if (!(await ready)) {
+      fail('the Trilemma core did not start, so nothing can run');
+      return;
+    }
+    try {
+      const onProgress = (stage, fraction) => postMessage({ type: 'progress', stage, fraction });
+      const report = await demo(String(msg.text ?? ''), onProgress);
+      postMessage({ type: 'result', report });
+    } catch (err) {
+      fail(err);
+    }
+  });
+});
