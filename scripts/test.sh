@@ -3,7 +3,7 @@
 # A failing layer does not stop the later ones; the script fails if any layer failed.
 #
 #   1. native   cargo test: unit tests, naga validation of shaders/*.wgsl, wgpu parity on lavapipe
-#   2. wasm     the wasm tests (tests/web.rs) in headless Chromium with WebGPU on SwiftShader
+#   2. wasm     tests/web.rs in headless Chromium with WebGPU on SwiftShader; tests/node.rs under Node
 #   3. page     trunk build --release (dist/)
 #   4. e2e      Playwright drives the built page in headless Chromium (tests/e2e/page.test.mjs)
 set -euo pipefail
@@ -63,6 +63,8 @@ layer_wasm() {
     # TRILEMMA_REQUIRE_WEBGPU is read at compile time (option_env!): no adapter is a failure.
     CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=300 TRILEMMA_REQUIRE_WEBGPU=1 \
         cargo test --target wasm32-unknown-unknown --test web
+    # The same core under Node: no WebGPU there, so acquiring the GPU must be a clean error.
+    cargo test --target wasm32-unknown-unknown --test node
 }
 
 layer_page() {
@@ -81,7 +83,7 @@ if [[ "${results[-1]}" != PASS ]]; then
     exit 1
 fi
 run_layer "native: cargo test (CPU, shaders, wgpu on lavapipe)" layer_native
-run_layer "wasm: cargo test --target wasm32 in Chromium (WebGPU)" layer_wasm
+run_layer "wasm: cargo test --target wasm32 in Chromium (WebGPU) and Node" layer_wasm
 run_layer "page: trunk build --release" layer_page
 if [[ "${results[-1]}" == PASS ]]; then
     run_layer "e2e: Playwright against dist/" layer_e2e

@@ -181,3 +181,36 @@ test('the built page runs the demo on WebGPU and on the CPU', { timeout: 10 * 60
 
   assert.deepEqual(problems, [], `the page reported problems:\n  ${problems.join('\n  ')}`);
 });
+
+test('without a WebGPU adapter the page runs on the CPU and says why', { timeout: 10 * 60_000 }, async (t) => {
+  const { server, url } = await serveStatic(DIST, { port: 0 });
+  // Same flags minus --enable-unsafe-webgpu: navigator.gpu exists but no adapter is given.
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: FLAGS.filter((f) => f !== '--enable-unsafe-webgpu'),
+  });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const problems = [];
+  page.on('pageerror', (err) => problems.push(`uncaught page error: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`);
+  });
+  t.after(async () => {
+    mkdirSync(RESULTS, { recursive: true });
+    await page.screenshot({ path: join(RESULTS, 'e2e-cpu-fallback.png'), fullPage: true }).catch(() => {});
+    await browser.close();
+    server.close();
+  });
+
+  await page.goto(url);
+  await page.waitForFunction(() => Number(document.body.dataset.finished) >= 1, null, { timeout: RUN_TIMEOUT });
+  const backend = await page.locator('#backend').textContent();
+  assert.match(backend, /^Backend: CPU — .*(GPU|adapter)/i, `backend line: ${backend}`);
+  assert.equal(await page.getAttribute('body', 'data-state'), 'done', `the CPU run failed: ${await page.locator('#error').textContent()}`);
+  assert.ok(await page.locator('#cpu-top5 tbody tr').count() >= 1, 'the CPU result is shown');
+  const note = page.locator('#gpu-note');
+  assert.equal(await note.isHidden(), false, 'the page says why there is no GPU result');
+  assert.match(await note.textContent(), /GPU/);
+  assert.deepEqual(problems, [], `the page reported problems:\n  ${problems.join('\n  ')}`);
+});

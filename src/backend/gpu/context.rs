@@ -39,7 +39,9 @@ impl GpuContext {
         #[cfg(target_arch = "wasm32")]
         let backends = {
             if !wgpu::util::is_browser_webgpu_supported().await {
-                return Err(Error::NoGpu("WebGPU is not available in this browser/runtime".into()));
+                return Err(Error::NoGpu(
+                    "WebGPU is not available here: no navigator.gpu, or the browser offers no adapter (Chromium without a GPU needs --enable-unsafe-webgpu)".into(),
+                ));
             }
             wgpu::Backends::BROWSER_WEBGPU
         };
