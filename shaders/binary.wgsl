@@ -31,6 +31,13 @@ struct BinaryParams {
 
 override WG: u32 = 256u;
 
+// A quiet NaN built at run time: Chromium's WGSL compiler (Tint) refuses a NaN constant
+// expression such as bitcast<f32>(0x7fc00000u), which naga accepts.
+fn nan() -> f32 {
+    var bits = 0x7fc00000u;
+    return bitcast<f32>(bits);
+}
+
 fn apply(op: u32, u: f32, v: f32) -> f32 {
     switch op {
         case 0u: { return u + v; }
@@ -39,7 +46,7 @@ fn apply(op: u32, u: f32, v: f32) -> f32 {
         case 3u: { return u / v; }
         case 4u: { return max(u, v); }
         case 5u: { return min(u, v); }
-        default: { return bitcast<f32>(0x7fc00000u); }
+        default: { return nan(); }
     }
 }
 

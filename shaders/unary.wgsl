@@ -27,6 +27,13 @@ struct UnaryParams {
 // Threads per workgroup; the host passes the same value it divides by.
 override WG: u32 = 256u;
 
+// A quiet NaN built at run time: Chromium's WGSL compiler (Tint) refuses a NaN constant
+// expression such as bitcast<f32>(0x7fc00000u), which naga accepts.
+fn nan() -> f32 {
+    var bits = 0x7fc00000u;
+    return bitcast<f32>(bits);
+}
+
 // 1 / (1 + exp(-v)) written so exp only ever sees a non-positive argument: no overflow, so no
 // inf/inf = NaN for large |v|, and the small tail e / (1 + e) keeps its relative precision.
 fn sigmoid(v: f32) -> f32 {
@@ -64,7 +71,7 @@ fn apply(op: u32, v: f32) -> f32 {
         // max then min, as the CPU does (not clamp(): its result for lo > hi is implementation-defined).
         case 14u: { return min(max(v, params.lo), params.hi); }
         // Unknown code: the host never sends one; NaN makes a bug visible instead of silent.
-        default: { return bitcast<f32>(0x7fc00000u); }
+        default: { return nan(); }
     }
 }
 
