@@ -3,7 +3,8 @@
 // Bindings, in argument order (shapes in the crate's alphabet; any shape, flattened):
 //   @binding(0) x:      array<f32>             [..]   numel = params.n
 //   @binding(1) y:      array<f32>             [..]   same shape as x
-//   @binding(2) params: uniform UnaryParams    { n, op, mul, add }  (mul/add: Affine only)
+//   @binding(2) params: uniform UnaryParams    { n, op, mul, add, lo, hi }
+//                                              (mul/add: Affine only; lo/hi: Clamp only)
 //
 // Dispatch: ceil(n / WG) workgroups, folded into (x, y) when there are more than the device
 // allows in x; the shader linearises the workgroup id and drops the tail.
@@ -13,6 +14,10 @@ struct UnaryParams {
     op: u32,
     mul: f32,
     add: f32,
+    lo: f32,
+    hi: f32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -22,12 +27,27 @@ struct UnaryParams {
 // Threads per workgroup; the host passes the same value it divides by.
 override WG: u32 = 256u;
 
+// A quiet NaN built at run time: Chromium's WGSL compiler (Tint) refuses a NaN constant
+// expression such as bitcast<f32>(0x7fc00000u), which naga accepts.
+fn nan() -> f32 {
+    var bits = 0x7fc00000u;
+    return bitcast<f32>(bits);
+}
+
 // 1 / (1 + exp(-v)) written so exp only ever sees a non-positive argument: no overflow, so no
 // inf/inf = NaN for large |v|, and the small tail e / (1 + e) keeps its relative precision.
 fn sigmoid(v: f32) -> f32 {
     let e = exp(-abs(v));
     let r = 1.0 / (1.0 + e);
     return select(e * r, r, v >= 0.0);
+}
+
+// Round half away from zero, like Rust's f32::round (WGSL's round() goes half to even). Not
+// floor(v + 0.5): that rounds 0.49999997 up, since v + 0.5 is already 1.0 in f32. v - trunc(v) is
+// exact, so the comparison with 0.5 is too; inf and NaN pass through unchanged.
+fn round_away(v: f32) -> f32 {
+    let t = trunc(v);
+    return select(t, t + sign(v), abs(v - t) >= 0.5);
 }
 
 fn apply(op: u32, v: f32) -> f32 {
@@ -47,9 +67,11 @@ fn apply(op: u32, v: f32) -> f32 {
         // Stable log(sigmoid(v)) = min(v, 0) - log(1 + exp(-|v|)).
         case 11u: { return min(v, 0.0) - log(1.0 + exp(-abs(v))); }
         case 12u: { return v * params.mul + params.add; }
+        case 13u: { return round_away(v); }
+        // max then min, as the CPU does (not clamp(): its result for lo > hi is implementation-defined).
+        case 14u: { return min(max(v, params.lo), params.hi); }
         // Unknown code: the host never sends one; NaN makes a bug visible instead of silent.
-        // A runtime NaN: Chromium's WGSL compiler (Tint) rejects a constant NaN.
-        default: { return bitcast<f32>(0x7fc00000u | (op & 0u)); }
+        default: { return nan(); }
     }
 }
 

@@ -15,7 +15,7 @@
 
 use trilemma::backend::cpu::CpuBackend;
 use trilemma::backend::gpu::GpuBackend;
-use trilemma::backend::{tolerance, Backend, Binary, Data, HostTensor, Reduce, TensorMeta, Unary};
+use trilemma::backend::{check, ternary, tolerance, Backend, Binary, Data, HostTensor, Reduce, TensorMeta, Unary};
 use trilemma::error::{DType, Error, Result};
 
 /// The GPU backend, or `None` (after printing why) when this machine has no adapter.
@@ -315,7 +315,8 @@ fn binary_parity() {
     let mut rng = Rng::new(3);
     let mut cases = 0;
     // (a shape, b shape): same shape, suffix broadcast, single element (rank 1 and same rank).
-    let shapes: [(&[usize], &[usize]); 7] = [
+    // ... and size-1 dims in both operands, a broadcast first operand, rank 6 and 8.
+    let shapes: [(&[usize], &[usize]); 14] = [
         (&[1], &[1]),
         (&[7, 33], &[7, 33]),
         (&[7, 33], &[33]),
@@ -323,6 +324,13 @@ fn binary_parity() {
         (&[3, 5, 257], &[5, 257]),
         (&[3, 5, 257], &[1, 1, 1]),
         (&[4099], &[4099]),
+        (&[7, 33], &[7, 1]),
+        (&[33], &[7, 33]),
+        (&[1], &[3, 5, 257]),
+        (&[7, 1, 5], &[1, 3, 1]),
+        (&[300, 1], &[1, 257]),
+        (&[2, 1, 3, 1, 5, 1], &[1, 4, 1, 6, 1, 2]),
+        (&[2, 1, 2, 1, 2, 1, 2, 1], &[1, 2, 1, 3, 1, 2, 1, 2]),
     ];
     for op in Binary::ALL {
         for &(sa, sb) in &shapes {
@@ -356,6 +364,28 @@ fn elementwise_dispatch_beyond_one_dimension() {
     let b = rng.tensor(&[1000], -5.0, 5.0);
     let (gy, cy) = on_both!(&g, &[x, b], |be, t| be.binary(Binary::Sub, &t[0], &t[1]));
     assert_close("binary sub, 2D dispatch", &gy.expect("gpu"), &cy.expect("cpu"), elementwise_tol);
+    // Both operands broadcast into the same 16.8M outputs.
+    let (col, row) = (rng.tensor(&[16_778, 1], -5.0, 5.0), rng.tensor(&[1, 1000], -5.0, 5.0));
+    let (gy, cy) = on_both!(&g, &[col, row], |be, t| be.binary(Binary::Mul, &t[0], &t[1]));
+    assert_close("binary [16778,1] * [1,1000], 2D dispatch", &gy.expect("gpu"), &cy.expect("cpu"), elementwise_tol);
+}
+
+#[test]
+fn round_ties_go_away_from_zero_on_both_backends() {
+    // Every half from -20.5 to 20.5, their neighbours one ulp either side, and 2^23 + 1.
+    let g = gpu_or_skip!();
+    let mut xs: Vec<f32> = Vec::new();
+    for k in -41..=41 {
+        let v = k as f32 / 2.0;
+        xs.extend([v, f32::from_bits(v.to_bits() + 1), f32::from_bits(v.to_bits().saturating_sub(1))]);
+    }
+    xs.push(8_388_609.0);
+    let x = HostTensor::f32(&[xs.len()], xs.clone()).expect("shape matches data");
+    let (gy, cy) = on_both!(&g, &[x], |be, t| be.unary(Unary::Round, &t[0]));
+    let (gy, cy) = (gy.expect("gpu"), cy.expect("cpu"));
+    let want: Vec<f32> = xs.iter().map(|v| v.round()).collect();
+    assert_eq!(f32s(&gy), want.as_slice(), "gpu round");
+    assert_eq!(f32s(&cy), want.as_slice(), "cpu round");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,6 +541,158 @@ fn gather_parity() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Data movement, scans and the ternary product beyond the conformance suite's sizes
+// (its parity cases run in `conformance_suite_on_the_gpu`)
+
+#[test]
+fn reshape_is_free() {
+    let g = gpu_or_skip!();
+    let x = g.upload(&f(&[2, 3, 4])).expect("upload");
+    let y = g.reshape(&x, &[6, 4]).expect("reshape");
+    // The same buffer, no copy recorded: a new shape over the same words.
+    assert!(std::ptr::eq(x.buffer(), y.buffer()));
+    assert_eq!(y.shape(), &[6, 4]);
+    assert_eq!(g.read_blocking(&y).expect("read"), HostTensor::f32(&[6, 4], f32s(&f(&[24])).to_vec()).expect("24"));
+    // Ops on the view leave the original alone.
+    let z = g.unary(Unary::Neg, &y).expect("neg");
+    assert_eq!(g.read_blocking(&x).expect("read"), f(&[2, 3, 4]));
+    assert_eq!(g.read_blocking(&z).expect("read").shape, vec![6, 4]);
+}
+
+#[test]
+fn copies_beyond_one_dispatch_dimension() {
+    // 16.8M elements: more than 65535 workgroups of 256 threads, so the grid folds into (x, y).
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(20);
+    let x = rng.tensor(&[16_778, 1000], -1.0, 1.0);
+    let (gy, cy) = on_both!(&g, std::slice::from_ref(&x), |be, t| be.permute(&t[0], &[1, 0]));
+    assert_eq!(gy.expect("gpu"), cy.expect("cpu"), "transpose [16778, 1000]");
+    let (gy, cy) = on_both!(&g, std::slice::from_ref(&x), |be, t| be.narrow(&t[0], 1, 1, 998));
+    assert_eq!(gy.expect("gpu"), cy.expect("cpu"), "narrow [16778, 1000] dim 1");
+    // (Two such halves would exceed lavapipe's 128 MiB binding limit: add a thin column instead.)
+    let col = rng.tensor(&[16_778, 1], -1.0, 1.0);
+    let (gy, cy) = on_both!(&g, &[x, col], |be, t| be.concat(&[&t[0], &t[1]], 1));
+    assert_eq!(gy.expect("gpu"), cy.expect("cpu"), "concat [16778, 1000] + [16778, 1] dim 1");
+}
+
+#[test]
+fn scans_at_the_edges_of_their_dispatches() {
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(21);
+    // 70_000 rows: one workgroup per row needs a 2D dispatch; and one row of 3 chunks + 1.
+    for shape in [[70_000, 3], [1, 3 * 1024 + 1]] {
+        let x = rng.tensor(&shape, -3.0, 3.0);
+        let (gy, cy) = on_both!(&g, std::slice::from_ref(&x), |be, t| be.cumsum(&t[0]));
+        let d = shape[1];
+        let prefix: Vec<f32> = f32s(&x)
+            .chunks(d)
+            .flat_map(|r| {
+                r.iter().scan(0f32, |acc, v| {
+                    *acc += v.abs();
+                    Some(*acc)
+                })
+            })
+            .collect();
+        assert_close(&format!("cumsum {shape:?}"), &gy.expect("gpu"), &cy.expect("cpu"), |i, _| {
+            tolerance::SCAN_REL * prefix[i]
+        });
+    }
+    // 70_001 channels (not a multiple of the workgroup), a few steps, decays in (0, 1).
+    let (t, d) = (5, 70_001);
+    let a = rng.tensor(&[t, d], 0.001, 0.999);
+    let b = rng.tensor(&[t, d], -1.0, 1.0);
+    let (gy, cy) = on_both!(&g, &[a, b], |be, x| be.scan(&x[0], &x[1]));
+    // |h_t| <= sum_s |b_s| <= t.
+    assert_close("scan [5, 70001]", &gy.expect("gpu"), &cy.expect("cpu"), |_, _| tolerance::SCAN_REL * t as f32);
+}
+
+/// Random ternary values `[n, k]` and their packed words.
+fn random_ternary(rng: &mut Rng, n: usize, k: usize) -> (Vec<i8>, HostTensor) {
+    let values: Vec<i8> = (0..n * k).map(|_| (rng.next_u64() % 3) as i8 - 1).collect();
+    let words = ternary::pack(&values, n, k).expect("valid ternary values");
+    (values, HostTensor::u32(&[n, ternary::words_per_row(k)], words).expect("shape matches data"))
+}
+
+#[test]
+fn ternary_matmul_beyond_one_dispatch_dimension() {
+    // 65_537 column tiles of 64: the tile grid folds into (x, y).
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(22);
+    let (m, k, n) = (2, 16, 64 * 65_536 + 1);
+    let (_, packed) = random_ternary(&mut rng, n, k);
+    let x = HostTensor::f32(&[m, k], (0..m * k).map(|i| (i as f32) - 15.0).collect()).expect("shape");
+    let (gy, cy) = on_both!(&g, &[x, packed], |be, t| be.ternary_matmul(&t[0], &t[1]));
+    // Integer x: exact.
+    assert_eq!(gy.expect("gpu"), cy.expect("cpu"), "ternary_matmul [{m},{k}] x [{n},{k}]");
+}
+
+#[test]
+fn ternary_matmul_on_random_floats_is_bit_identical_to_the_cpu() {
+    // The kernel sums j = 0..K in order like `ternary_matmul_host`, with additions only, so even
+    // rounding agrees (beyond the tolerance the conformance suite asks for).
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(23);
+    for (m, k, n) in [(17, 1000, 129), (33, 257, 70), (1, 4099, 3)] {
+        let (_, packed) = random_ternary(&mut rng, n, k);
+        let x = rng.tensor(&[m, k], -1.0, 1.0);
+        let (gy, cy) = on_both!(&g, &[x, packed], |be, t| be.ternary_matmul(&t[0], &t[1]));
+        let (gy, cy) = (gy.expect("gpu"), cy.expect("cpu"));
+        let bits = |h: &HostTensor| f32s(h).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&gy), bits(&cy), "ternary_matmul {m}x{k}x{n}");
+    }
+}
+
+#[test]
+fn invalid_ternary_words_gpu_reads_code_3_as_zero_cpu_refuses() {
+    // The contract: weights are validated once on the host when loaded; the kernel cannot return
+    // errors, so it decodes code 3 as 0 and never reads the padding. The CPU reference refuses.
+    let g = gpu_or_skip!();
+    let k = 17;
+    let x = HostTensor::f32(&[1, k], (1..=k).map(|v| v as f32).collect()).expect("shape");
+    // Row 0: weight 0 = +1, weight 1 = code 3, weight 2 = -1. Row 1: weight 16 = +1, then padding
+    // bits set (weight 17 would be +1).
+    let words = vec![1 | 3 << 2 | 2 << 4, 0, 0, 1 | 1 << 2];
+    let packed = HostTensor::u32(&[2, 2], words.clone()).expect("shape");
+    assert!(matches!(ternary::validate(&words, 2, k), Err(Error::Invalid(_))));
+    assert!(matches!(ternary::validate(&[0, 0, 0, 1 | 1 << 2], 2, k), Err(Error::Invalid(_))));
+    let (gy, cy) = on_both!(&g, &[x, packed], |be, t| be.ternary_matmul(&t[0], &t[1]));
+    assert!(matches!(cy, Err(Error::Invalid(_))), "cpu: {cy:?}");
+    assert_eq!(gy.expect("gpu"), HostTensor::f32(&[1, 2], vec![1.0 - 3.0, 17.0]).expect("shape"));
+}
+
+#[test]
+fn hgrn_style_chain_in_one_submission() {
+    // Every new op in one recorded chain, read once: ternary projections of quantised inputs,
+    // a broadcast gate, the recurrence, then data movement and a cumsum.
+    let g = gpu_or_skip!();
+    let mut rng = Rng::new(24);
+    let (t, d, k) = (9, 40, 33);
+    let x: Vec<f32> = (0..t * k).map(|_| rng.uniform(-3.0, 3.0)).collect();
+    let (_, wf) = random_ternary(&mut rng, d, k);
+    let (_, wi) = random_ternary(&mut rng, d, k);
+    let inputs = [HostTensor::f32(&[t, k], x).expect("x"), wf, wi, rng.tensor(&[1, d], -1.0, 1.0)];
+    let (gy, cy) = on_both!(&g, &inputs, |be, w| {
+        // Quantise: round(clamp(x * 127 / 3)).
+        let q = be.unary(Unary::Affine { mul: 127.0 / 3.0, add: 0.0 }, &w[0])?;
+        let q = be.unary(Unary::Round, &be.unary(Unary::Clamp { lo: -127.0, hi: 127.0 }, &q)?)?;
+        let f = be.ternary_matmul(&q, &w[1])?;
+        let f = be.binary(Binary::Add, &f, &w[3])?;
+        let a = be.unary(Unary::Sigmoid, &be.unary(Unary::Affine { mul: 0.01, add: 0.0 }, &f)?)?;
+        let i = be.unary(Unary::Affine { mul: 0.01, add: 0.0 }, &be.ternary_matmul(&q, &w[2])?)?;
+        let b = be.binary(Binary::Mul, &be.unary(Unary::Affine { mul: -1.0, add: 1.0 }, &a)?, &i)?;
+        let h = be.scan(&a, &b)?;
+        // [T, D] -> [T, 4, 10] -> [4, T, 10], last two heads, back to rows, plus the first rows.
+        let h = be.permute(&be.reshape(&h, &[t, 4, 10])?, &[1, 0, 2])?;
+        let h = be.reshape(&be.narrow(&h, 0, 2, 2)?, &[2 * t, 10])?;
+        let h = be.concat(&[&h, &be.narrow(&h, 0, 0, 3)?], 0)?;
+        be.cumsum(&h)
+    });
+    let (gy, cy) = (gy.expect("gpu"), cy.expect("cpu"));
+    assert_eq!(gy.shape, vec![2 * t + 3, 10]);
+    assert_close("hgrn-style chain", &gy, &cy, |_, _| tolerance::PIPELINE_ABS);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Uploads, reads, chains
 
 #[test]
@@ -657,7 +839,9 @@ fn bad_inputs_give_the_same_typed_errors() {
     // binary
     for op in Binary::ALL {
         assert!(shape_err(&same_error!(&g, &[f(&[2, 3]), f(&[2])], |be, t| be.binary(op, &t[0], &t[1]))));
-        assert!(shape_err(&same_error!(&g, &[f(&[3]), f(&[2, 3])], |be, t| be.binary(op, &t[0], &t[1]))));
+        // Right-aligned broadcasting: [3] over [2, 3] is fine now, [3] over [2, 2] is not.
+        assert!(shape_err(&same_error!(&g, &[f(&[3]), f(&[2, 2])], |be, t| be.binary(op, &t[0], &t[1]))));
+        assert!(shape_err(&same_error!(&g, &[f(&[2, 1, 3]), f(&[4, 2])], |be, t| be.binary(op, &t[0], &t[1]))));
         assert!(shape_err(&same_error!(&g, &[f(&[4, 3]), f(&[2, 3])], |be, t| be.binary(op, &t[0], &t[1]))));
         assert!(empty_err(&same_error!(&g, &[f(&[0]), f(&[1])], |be, t| be.binary(op, &t[0], &t[1]))));
         assert!(empty_err(&same_error!(&g, &[f(&[2]), f(&[0])], |be, t| be.binary(op, &t[0], &t[1]))));
@@ -699,6 +883,45 @@ fn bad_inputs_give_the_same_typed_errors() {
     assert!(shape_err(&same_error!(&g, &[f(&[2, 5, 3])], |be, t| be.gather(&t[0], &[0]))));
     assert!(shape_err(&same_error!(&g, &[f(&[15])], |be, t| be.gather(&t[0], &[0]))));
     assert!(dtype_err(&same_error!(&g, &[u(&[5, 3])], |be, t| be.gather(&t[0], &[0]))));
+
+    // reshape / permute / narrow / concat (any dtype)
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 3])], |be, t| be.reshape(&t[0], &[4, 2]))));
+    assert!(shape_err(&same_error!(&g, &[u(&[2, 3])], |be, t| be.reshape(&t[0], &[]))));
+    for perm in [&[0usize, 0][..], &[0], &[0, 2], &[1, 0, 2]] {
+        assert!(shape_err(&same_error!(&g, &[f(&[2, 3])], |be, t| be.permute(&t[0], perm))));
+    }
+    let deep: Vec<usize> = vec![1; check::MAX_RANK + 1];
+    let deep_perm: Vec<usize> = (0..=check::MAX_RANK).collect();
+    let e = same_error!(&g, &[f(&deep)], |be, t| be.permute(&t[0], &deep_perm));
+    assert!(shape_err(&e) && e.to_string().contains("limit"), "{e}");
+    let e = same_error!(&g, &[f(&deep), f(&[1])], |be, t| be.binary(Binary::Add, &t[0], &t[1]));
+    assert!(shape_err(&e) && e.to_string().contains("limit"), "{e}");
+    for (dim, start, len) in [(2, 0, 1), (1, 2, 2), (0, 0, 0), (1, usize::MAX, 2)] {
+        assert!(shape_err(&same_error!(&g, &[u(&[2, 3])], |be, t| be.narrow(&t[0], dim, start, len))));
+    }
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 3]), f(&[2, 2])], |be, t| be.concat(&[&t[0], &t[1]], 0))));
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 3]), f(&[6])], |be, t| be.concat(&[&t[0], &t[1]], 0))));
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 3]), f(&[2, 3])], |be, t| be.concat(&[&t[0], &t[1]], 2))));
+    let e = same_error!(&g, &[u(&[2, 3]), f(&[2, 3])], |be, t| be.concat(&[&t[0], &t[1]], 0));
+    assert_eq!(e, Error::DType { op: "concat", expected: DType::U32, got: DType::F32 });
+    assert!(empty_err(&same_error!(&g, &[], |be, _t| be.concat(&[], 0))));
+
+    // cumsum, scan
+    assert!(empty_err(&same_error!(&g, &[f(&[2, 0])], |be, t| be.cumsum(&t[0]))));
+    assert!(dtype_err(&same_error!(&g, &[u(&[2, 3])], |be, t| be.cumsum(&t[0]))));
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 3]), f(&[3, 2])], |be, t| be.scan(&t[0], &t[1]))));
+    assert!(shape_err(&same_error!(&g, &[f(&[6]), f(&[6])], |be, t| be.scan(&t[0], &t[1]))));
+    assert!(empty_err(&same_error!(&g, &[f(&[0, 2]), f(&[0, 2])], |be, t| be.scan(&t[0], &t[1]))));
+    assert!(dtype_err(&same_error!(&g, &[f(&[2, 3]), u(&[2, 3])], |be, t| be.scan(&t[0], &t[1]))));
+
+    // ternary_matmul: x [M, K] f32, packed [N, ceil(K/16)] u32
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 17]), u(&[3, 1])], |be, t| be.ternary_matmul(&t[0], &t[1]))));
+    assert!(shape_err(&same_error!(&g, &[f(&[2, 16]), u(&[3, 2])], |be, t| be.ternary_matmul(&t[0], &t[1]))));
+    assert!(shape_err(&same_error!(&g, &[f(&[1, 2, 16]), u(&[3, 1])], |be, t| be.ternary_matmul(&t[0], &t[1]))));
+    assert!(dtype_err(&same_error!(&g, &[u(&[2, 16]), u(&[3, 1])], |be, t| be.ternary_matmul(&t[0], &t[1]))));
+    let e = same_error!(&g, &[f(&[2, 16]), f(&[3, 1])], |be, t| be.ternary_matmul(&t[0], &t[1]));
+    assert_eq!(e, Error::DType { op: "ternary_matmul", expected: DType::U32, got: DType::F32 });
+    assert!(empty_err(&same_error!(&g, &[f(&[2, 16]), u(&[0, 1])], |be, t| be.ternary_matmul(&t[0], &t[1]))));
 
     // The backend is still usable after all those refusals.
     let x = g.upload(&f(&[3])).expect("upload");

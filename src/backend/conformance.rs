@@ -8,7 +8,7 @@
 //!
 //! Each returns the number of checks run, or a message naming the first failure.
 
-use super::{tolerance, Backend, Binary, HostTensor, Reduce, Unary};
+use super::{check, ternary, tolerance, Backend, Binary, Data, HostTensor, Reduce, Unary};
 use crate::error::{DType, Error};
 use crate::rng::SplitMix64;
 
@@ -16,6 +16,41 @@ type Check = std::result::Result<usize, String>;
 
 fn f32s<B: Backend>(b: &B, shape: &[usize], v: &[f32]) -> std::result::Result<B::Tensor, String> {
     b.upload(&HostTensor::f32(shape, v.to_vec()).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
+
+fn u32s<B: Backend>(b: &B, shape: &[usize], v: &[u32]) -> std::result::Result<B::Tensor, String> {
+    b.upload(&HostTensor::u32(shape, v.to_vec()).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
+
+async fn read_u32<B: Backend>(b: &B, t: std::result::Result<B::Tensor, Error>, what: &str) -> std::result::Result<(Vec<usize>, Vec<u32>), String> {
+    let t = t.map_err(|e| format!("{what}: {e}"))?;
+    let h = b.read(&t).await.map_err(|e| format!("{what}: read: {e}"))?;
+    let v = h.as_u32("read").map_err(|e| format!("{what}: {e}"))?.to_vec();
+    Ok((h.shape, v))
+}
+
+/// The golden model of broadcasting `op`: plain index arithmetic in f64, independent of both
+/// backends. Returns the output shape and values.
+fn broadcast_golden(op: Binary, sa: &[usize], a: &[f32], sb: &[usize], b: &[f32]) -> std::result::Result<(Vec<usize>, Vec<f64>), String> {
+    let out = check::broadcast_shape("golden", sa, sb).map_err(|e| e.to_string())?;
+    // Flat index of `coords` (over `out`) in an operand of shape `s`: aligned from the right,
+    // coordinate 0 on its size-1 dims.
+    let index = |s: &[usize], coords: &[usize]| {
+        let lead = coords.len() - s.len();
+        s.iter().enumerate().fold(0, |acc, (d, &size)| acc * size + if size == 1 { 0 } else { coords[lead + d] })
+    };
+    let n: usize = out.iter().product();
+    let mut coords = vec![0; out.len()];
+    let mut values = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut rem = i;
+        for d in (0..out.len()).rev() {
+            coords[d] = rem % out[d];
+            rem /= out[d];
+        }
+        values.push(op.eval_f64(a[index(sa, &coords)] as f64, b[index(sb, &coords)] as f64));
+    }
+    Ok((out, values))
 }
 
 async fn read_f32<B: Backend>(b: &B, t: std::result::Result<B::Tensor, Error>, what: &str) -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
@@ -125,6 +160,189 @@ pub async fn golden<B: Backend>(b: &B) -> Check {
     assert_shape("gather", &s, &[3, 2])?;
     close("gather", &v, &[5., 6., 1., 2., 5., 6.], 0.0)?;
     n += 1;
+
+    // Round goes half away from zero (WGSL's round() goes half to even), and the largest f32
+    // below 0.5 stays 0 (floor(x + 0.5) would round it up). Clamp is max then min.
+    let h = 0.499_999_97f32;
+    let halves = f32s(b, &[9], &[-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, h, -h, 8_388_609.0])?;
+    let (_, v) = read_f32(b, b.unary(Unary::Round, &halves), "round halves").await?;
+    close("round halves", &v, &[-3., -2., -1., 1., 2., 3., 0., 0., 8_388_609.], 0.0)?;
+    let (_, v) = read_f32(b, b.unary(Unary::Clamp { lo: -1.0, hi: 1.0 }, &halves), "clamp").await?;
+    close("clamp", &v, &[-1., -1., -0.5, 0.5, 1., 1., h as f64, -h as f64, 1.], 0.0)?;
+    n += 2;
+
+    n += golden_broadcast(b).await?;
+    n += golden_data_movement(b).await?;
+    n += golden_scans_and_ternary(b).await?;
+    Ok(n)
+}
+
+/// NumPy broadcasting of both operands.
+async fn golden_broadcast<B: Backend>(b: &B) -> Check {
+    let mut n = 0;
+    // [2,1,3] + [4,1] -> [2,4,3]: out[i,j,k] = a[i,0,k] + b[j,0].
+    let a213 = f32s(b, &[2, 1, 3], &[1., 2., 3., 4., 5., 6.])?;
+    let b41 = f32s(b, &[4, 1], &[10., 20., 30., 40.])?;
+    let (s, v) = read_f32(b, b.binary(Binary::Add, &a213, &b41), "[2,1,3] + [4,1]").await?;
+    assert_shape("[2,1,3] + [4,1]", &s, &[2, 4, 3])?;
+    #[rustfmt::skip]
+    let want = [11., 12., 13., 21., 22., 23., 31., 32., 33., 41., 42., 43.,
+                14., 15., 16., 24., 25., 26., 34., 35., 36., 44., 45., 46.];
+    close("[2,1,3] + [4,1]", &v, &want, 0.0)?;
+    n += 1;
+
+    let m23 = f32s(b, &[2, 3], &[1., 2., 3., 4., 5., 6.])?;
+    let col = f32s(b, &[2, 1], &[10., 20.])?;
+    let v3 = f32s(b, &[3], &[1., 2., 3.])?;
+    // Each gives a [2, 3].
+    let cases = [
+        // A column per row (was refused by the old suffix-only rule).
+        ("[2,3] + [2,1]", Binary::Add, (&m23, &col), [11., 12., 13., 24., 25., 26.]),
+        // The first operand broadcast too.
+        ("[3] - [2,1]", Binary::Sub, (&v3, &col), [-9., -8., -7., -19., -18., -17.]),
+        ("[2,1] - [3]", Binary::Sub, (&col, &v3), [9., 8., 7., 19., 18., 17.]),
+    ];
+    for (what, op, (x, y), want) in cases {
+        let (s, v) = read_f32(b, b.binary(op, x, y), what).await?;
+        assert_shape(what, &s, &[2, 3])?;
+        close(what, &v, &want, 0.0)?;
+        n += 1;
+    }
+    // An outer "product" of size-1 dims in both operands: [2,1] max [1,3].
+    let c2 = f32s(b, &[2, 1], &[1., 5.])?;
+    let r3 = f32s(b, &[1, 3], &[2., 3., 4.])?;
+    let (s, v) = read_f32(b, b.binary(Binary::Max, &c2, &r3), "[2,1] max [1,3]").await?;
+    assert_shape("[2,1] max [1,3]", &s, &[2, 3])?;
+    close("[2,1] max [1,3]", &v, &[2., 3., 4., 5., 5., 5.], 0.0)?;
+    // A one-element first operand: [1] / [2,2].
+    let twelve = f32s(b, &[1], &[12.])?;
+    let q = f32s(b, &[2, 2], &[1., 2., 3., 4.])?;
+    let (s, v) = read_f32(b, b.binary(Binary::Div, &twelve, &q), "[1] / [2,2]").await?;
+    assert_shape("[1] / [2,2]", &s, &[2, 2])?;
+    close("[1] / [2,2]", &v, &[12., 6., 4., 3.], 0.0)?;
+    n += 2;
+
+    // Rank 6 and rank 8 (the limit), against the f64 golden model.
+    let ranked: [(&[usize], &[usize]); 2] = [
+        (&[2, 1, 3, 1, 2, 1], &[1, 2, 1, 2, 1, 3]),
+        (&[2, 1, 2, 1, 2, 1, 2, 1], &[1, 2, 1, 3, 1, 2, 1, 2]),
+    ];
+    for (sa, sb) in ranked {
+        let av: Vec<f32> = (0..sa.iter().product::<usize>()).map(|i| i as f32).collect();
+        let bv: Vec<f32> = (0..sb.iter().product::<usize>()).map(|i| 100.0 * (i + 1) as f32).collect();
+        let (shape, want) = broadcast_golden(Binary::Add, sa, &av, sb, &bv)?;
+        let what = format!("{sa:?} + {sb:?}");
+        let (s, v) = read_f32(b, b.binary(Binary::Add, &f32s(b, sa, &av)?, &f32s(b, sb, &bv)?), &what).await?;
+        assert_shape(&what, &s, &shape)?;
+        close(&what, &v, &want, 0.0)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// reshape, permute, narrow, concat, in f32 and u32.
+async fn golden_data_movement<B: Backend>(b: &B) -> Check {
+    let mut n = 0;
+    let m23 = f32s(b, &[2, 3], &[1., 2., 3., 4., 5., 6.])?;
+    let (s, v) = read_f32(b, b.reshape(&m23, &[3, 2]), "reshape").await?;
+    assert_shape("reshape", &s, &[3, 2])?;
+    close("reshape", &v, &[1., 2., 3., 4., 5., 6.], 0.0)?;
+    let (s, _) = read_f32(b, b.reshape(&m23, &[1, 6, 1]), "reshape unit dims").await?;
+    assert_shape("reshape unit dims", &s, &[1, 6, 1])?;
+    // A reshaped tensor is an ordinary operand.
+    let flat = b.reshape(&m23, &[6]).map_err(|e| e.to_string())?;
+    let (_, v) = read_f32(b, b.unary(Unary::Neg, &flat), "neg of reshape").await?;
+    close("neg of reshape", &v, &[-1., -2., -3., -4., -5., -6.], 0.0)?;
+    n += 3;
+
+    let (s, v) = read_f32(b, b.permute(&m23, &[1, 0]), "transpose").await?;
+    assert_shape("transpose", &s, &[3, 2])?;
+    close("transpose", &v, &[1., 4., 2., 5., 3., 6.], 0.0)?;
+    // out[i, j, k] = x[j, k, i] for x [2,3,2] = 0..12.
+    let x322: Vec<f32> = (0..12).map(|i| i as f32).collect();
+    let x = f32s(b, &[2, 3, 2], &x322)?;
+    let (s, v) = read_f32(b, b.permute(&x, &[2, 0, 1]), "permute [2,0,1]").await?;
+    assert_shape("permute [2,0,1]", &s, &[2, 2, 3])?;
+    close("permute [2,0,1]", &v, &[0., 2., 4., 6., 8., 10., 1., 3., 5., 7., 9., 11.], 0.0)?;
+    let ids = u32s(b, &[2, 3], &[0, 1, 2, 3, 4, 5])?;
+    let (s, v) = read_u32(b, b.permute(&ids, &[1, 0]), "transpose u32").await?;
+    if s != [3, 2] || v != [0, 3, 1, 4, 2, 5] {
+        return Err(format!("transpose u32: got {s:?} {v:?}"));
+    }
+    n += 3;
+
+    // x [3,4] = 0..12.
+    let x34v: Vec<f32> = (0..12).map(|i| i as f32).collect();
+    let x34 = f32s(b, &[3, 4], &x34v)?;
+    let (s, v) = read_f32(b, b.narrow(&x34, 1, 1, 2), "narrow dim 1").await?;
+    assert_shape("narrow dim 1", &s, &[3, 2])?;
+    close("narrow dim 1", &v, &[1., 2., 5., 6., 9., 10.], 0.0)?;
+    let (s, v) = read_f32(b, b.narrow(&x34, 0, 2, 1), "narrow dim 0").await?;
+    assert_shape("narrow dim 0", &s, &[1, 4])?;
+    close("narrow dim 0", &v, &[8., 9., 10., 11.], 0.0)?;
+    let (s, v) = read_u32(b, b.narrow(&ids, 1, 2, 1), "narrow u32").await?;
+    if s != [2, 1] || v != [2, 5] {
+        return Err(format!("narrow u32: got {s:?} {v:?}"));
+    }
+    n += 3;
+
+    let top = f32s(b, &[1, 2], &[1., 2.])?;
+    let rest = f32s(b, &[2, 2], &[3., 4., 5., 6.])?;
+    let (s, v) = read_f32(b, b.concat(&[&top, &rest], 0), "concat dim 0").await?;
+    assert_shape("concat dim 0", &s, &[3, 2])?;
+    close("concat dim 0", &v, &[1., 2., 3., 4., 5., 6.], 0.0)?;
+    let left = f32s(b, &[2, 1], &[1., 2.])?;
+    let (s, v) = read_f32(b, b.concat(&[&left, &rest], 1), "concat dim 1").await?;
+    assert_shape("concat dim 1", &s, &[2, 3])?;
+    close("concat dim 1", &v, &[1., 3., 4., 2., 5., 6.], 0.0)?;
+    let (s, v) = read_f32(b, b.concat(&[&left, &rest, &left], 1), "concat three").await?;
+    assert_shape("concat three", &s, &[2, 4])?;
+    close("concat three", &v, &[1., 3., 4., 1., 2., 5., 6., 2.], 0.0)?;
+    let (u1, u2) = (u32s(b, &[2], &[7, 8])?, u32s(b, &[1], &[9])?);
+    let (s, v) = read_u32(b, b.concat(&[&u1, &u2], 0), "concat u32").await?;
+    if s != [3] || v != [7, 8, 9] {
+        return Err(format!("concat u32: got {s:?} {v:?}"));
+    }
+    n += 4;
+    Ok(n)
+}
+
+/// cumsum, scan and the packed ternary product.
+async fn golden_scans_and_ternary<B: Backend>(b: &B) -> Check {
+    let mut n = 0;
+    let m23 = f32s(b, &[2, 3], &[1., 2., 3., 4., 5., 6.])?;
+    let (s, v) = read_f32(b, b.cumsum(&m23), "cumsum").await?;
+    assert_shape("cumsum", &s, &[2, 3])?;
+    close("cumsum", &v, &[1., 3., 6., 4., 9., 15.], 0.0)?;
+    let signs = f32s(b, &[5], &[1., -1., 2., -2., 0.5])?;
+    let (_, v) = read_f32(b, b.cumsum(&signs), "cumsum signs").await?;
+    close("cumsum signs", &v, &[1., 0., 2., 0., 0.5], 0.0)?;
+    n += 2;
+
+    // h0 = b0 = [1, 1]; h1 = [0.5·1 + 2, −1·1 + 3] = [2.5, 2]; h2 = [0·2.5 + 4, 1·2 + 5] = [4, 7].
+    let a = f32s(b, &[3, 2], &[0.5, 2., 0.5, -1., 0., 1.])?;
+    let bb = f32s(b, &[3, 2], &[1., 1., 2., 3., 4., 5.])?;
+    let (s, v) = read_f32(b, b.scan(&a, &bb), "scan").await?;
+    assert_shape("scan", &s, &[3, 2])?;
+    close("scan", &v, &[1., 1., 2.5, 2., 4., 7.], 0.0)?;
+    n += 1;
+
+    // T = [[1, 0, -1], [-1, 1, 1]], packed by hand: codes (1, 0, 2) -> 1 | 2 << 4 = 33,
+    // (2, 1, 1) -> 2 | 1 << 2 | 1 << 4 = 22. x · Tᵀ = [[1−3, −1+2+3], [4−6, −4+5+6]].
+    let words = [33u32, 22];
+    if ternary::pack(&[1, 0, -1, -1, 1, 1], 2, 3).map_err(|e| e.to_string())? != words {
+        return Err("ternary::pack disagrees with the hand-packed words".into());
+    }
+    let w = u32s(b, &[2, 1], &words)?;
+    let (s, v) = read_f32(b, b.ternary_matmul(&m23, &w), "ternary_matmul").await?;
+    assert_shape("ternary_matmul", &s, &[2, 2])?;
+    close("ternary_matmul", &v, &[-2., 4., -2., 7.], 0.0)?;
+    // K = 17 crosses a word: sixteen +1 then one −1 -> 1 + .. + 16 − 17 = 119.
+    let x17: Vec<f32> = (1..=17).map(|i| i as f32).collect();
+    let (s, v) = read_f32(b, b.ternary_matmul(&f32s(b, &[1, 17], &x17)?, &u32s(b, &[1, 2], &[0x5555_5555, 2])?), "ternary K=17").await?;
+    assert_shape("ternary K=17", &s, &[1, 1])?;
+    close("ternary K=17", &v, &[119.], 0.0)?;
+    n += 2;
     Ok(n)
 }
 
@@ -155,6 +373,13 @@ fn is_dtype(e: &Error) -> bool {
 
 /// Every bad input gives its typed error (and no panic, no GPU work).
 pub async fn bad_inputs<B: Backend>(b: &B) -> Check {
+    let mut n = 0;
+    macro_rules! bad {
+        ($what:expr, $r:expr, $ok:expr) => {{
+            expect_err($what, $r, $ok)?;
+            n += 1;
+        }};
+    }
     let m23 = f32s(b, &[2, 3], &[0.; 6])?;
     let m22 = f32s(b, &[2, 2], &[0.; 4])?;
     let v3 = f32s(b, &[3], &[0.; 3])?;
@@ -166,38 +391,96 @@ pub async fn bad_inputs<B: Backend>(b: &B) -> Check {
     let a223 = f32s(b, &[2, 2, 3], &[0.; 12])?;
 
     // Shape mismatches.
-    expect_err("matmul K mismatch", b.matmul(&m23, &m22, false), is_shape)?;
-    expect_err("matmul trans_b K mismatch", b.matmul(&m23, &m22, true), is_shape)?;
-    expect_err("matmul rank 4", b.matmul(&r4, &m22, false), is_shape)?;
-    expect_err("matmul rank 1", b.matmul(&v3, &m22, false), is_shape)?;
-    expect_err("matmul batch mismatch", b.matmul(&a223, &b3, false), is_shape)?;
-    expect_err("binary shape", b.binary(Binary::Add, &m23, &m22), is_shape)?;
-    expect_err("binary suffix", b.binary(Binary::Mul, &m23, &v2), is_shape)?;
-    expect_err("rms_norm weight", b.rms_norm(&m23, &v2, 1e-6), is_shape)?;
-    expect_err("rms_norm eps", b.rms_norm(&m23, &v3, 0.0), |e| matches!(e, Error::Invalid(_)))?;
-    expect_err("rms_norm eps NaN", b.rms_norm(&m23, &v3, f32::NAN), |e| matches!(e, Error::Invalid(_)))?;
-    expect_err("gather table rank", b.gather(&v3, &[0]), is_shape)?;
-    expect_err("gather index", b.gather(&m23, &[0, 2]), |e| matches!(e, Error::Index { index: 2, size: 2, .. }))?;
+    bad!("matmul K mismatch", b.matmul(&m23, &m22, false), is_shape);
+    bad!("matmul trans_b K mismatch", b.matmul(&m23, &m22, true), is_shape);
+    bad!("matmul rank 4", b.matmul(&r4, &m22, false), is_shape);
+    bad!("matmul rank 1", b.matmul(&v3, &m22, false), is_shape);
+    bad!("matmul batch mismatch", b.matmul(&a223, &b3, false), is_shape);
+    bad!("binary shape", b.binary(Binary::Add, &m23, &m22), is_shape);
+    // Broadcasting aligns from the right: [2] does not stretch over [2, 3] (dim 1: 3 vs 2).
+    bad!("binary suffix", b.binary(Binary::Mul, &m23, &v2), is_shape);
+    bad!("rms_norm weight", b.rms_norm(&m23, &v2, 1e-6), is_shape);
+    bad!("rms_norm eps", b.rms_norm(&m23, &v3, 0.0), |e| matches!(e, Error::Invalid(_)));
+    bad!("rms_norm eps NaN", b.rms_norm(&m23, &v3, f32::NAN), |e| matches!(e, Error::Invalid(_)));
+    bad!("gather table rank", b.gather(&v3, &[0]), is_shape);
+    bad!("gather index", b.gather(&m23, &[0, 2]), |e| matches!(e, Error::Index { index: 2, size: 2, .. }));
     // Empty tensors.
-    expect_err("matmul empty", b.matmul(&empty, &m22, false), is_empty)?;
-    expect_err("unary empty", b.unary(Unary::Exp, &empty), is_empty)?;
-    expect_err("binary empty", b.binary(Binary::Add, &empty, &v3), is_empty)?;
-    expect_err("softmax empty", b.softmax(&empty), is_empty)?;
-    expect_err("rms_norm empty", b.rms_norm(&empty, &v3, 1e-6), is_empty)?;
-    expect_err("reduce empty", b.reduce(Reduce::Sum, &empty), is_empty)?;
-    expect_err("gather empty table", b.gather(&empty, &[0]), is_empty)?;
-    expect_err("gather empty ids", b.gather(&m23, &[]), is_empty)?;
+    bad!("matmul empty", b.matmul(&empty, &m22, false), is_empty);
+    bad!("unary empty", b.unary(Unary::Exp, &empty), is_empty);
+    bad!("binary empty", b.binary(Binary::Add, &empty, &v3), is_empty);
+    bad!("softmax empty", b.softmax(&empty), is_empty);
+    bad!("rms_norm empty", b.rms_norm(&empty, &v3, 1e-6), is_empty);
+    bad!("reduce empty", b.reduce(Reduce::Sum, &empty), is_empty);
+    bad!("gather empty table", b.gather(&empty, &[0]), is_empty);
+    bad!("gather empty ids", b.gather(&m23, &[]), is_empty);
     // Wrong dtype.
-    expect_err("matmul dtype", b.matmul(&ints, &m22, false), is_dtype)?;
-    expect_err("unary dtype", b.unary(Unary::Neg, &ints), is_dtype)?;
-    expect_err("binary dtype", b.binary(Binary::Add, &m23, &ints), is_dtype)?;
-    expect_err("softmax dtype", b.softmax(&ints), is_dtype)?;
-    expect_err("rms_norm dtype", b.rms_norm(&ints, &v3, 1e-6), is_dtype)?;
-    expect_err("reduce dtype", b.reduce(Reduce::Max, &ints), is_dtype)?;
-    expect_err("gather dtype", b.gather(&ints, &[0]), is_dtype)?;
+    bad!("matmul dtype", b.matmul(&ints, &m22, false), is_dtype);
+    bad!("unary dtype", b.unary(Unary::Neg, &ints), is_dtype);
+    bad!("binary dtype", b.binary(Binary::Add, &m23, &ints), is_dtype);
+    bad!("softmax dtype", b.softmax(&ints), is_dtype);
+    bad!("rms_norm dtype", b.rms_norm(&ints, &v3, 1e-6), is_dtype);
+    bad!("reduce dtype", b.reduce(Reduce::Max, &ints), is_dtype);
+    bad!("gather dtype", b.gather(&ints, &[0]), is_dtype);
     // Host data that does not fit its shape.
-    expect_err("host data length", HostTensor::f32(&[2, 2], vec![0.; 3]), |e| matches!(e, Error::DataLen { .. }))?;
-    Ok(28)
+    bad!("host data length", HostTensor::f32(&[2, 2], vec![0.; 3]), |e| matches!(e, Error::DataLen { .. }));
+
+    // Broadcasting: incompatible dims anywhere, and ranks beyond the limit.
+    let b42 = f32s(b, &[4, 2], &[0.; 8])?;
+    let a213 = f32s(b, &[2, 1, 3], &[0.; 6])?;
+    bad!("broadcast [2,1,3] + [4,2]", b.binary(Binary::Add, &a213, &b42), is_shape);
+    bad!("broadcast [3] + [2]", b.binary(Binary::Add, &v3, &v2), is_shape);
+    bad!("broadcast [3] + [2,2]", b.binary(Binary::Sub, &v3, &m22), is_shape);
+    let deep = f32s(b, &[1; check::MAX_RANK + 1], &[0.])?;
+    bad!("binary rank limit", b.binary(Binary::Add, &deep, &v3), |e| is_shape(e) && e.to_string().contains("limit"));
+    bad!("unary Round dtype", b.unary(Unary::Round, &ints), is_dtype);
+    bad!("unary Clamp empty", b.unary(Unary::Clamp { lo: 0., hi: 1. }, &empty), is_empty);
+
+    // reshape: element counts must agree.
+    bad!("reshape count", b.reshape(&m23, &[4, 2]), is_shape);
+    bad!("reshape to rank 0", b.reshape(&m23, &[]), is_shape);
+    bad!("reshape u32 count", b.reshape(&ints, &[7]), is_shape);
+    // permute: a permutation of the dims, nothing else.
+    bad!("permute repeated dim", b.permute(&m23, &[0, 0]), is_shape);
+    bad!("permute too short", b.permute(&m23, &[0]), is_shape);
+    bad!("permute out of range", b.permute(&m23, &[0, 2]), is_shape);
+    bad!("permute too long", b.permute(&ints, &[0, 1, 2]), is_shape);
+    let deep_perm: Vec<usize> = (0..=check::MAX_RANK).collect();
+    bad!("permute rank limit", b.permute(&deep, &deep_perm), is_shape);
+    // narrow: a non-empty slice inside the dim.
+    bad!("narrow dim out of range", b.narrow(&m23, 2, 0, 1), is_shape);
+    bad!("narrow past the end", b.narrow(&m23, 1, 2, 2), is_shape);
+    bad!("narrow empty", b.narrow(&m23, 0, 0, 0), is_shape);
+    bad!("narrow start overflow", b.narrow(&m23, 1, usize::MAX, 1), is_shape);
+    bad!("narrow u32 past the end", b.narrow(&ints, 0, 2, 1), is_shape);
+    // concat: same rank, same dims outside `dim`, same dtype, at least one input.
+    bad!("concat mismatch", b.concat(&[&m23, &m22], 0), is_shape);
+    bad!("concat rank mismatch", b.concat(&[&m23, &v3], 1), is_shape);
+    bad!("concat dim out of range", b.concat(&[&m23, &m23], 2), is_shape);
+    bad!("concat dtype mismatch", b.concat(&[&m23, &ints], 0), is_dtype);
+    bad!("concat nothing", b.concat(&[], 0), is_empty);
+    // cumsum: like every op over the last dim.
+    bad!("cumsum empty", b.cumsum(&empty), is_empty);
+    bad!("cumsum dtype", b.cumsum(&ints), is_dtype);
+    // scan: a and b both [T, D].
+    let m32 = f32s(b, &[3, 2], &[0.; 6])?;
+    bad!("scan shape mismatch", b.scan(&m23, &m32), is_shape);
+    bad!("scan rank 1", b.scan(&v3, &v3), is_shape);
+    bad!("scan rank 3", b.scan(&a213, &a213), is_shape);
+    bad!("scan empty", b.scan(&empty, &empty), is_empty);
+    bad!("scan dtype", b.scan(&m23, &ints), is_dtype);
+    // ternary_matmul: x [M, K] f32, packed [N, ceil(K/16)] u32.
+    let x217 = f32s(b, &[2, 17], &[0.; 34])?;
+    let w31 = u32s(b, &[3, 1], &[0; 3])?;
+    let w32 = u32s(b, &[3, 2], &[0; 6])?;
+    bad!("ternary words per row (17 needs 2)", b.ternary_matmul(&x217, &w31), is_shape);
+    bad!("ternary words per row (3 needs 1)", b.ternary_matmul(&m23, &w32), is_shape);
+    bad!("ternary x rank", b.ternary_matmul(&a213, &w31), is_shape);
+    bad!("ternary packed rank", b.ternary_matmul(&m23, &u32s(b, &[3], &[0; 3])?), is_shape);
+    bad!("ternary x dtype", b.ternary_matmul(&ints, &w31), is_dtype);
+    bad!("ternary packed dtype", b.ternary_matmul(&m23, &m23), |e| matches!(e, Error::DType { expected: DType::U32, got: DType::F32, .. }));
+    bad!("ternary x empty", b.ternary_matmul(&empty, &w31), is_empty);
+    bad!("ternary packed empty", b.ternary_matmul(&m23, &u32s(b, &[0, 1], &[])?), is_empty);
+    Ok(n)
 }
 
 /// `|got - want| <= abs + rel * scale` element-wise, where `scale` is each element's magnitude bound.
@@ -221,6 +504,80 @@ fn within(what: &str, got: &[f32], want: &[f32], scale: &[f32], abs: f32, rel: f
 async fn host<B: Backend>(b: &B, t: std::result::Result<B::Tensor, Error>, what: &str) -> std::result::Result<HostTensor, String> {
     let t = t.map_err(|e| format!("{what}: {e}"))?;
     b.read(&t).await.map_err(|e| format!("{what}: {e}"))
+}
+
+async fn upload_all<B: Backend>(b: &B, inputs: &[HostTensor], what: &str) -> std::result::Result<Vec<B::Tensor>, String> {
+    inputs.iter().map(|h| b.upload(h).map_err(|e| format!("{what}: upload: {e}"))).collect()
+}
+
+/// Run `$body` on the reference backend and on the test backend, each with `$inputs` uploaded as
+/// `$x` (a `Vec` of its tensors), and read both results back: `(got, want)` with equal shapes.
+/// The body is expanded once per backend, so it can use each backend's own tensor type.
+macro_rules! both {
+    ($reference:expr, $test:expr, $inputs:expr, $what:expr, |$be:ident, $x:ident| $body:expr) => {{
+        let inputs: &[HostTensor] = $inputs;
+        let what: &str = &$what;
+        let want = {
+            let $be = $reference;
+            let $x = upload_all($be, inputs, what).await?;
+            host($be, $body, what).await?
+        };
+        let got = {
+            let $be = $test;
+            let $x = upload_all($be, inputs, what).await?;
+            host($be, $body, what).await?
+        };
+        if got.shape != want.shape || got.dtype() != want.dtype() {
+            return Err(format!("{what}: got {:?} {:?}, reference {:?} {:?}", got.dtype(), got.shape, want.dtype(), want.shape));
+        }
+        (got, want)
+    }};
+}
+
+/// Bit-for-bit equality (copies move bits; exact sums must agree to the last bit, -0.0 included).
+fn same_bits(what: &str, got: &HostTensor, want: &HostTensor) -> std::result::Result<(), String> {
+    let bits = |h: &HostTensor| -> Vec<u32> {
+        match &h.data {
+            Data::F32(v) => v.iter().map(|x| x.to_bits()).collect(),
+            Data::U32(v) => v.clone(),
+        }
+    };
+    let (g, w) = (bits(got), bits(want));
+    if got.shape != want.shape || got.dtype() != want.dtype() || g.len() != w.len() {
+        return Err(format!("{what}: got {:?} {:?}, reference {:?} {:?}", got.dtype(), got.shape, want.dtype(), want.shape));
+    }
+    match g.iter().zip(&w).position(|(a, b)| a != b) {
+        None => Ok(()),
+        Some(i) => Err(format!("{what}[{i}]: got bits {:#010x}, reference {:#010x}", g[i], w[i])),
+    }
+}
+
+/// Random contents of the given dtype: f32 in [-1, 1) or arbitrary u32 words.
+fn random_tensor(rng: &mut SplitMix64, shape: &[usize], dtype: DType) -> HostTensor {
+    let n = shape.iter().product();
+    let data = match dtype {
+        DType::F32 => Data::F32(rng.vec_f32(n, -1.0, 1.0)),
+        DType::U32 => Data::U32((0..n).map(|_| rng.next_u64() as u32).collect()),
+    };
+    HostTensor { shape: shape.to_vec(), data }
+}
+
+/// All permutations of `0..r` (Heap's algorithm).
+fn permutations(r: usize) -> Vec<Vec<usize>> {
+    fn heap(k: usize, p: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        if k <= 1 {
+            out.push(p.clone());
+            return;
+        }
+        for i in 0..k {
+            heap(k - 1, p, out);
+            let j = if k.is_multiple_of(2) { i } else { 0 };
+            p.swap(j, k - 1);
+        }
+    }
+    let mut out = Vec::new();
+    heap(r, &mut (0..r).collect(), &mut out);
+    out
 }
 
 /// Seeded random parity of `test` against `reference` at awkward sizes (odd lengths, sizes that are
@@ -346,6 +703,206 @@ pub async fn parity<R: Backend, T: Backend>(reference: &R, test: &T, seed: u64) 
             return Err(format!("{what}: gathered rows differ"));
         }
         n += 1;
+    }
+    n += parity_broadcast(reference, test, &mut rng).await?;
+    n += parity_data_movement(reference, test, &mut rng).await?;
+    n += parity_scans(reference, test, &mut rng).await?;
+    n += parity_ternary(reference, test, &mut rng).await?;
+    Ok(n)
+}
+
+/// Binary ops with size-1 dims in both operands, up to the rank limit.
+async fn parity_broadcast<R: Backend, T: Backend>(reference: &R, test: &T, rng: &mut SplitMix64) -> Check {
+    let mut n = 0;
+    let pairs: [(&[usize], &[usize]); 7] = [
+        (&[7, 1, 5], &[1, 3, 1]),
+        (&[4099, 1], &[1, 3]),
+        (&[1], &[3, 1, 257]),
+        (&[5, 1, 1, 33], &[3, 1, 33]),
+        (&[2, 1, 3, 1, 5, 1], &[1, 4, 1, 6, 1, 2]),
+        (&[2, 1, 2, 1, 2, 1, 2, 1], &[1, 2, 1, 3, 1, 2, 1, 2]),
+        (&[1, 1, 65], &[70, 1, 1]),
+    ];
+    for (sa, sb) in pairs {
+        let a = HostTensor::f32(sa, rng.vec_f32(sa.iter().product(), -2.0, 2.0)).unwrap();
+        // Divisors away from zero.
+        let bh = HostTensor::f32(sb, rng.vec_f32(sb.iter().product(), 0.5, 3.0)).unwrap();
+        for op in Binary::ALL {
+            let what = format!("binary {op:?} {sa:?} {sb:?}");
+            let (got, want) = both!(reference, test, &[a.clone(), bh.clone()], what, |be, x| be.binary(op, &x[0], &x[1]));
+            let scale: Vec<f32> = want.as_f32("p").unwrap().iter().map(|v| v.abs()).collect();
+            within(&what, got.as_f32("p").unwrap(), want.as_f32("p").unwrap(), &scale, tolerance::ELEMENTWISE_ABS, tolerance::ELEMENTWISE_REL)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// reshape, permute, narrow and concat: copies, so bit-exact, in both dtypes.
+async fn parity_data_movement<R: Backend, T: Backend>(reference: &R, test: &T, rng: &mut SplitMix64) -> Check {
+    let mut n = 0;
+    for dtype in [DType::F32, DType::U32] {
+        // Every permutation of a rank-3 and a rank-4 tensor with distinct odd-ish sizes.
+        for shape in [&[3usize, 5, 7][..], &[2, 3, 4, 5]] {
+            let x = random_tensor(rng, shape, dtype);
+            for perm in permutations(shape.len()) {
+                let what = format!("permute {dtype} {shape:?} {perm:?}");
+                let (got, want) = both!(reference, test, std::slice::from_ref(&x), what, |be, t| be.permute(&t[0], &perm));
+                same_bits(&what, &got, &want)?;
+                n += 1;
+            }
+        }
+        // Larger than a workgroup, with size-1 dims that collapse away, at rank 6.
+        for (shape, perm) in [(&[33usize, 65, 17][..], &[2usize, 0, 1][..]), (&[2, 1, 3, 1, 4, 5], &[5, 3, 1, 4, 0, 2])] {
+            let x = random_tensor(rng, shape, dtype);
+            let what = format!("permute {dtype} {shape:?} {perm:?}");
+            let (got, want) = both!(reference, test, std::slice::from_ref(&x), what, |be, t| be.permute(&t[0], perm));
+            same_bits(&what, &got, &want)?;
+            n += 1;
+        }
+
+        // Narrow on each dim: the start, the middle, the end, and the whole dim.
+        let x = random_tensor(rng, &[3, 5, 7], dtype);
+        for (dim, start, len) in [(0, 0, 1), (0, 1, 2), (0, 0, 3), (1, 0, 1), (1, 2, 3), (1, 4, 1), (2, 0, 7), (2, 3, 4), (2, 6, 1)] {
+            let what = format!("narrow {dtype} [3,5,7] dim {dim} {start}..{}", start + len);
+            let (got, want) = both!(reference, test, std::slice::from_ref(&x), what, |be, t| be.narrow(&t[0], dim, start, len));
+            same_bits(&what, &got, &want)?;
+            n += 1;
+        }
+        let x = random_tensor(rng, &[4, 3, 300, 5], dtype);
+        for dim in 0..4 {
+            let (start, len) = (1, x.shape[dim] - 2);
+            let what = format!("narrow {dtype} [4,3,300,5] dim {dim} {start}..{}", start + len);
+            let (got, want) = both!(reference, test, std::slice::from_ref(&x), what, |be, t| be.narrow(&t[0], dim, start, len));
+            same_bits(&what, &got, &want)?;
+            n += 1;
+        }
+
+        // Concat of three tensors on each dim, pieces of sizes 1, 4 and 2 along it.
+        for base in [&[3usize, 5, 7][..], &[2, 1, 3, 129]] {
+            for dim in 0..base.len() {
+                let parts: Vec<HostTensor> = [1, 4, 2]
+                    .iter()
+                    .map(|&len| {
+                        let mut s = base.to_vec();
+                        s[dim] = len;
+                        random_tensor(rng, &s, dtype)
+                    })
+                    .collect();
+                let what = format!("concat {dtype} 3 x {base:?} dim {dim}");
+                let (got, want) = both!(reference, test, &parts, what, |be, t| be.concat(&[&t[0], &t[1], &t[2]], dim));
+                same_bits(&what, &got, &want)?;
+                n += 1;
+            }
+        }
+
+        // A chain through a free reshape: [3,5,7] -> [15,7] -> transpose -> narrow.
+        let x = random_tensor(rng, &[3, 5, 7], dtype);
+        let what = format!("reshape/permute/narrow chain {dtype}");
+        let (got, want) = both!(reference, test, std::slice::from_ref(&x), what, |be, t| be
+            .reshape(&t[0], &[15, 7])
+            .and_then(|y| be.permute(&y, &[1, 0]))
+            .and_then(|y| be.narrow(&y, 1, 3, 11)));
+        same_bits(&what, &got, &want)?;
+        n += 1;
+    }
+
+    // Empty tensors move too (nothing to copy), and a rank-0 permute is the identity.
+    let empty = HostTensor::f32(&[0, 3], vec![]).unwrap();
+    let three = HostTensor::f32(&[2, 3], rng.vec_f32(6, -1.0, 1.0)).unwrap();
+    let (got, want) = both!(reference, test, std::slice::from_ref(&empty), "permute empty", |be, t| be.permute(&t[0], &[1, 0]));
+    same_bits("permute empty", &got, &want)?;
+    let (got, want) = both!(reference, test, std::slice::from_ref(&empty), "narrow empty", |be, t| be.narrow(&t[0], 1, 1, 2));
+    same_bits("narrow empty", &got, &want)?;
+    let (got, want) = both!(reference, test, &[empty.clone(), three.clone()], "concat with empty", |be, t| be.concat(&[&t[0], &t[1]], 0));
+    same_bits("concat with empty", &got, &want)?;
+    let scalar = HostTensor::f32(&[], vec![2.5]).unwrap();
+    let (got, want) = both!(reference, test, std::slice::from_ref(&scalar), "permute scalar", |be, t| be.permute(&t[0], &[]));
+    same_bits("permute scalar", &got, &want)?;
+    n += 4;
+    Ok(n)
+}
+
+/// cumsum at row lengths around the workgroup and chunk sizes; scan over T x D.
+async fn parity_scans<R: Backend, T: Backend>(reference: &R, test: &T, rng: &mut SplitMix64) -> Check {
+    let mut n = 0;
+    let shapes: [&[usize]; 8] = [&[3, 1], &[3, 3], &[3, 255], &[3, 257], &[2, 1000], &[2, 4099], &[4099], &[2, 3, 1025]];
+    for shape in shapes {
+        let d = *shape.last().unwrap();
+        let x = HostTensor::f32(shape, rng.vec_f32(shape.iter().product(), -4.0, 4.0)).unwrap();
+        let what = format!("cumsum {shape:?}");
+        let (got, want) = both!(reference, test, std::slice::from_ref(&x), what, |be, t| be.cumsum(&t[0]));
+        // Element j's scale: the sum of |x| up to j.
+        let scale: Vec<f32> = x
+            .as_f32("p")
+            .unwrap()
+            .chunks(d)
+            .flat_map(|row| row.iter().scan(0f32, |acc, v| {
+                *acc += v.abs();
+                Some(*acc)
+            }))
+            .collect();
+        within(&what, got.as_f32("p").unwrap(), want.as_f32("p").unwrap(), &scale, 0.0, tolerance::SCAN_REL)?;
+        n += 1;
+    }
+
+    for t in [1usize, 7, 300] {
+        for d in [1usize, 33, 1000] {
+            // Decays in (0, 1), as a sigmoid gate gives them.
+            let a = HostTensor::f32(&[t, d], rng.vec_f32(t * d, 0.001, 0.999)).unwrap();
+            let bv = rng.vec_f32(t * d, -1.0, 1.0);
+            // Scale: the same recurrence on magnitudes, s_t = |a_t| s_{t-1} + |b_t|.
+            let av = a.as_f32("p").unwrap();
+            let mut scale = vec![0f32; t * d];
+            for i in 0..t * d {
+                let prev = if i >= d { scale[i - d] } else { 0.0 };
+                scale[i] = av[i].abs() * prev + bv[i].abs();
+            }
+            let bh = HostTensor::f32(&[t, d], bv).unwrap();
+            let what = format!("scan T={t} D={d}");
+            let (got, want) = both!(reference, test, &[a.clone(), bh], what, |be, x| be.scan(&x[0], &x[1]));
+            within(&what, got.as_f32("p").unwrap(), want.as_f32("p").unwrap(), &scale, 0.0, tolerance::SCAN_REL)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The packed ternary product: exact for integer x (checked against an i64 dot product too),
+/// within the matmul tolerance for random x.
+async fn parity_ternary<R: Backend, T: Backend>(reference: &R, test: &T, rng: &mut SplitMix64) -> Check {
+    let mut n = 0;
+    for m in [1usize, 3, 17] {
+        for k in [1usize, 15, 16, 17, 33, 1000] {
+            for nn in [1usize, 5, 129] {
+                let values: Vec<i8> = (0..nn * k).map(|_| rng.below(3) as i8 - 1).collect();
+                let words = ternary::pack(&values, nn, k).map_err(|e| e.to_string())?;
+                let packed = HostTensor::u32(&[nn, ternary::words_per_row(k)], words).unwrap();
+
+                // 8-bit activations: integers in [-127, 127], sums exact in f32 (|sum| < 2^24).
+                let xi: Vec<i64> = (0..m * k).map(|_| rng.below(255) as i64 - 127).collect();
+                let x = HostTensor::f32(&[m, k], xi.iter().map(|&v| v as f32).collect()).unwrap();
+                let what = format!("ternary_matmul {m}x{k}x{nn} integer x");
+                let (got, want) = both!(reference, test, &[x, packed.clone()], what, |be, t| be.ternary_matmul(&t[0], &t[1]));
+                same_bits(&what, &got, &want)?;
+                let exact: Vec<f32> = (0..m * nn)
+                    .map(|o| (0..k).map(|j| xi[(o / nn) * k + j] * values[(o % nn) * k + j] as i64).sum::<i64>() as f32)
+                    .collect();
+                if got.as_f32("p").unwrap() != exact.as_slice() {
+                    return Err(format!("{what}: differs from the exact integer dot products"));
+                }
+
+                let xv = rng.vec_f32(m * k, -1.0, 1.0);
+                let scale: Vec<f32> = (0..m * nn)
+                    .map(|o| (0..k).map(|j| (xv[(o / nn) * k + j] * values[(o % nn) * k + j] as f32).abs()).sum())
+                    .collect();
+                let x = HostTensor::f32(&[m, k], xv).unwrap();
+                let what = format!("ternary_matmul {m}x{k}x{nn} float x");
+                let (got, want) = both!(reference, test, &[x, packed], what, |be, t| be.ternary_matmul(&t[0], &t[1]));
+                within(&what, got.as_f32("p").unwrap(), want.as_f32("p").unwrap(), &scale, tolerance::MATMUL_ABS, tolerance::MATMUL_REL)?;
+                n += 2;
+            }
+        }
     }
     Ok(n)
 }

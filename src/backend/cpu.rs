@@ -23,6 +23,9 @@ impl CpuTensor {
             candle_core::DType::U32 => DType::U32,
             other => return Err(Error::Cpu(format!("unsupported candle dtype {other:?}"))),
         };
+        // A view with no elements can keep an offset past its (empty) storage, e.g. narrow of a
+        // [0, 3] tensor, and candle panics reading it: give empty results storage of their own.
+        let t = if t.elem_count() == 0 { Tensor::zeros(t.dims(), t.dtype(), &Device::Cpu)? } else { t };
         Ok(Self { shape: t.dims().to_vec(), t, dtype })
     }
 }
@@ -107,6 +110,9 @@ impl Backend for CpuBackend {
                 (neg_part - (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?
             }
             Unary::Affine { mul, add } => x.affine(mul as f64, add as f64)?,
+            // f32::round in candle: half away from zero.
+            Unary::Round => x.round()?,
+            Unary::Clamp { lo, hi } => x.clamp(lo, hi)?,
         };
         CpuTensor::new(y)
     }
@@ -114,8 +120,6 @@ impl Backend for CpuBackend {
     fn binary(&self, op: Binary, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
         check::binary(a, b)?;
         let (a, b) = (&a.t, &b.t);
-        let b = if b.dims() != a.dims() && b.elem_count() == 1 { b.flatten_all()? } else { b.clone() };
-        let b = &b;
         let y = match op {
             Binary::Add => a.broadcast_add(b)?,
             Binary::Sub => a.broadcast_sub(b)?,
@@ -162,4 +166,93 @@ impl Backend for CpuBackend {
         let idx = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
         CpuTensor::new(table.t.index_select(&idx, 0)?)
     }
+
+    fn reshape(&self, x: &CpuTensor, shape: &[usize]) -> Result<CpuTensor> {
+        check::reshape(x, shape)?;
+        CpuTensor::new(x.t.reshape(shape)?)
+    }
+
+    fn permute(&self, x: &CpuTensor, perm: &[usize]) -> Result<CpuTensor> {
+        check::permute(x, perm)?;
+        CpuTensor::new(x.t.permute(perm)?.contiguous()?)
+    }
+
+    fn narrow(&self, x: &CpuTensor, dim: usize, start: usize, len: usize) -> Result<CpuTensor> {
+        check::narrow(x, dim, start, len)?;
+        CpuTensor::new(x.t.narrow(dim, start, len)?.contiguous()?)
+    }
+
+    fn concat(&self, xs: &[&CpuTensor], dim: usize) -> Result<CpuTensor> {
+        check::concat(xs, dim)?;
+        let ts: Vec<&Tensor> = xs.iter().map(|x| &x.t).collect();
+        CpuTensor::new(Tensor::cat(&ts, dim)?)
+    }
+
+    fn cumsum(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        check::rows("cumsum", x)?;
+        CpuTensor::new(x.t.cumsum(x.shape.len() - 1)?)
+    }
+
+    fn scan(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        let (t, _) = check::scan(a, b)?;
+        // Written step by step from candle ops: the readable definition, and differentiable.
+        let mut h = b.t.narrow(0, 0, 1)?;
+        let mut rows = vec![h.clone()];
+        for i in 1..t {
+            h = ((a.t.narrow(0, i, 1)? * &h)? + b.t.narrow(0, i, 1)?)?;
+            rows.push(h.clone());
+        }
+        CpuTensor::new(Tensor::cat(&rows, 0)?)
+    }
+
+    fn ternary_matmul(&self, x: &CpuTensor, packed: &CpuTensor) -> Result<CpuTensor> {
+        let (m, k, n) = check::ternary_matmul(x, packed)?;
+        let xs = x.t.flatten_all()?.to_vec1::<f32>()?;
+        let ws = packed.t.flatten_all()?.to_vec1::<u32>()?;
+        let out = ternary_matmul_host(&xs, &ws, m, k, n)?;
+        CpuTensor::new(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
+    }
+}
+
+/// `x [m, k] · Tᵀ` with `T [n, k]` packed (see [`super::ternary`]): additions and subtractions only,
+/// straight from the packed words (no unpacked copy of the weights).
+/// Sums run over `j = 0..k` in order, skipping zero weights: `ternary_matmul.wgsl` adds in the same
+/// order, so on valid weights both give the same bits. Invalid words (code 3, non-zero padding)
+/// are refused here; the GPU kernel instead relies on [`super::ternary::validate`] at load time.
+pub fn ternary_matmul_host(x: &[f32], packed: &[u32], m: usize, k: usize, n: usize) -> Result<Vec<f32>> {
+    let wpr = super::ternary::words_per_row(k);
+    if Some(x.len()) != m.checked_mul(k) || Some(packed.len()) != n.checked_mul(wpr) {
+        return Err(Error::Invalid(format!(
+            "ternary_matmul: {} x values and {} packed words do not fit m = {m}, k = {k}, n = {n}",
+            x.len(),
+            packed.len()
+        )));
+    }
+    let mut out = vec![0f32; m * n];
+    for r in 0..n {
+        let row = &packed[r * wpr..(r + 1) * wpr];
+        for i in 0..m {
+            let xi = &x[i * k..(i + 1) * k];
+            let mut acc = 0f32;
+            for (w, &word) in row.iter().enumerate() {
+                let mut bits = word;
+                let mut j = w * super::ternary::PER_WORD;
+                while bits != 0 {
+                    if j >= k {
+                        return Err(Error::Invalid(format!("ternary_matmul: non-zero padding in row {r}")));
+                    }
+                    match bits & 3 {
+                        1 => acc += xi[j],
+                        2 => acc -= xi[j],
+                        3 => return Err(Error::Invalid(format!("ternary_matmul: invalid code 3 in row {r}"))),
+                        _ => {}
+                    }
+                    bits >>= 2;
+                    j += 1;
+                }
+            }
+            out[i * n + r] = acc;
+        }
+    }
+    Ok(out)
 }

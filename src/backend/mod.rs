@@ -34,6 +34,12 @@ pub mod tolerance {
     pub const MATMUL_ABS: f32 = 1e-6;
     /// End-to-end demo pipeline (gather -> RMSNorm -> matmul -> SiLU -> softmax): max |diff|.
     pub const PIPELINE_ABS: f32 = 1e-4;
+    /// Prefix sums (cumsum) and the linear recurrence (scan): |gpu - cpu| <= SCAN_REL * s_t, where
+    /// s_t bounds the magnitudes summed into element t (the prefix sum of |x| for cumsum, the same
+    /// recurrence on |a|, |b| for scan). Covers a different summation order (candle's cumsum is a
+    /// triangular matmul, the GPU's a workgroup scan) and, for the recurrence, rounding errors
+    /// that decay by |a| per step.
+    pub const SCAN_REL: f32 = 1e-4;
 }
 
 /// Host-side data of a tensor.
@@ -113,11 +119,15 @@ pub enum Unary {
     LogSigmoid,
     /// `x * mul + add`.
     Affine { mul: f32, add: f32 },
+    /// Round half away from zero (BitNet / MatMul-free activation quantisation rounds this way).
+    Round,
+    /// `min(max(x, lo), hi)`.
+    Clamp { lo: f32, hi: f32 },
 }
 
 impl Unary {
     /// All variants, with an example affine, for exhaustive tests.
-    pub const ALL: [Unary; 13] = [
+    pub const ALL: [Unary; 15] = [
         Unary::Neg,
         Unary::Exp,
         Unary::Log,
@@ -131,6 +141,8 @@ impl Unary {
         Unary::Silu,
         Unary::LogSigmoid,
         Unary::Affine { mul: 0.5, add: -1.25 },
+        Unary::Round,
+        Unary::Clamp { lo: -1.5, hi: 2.0 },
     ];
     /// The value computed in plain f64 Rust: the golden model used by tests.
     pub fn eval_f64(self, x: f64) -> f64 {
@@ -148,6 +160,8 @@ impl Unary {
             Unary::Silu => x / (1.0 + (-x).exp()),
             Unary::LogSigmoid => x.min(0.0) - (-x.abs()).exp().ln_1p(),
             Unary::Affine { mul, add } => x * mul as f64 + add as f64,
+            Unary::Round => x.round(),
+            Unary::Clamp { lo, hi } => x.max(lo as f64).min(hi as f64),
         }
     }
     /// Code used by the `unary.wgsl` kernel's uniform.
@@ -166,12 +180,15 @@ impl Unary {
             Unary::Silu => 10,
             Unary::LogSigmoid => 11,
             Unary::Affine { .. } => 12,
+            Unary::Round => 13,
+            Unary::Clamp { .. } => 14,
         }
     }
 }
 
-/// Element-wise functions of two tensors. `b` either has `a`'s shape, or a suffix of it
-/// (broadcast over the leading dims, e.g. a bias `[N]` over `[M, N]`), or a single element.
+/// Element-wise functions of two tensors with NumPy broadcasting: shapes are aligned from the
+/// right and a dim of size 1 (or a missing leading dim) stretches to the other's size, e.g. a bias
+/// `[N]` over `[M, N]`, or a per-channel decay `[H, K, 1]` over a state `[H, K, V]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Binary {
     Add,
@@ -270,11 +287,133 @@ pub trait Backend {
 
     /// Rows of `table` `[N, D]` picked by `ids` `[T]` (host ids, bounds-checked): `[T, D]`.
     fn gather(&self, table: &Self::Tensor, ids: &[u32]) -> Result<Self::Tensor>;
+
+    // ---- data movement (any dtype) ----
+
+    /// The same elements in row-major order under a new shape with the same element count.
+    fn reshape(&self, x: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+
+    /// Reorder dims: `out.shape[i] = x.shape[perm[i]]` (e.g. `[T, H, K] -> [H, T, K]` with `[1, 0, 2]`).
+    fn permute(&self, x: &Self::Tensor, perm: &[usize]) -> Result<Self::Tensor>;
+
+    /// The slice `start..start + len` along `dim`.
+    fn narrow(&self, x: &Self::Tensor, dim: usize, start: usize, len: usize) -> Result<Self::Tensor>;
+
+    /// Join tensors along `dim`; every other dim must agree.
+    fn concat(&self, xs: &[&Self::Tensor], dim: usize) -> Result<Self::Tensor>;
+
+    // ---- scans and the ternary product ----
+
+    /// Inclusive prefix sum over the last dimension (GLA's cumulative log decay).
+    fn cumsum(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// The element-wise linear recurrence `h_t = a_t ⊙ h_{t-1} + b_t` over dim 0, with `h_{-1} = 0`:
+    /// a, b `[T, D]` -> h `[T, D]` (HGRN's token mixer).
+    fn scan(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// `x · Tᵀ` for ternary `T ∈ {-1,0,+1}^{N×K}` kept packed ([`ternary`]: u32 `[N, ceil(K/16)]`),
+    /// using only additions and subtractions: x `[M, K]` f32 -> `[M, N]`. With integer-valued x
+    /// (8-bit quantised activations) the result is exact.
+    fn ternary_matmul(&self, x: &Self::Tensor, packed: &Self::Tensor) -> Result<Self::Tensor>;
+}
+
+/// Packed ternary weights: 2 bits per weight, 16 weights per u32, little end first
+/// (weight `j` of a row in word `j / 16`, bits `2·(j % 16)..`); codes 0 → 0, 1 → +1, 2 → −1
+/// (3 is invalid). Rows are padded with zeros to a multiple of 16 weights.
+///
+/// Who checks validity: a GPU kernel cannot return an error, so packed weights are validated once
+/// on the host ([`validate`], when a model is loaded) and `ternary_matmul.wgsl` then decodes code 3
+/// as 0 and never reads the padding. The CPU reference refuses invalid words as it goes; on valid
+/// data both backends compute the same sums in the same order.
+pub mod ternary {
+    use crate::error::{Error, Result};
+
+    pub const PER_WORD: usize = 16;
+
+    /// Words per packed row of `k` weights.
+    pub fn words_per_row(k: usize) -> usize {
+        k.div_ceil(PER_WORD)
+    }
+
+    /// Pack a row-major `[n, k]` matrix of values in {-1, 0, 1}.
+    pub fn pack(values: &[i8], n: usize, k: usize) -> Result<Vec<u32>> {
+        if Some(values.len()) != n.checked_mul(k) {
+            return Err(Error::Invalid(format!("ternary pack: {} values for [{n}, {k}]", values.len())));
+        }
+        let wpr = words_per_row(k);
+        let mut out = vec![0u32; n * wpr];
+        for r in 0..n {
+            for j in 0..k {
+                let code = match values[r * k + j] {
+                    0 => 0u32,
+                    1 => 1,
+                    -1 => 2,
+                    v => return Err(Error::Invalid(format!("ternary pack: value {v} at [{r}, {j}] is not in {{-1, 0, 1}}"))),
+                };
+                out[r * wpr + j / PER_WORD] |= code << (2 * (j % PER_WORD));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Check packed `[n, ceil(k/16)]` words: the right count, no code 3, zero padding.
+    pub fn validate(words: &[u32], n: usize, k: usize) -> Result<()> {
+        let wpr = words_per_row(k);
+        if Some(words.len()) != n.checked_mul(wpr) {
+            return Err(Error::Invalid(format!("ternary: {} words for [{n}, {k}] (need {n} x {wpr})", words.len())));
+        }
+        // Bits of the last word of a row that hold weights (the rest is padding and must be 0).
+        let tail = k % PER_WORD;
+        let last_mask = if tail == 0 { u32::MAX } else { (1u32 << (2 * tail)) - 1 };
+        for (i, &w) in words.iter().enumerate() {
+            let (r, c) = (i / wpr, i % wpr);
+            // Code 3 sets both bits of a pair: look for a high bit whose low neighbour is set.
+            let threes = w & (w >> 1) & 0x5555_5555;
+            if threes != 0 {
+                let j = c * PER_WORD + threes.trailing_zeros() as usize / 2;
+                return Err(Error::Invalid(format!("ternary: invalid code 3 at [{r}, {j}]")));
+            }
+            if c + 1 == wpr && w & !last_mask != 0 {
+                return Err(Error::Invalid(format!("ternary: non-zero padding after weight {k} in row {r}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Unpack to `[n, k]` values in {-1, 0, 1} (refusing code 3 and non-zero padding).
+    pub fn unpack(words: &[u32], n: usize, k: usize) -> Result<Vec<i8>> {
+        let wpr = words_per_row(k);
+        validate(words, n, k)?;
+        let mut out = Vec::with_capacity(n * k);
+        for r in 0..n {
+            for j in 0..k {
+                out.push(match (words[r * wpr + j / PER_WORD] >> (2 * (j % PER_WORD))) & 3 {
+                    0 => 0,
+                    1 => 1,
+                    2 => -1,
+                    _ => return Err(Error::Invalid(format!("ternary unpack: invalid code 3 at [{r}, {j}]"))),
+                });
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Shape and dtype rules shared by all backends, so the same bad input gives the same error.
 pub mod check {
     use super::*;
+
+    /// Highest rank of a broadcast `binary` or a `permute`: the GPU kernels pass shapes and strides
+    /// in two `vec4<u32>` per operand. (narrow/concat/reshape have no limit: they collapse to rank
+    /// 3 or less.) Refused here, so the CPU refuses the same inputs.
+    pub const MAX_RANK: usize = 8;
+
+    fn rank_limit(op: &'static str, shape: &[usize]) -> Result<()> {
+        if shape.len() > MAX_RANK {
+            return Err(Error::Shape { op, detail: format!("rank {} of {shape:?} exceeds the limit of {MAX_RANK}", shape.len()) });
+        }
+        Ok(())
+    }
 
     pub fn f32_nonempty(op: &'static str, t: &impl TensorMeta) -> Result<()> {
         if t.dtype() != DType::F32 {
@@ -319,19 +458,118 @@ pub mod check {
         Ok(((batch, m, k, n), out))
     }
 
-    pub fn binary(a: &impl TensorMeta, b: &impl TensorMeta) -> Result<()> {
+    /// NumPy broadcasting; returns the output shape.
+    pub fn binary(a: &impl TensorMeta, b: &impl TensorMeta) -> Result<Vec<usize>> {
         const OP: &str = "binary";
         f32_nonempty(OP, a)?;
         f32_nonempty(OP, b)?;
-        let (sa, sb) = (a.shape(), b.shape());
-        let ok = sa == sb || b.numel() == 1 || (sb.len() <= sa.len() && sa[sa.len() - sb.len()..] == *sb);
-        if !ok {
-            return Err(Error::Shape {
-                op: OP,
-                detail: format!("b {sb:?} must equal a {sa:?}, be a suffix of it, or have one element"),
-            });
+        let out = broadcast_shape(OP, a.shape(), b.shape())?;
+        rank_limit(OP, &out)?;
+        Ok(out)
+    }
+
+    pub fn broadcast_shape(op: &'static str, sa: &[usize], sb: &[usize]) -> Result<Vec<usize>> {
+        let rank = sa.len().max(sb.len());
+        let mut out = vec![0; rank];
+        for i in 0..rank {
+            let da = if i < rank - sa.len() { 1 } else { sa[i - (rank - sa.len())] };
+            let db = if i < rank - sb.len() { 1 } else { sb[i - (rank - sb.len())] };
+            out[i] = match (da, db) {
+                (x, y) if x == y => x,
+                (1, y) => y,
+                (x, 1) => x,
+                _ => return Err(Error::Shape { op, detail: format!("shapes {sa:?} and {sb:?} do not broadcast (dim {i}: {da} vs {db})") }),
+            };
+        }
+        Ok(out)
+    }
+
+    pub fn nonempty(op: &'static str, t: &impl TensorMeta) -> Result<()> {
+        if t.numel() == 0 || t.shape().is_empty() {
+            return Err(Error::Empty { op, shape: t.shape().to_vec() });
         }
         Ok(())
+    }
+
+    pub fn reshape(x: &impl TensorMeta, shape: &[usize]) -> Result<()> {
+        let n: usize = shape.iter().product();
+        if n != x.numel() || shape.is_empty() {
+            return Err(Error::Shape { op: "reshape", detail: format!("cannot view {:?} ({} elements) as {shape:?}", x.shape(), x.numel()) });
+        }
+        Ok(())
+    }
+
+    /// Returns the output shape.
+    pub fn permute(x: &impl TensorMeta, perm: &[usize]) -> Result<Vec<usize>> {
+        let s = x.shape();
+        rank_limit("permute", s)?;
+        let mut seen = vec![false; s.len()];
+        if perm.len() != s.len() || perm.iter().any(|&p| p >= s.len() || std::mem::replace(&mut seen[p], true)) {
+            return Err(Error::Shape { op: "permute", detail: format!("{perm:?} is not a permutation of the {} dims of {s:?}", s.len()) });
+        }
+        Ok(perm.iter().map(|&p| s[p]).collect())
+    }
+
+    /// Returns the output shape.
+    pub fn narrow(x: &impl TensorMeta, dim: usize, start: usize, len: usize) -> Result<Vec<usize>> {
+        let s = x.shape();
+        if dim >= s.len() || len == 0 || start.checked_add(len).is_none_or(|e| e > s[dim]) {
+            return Err(Error::Shape { op: "narrow", detail: format!("slice {start}..{} of dim {dim} is outside {s:?} (or empty)", start.saturating_add(len)) });
+        }
+        let mut out = s.to_vec();
+        out[dim] = len;
+        Ok(out)
+    }
+
+    /// Returns the output shape.
+    pub fn concat(xs: &[&impl TensorMeta], dim: usize) -> Result<Vec<usize>> {
+        let first = xs.first().ok_or(Error::Empty { op: "concat", shape: vec![0] })?;
+        let s0 = first.shape();
+        if dim >= s0.len() {
+            return Err(Error::Shape { op: "concat", detail: format!("dim {dim} out of range for {s0:?}") });
+        }
+        let mut out = s0.to_vec();
+        out[dim] = 0;
+        for x in xs {
+            let s = x.shape();
+            if x.dtype() != first.dtype() {
+                return Err(Error::DType { op: "concat", expected: first.dtype(), got: x.dtype() });
+            }
+            if s.len() != s0.len() || s.iter().zip(s0).enumerate().any(|(i, (a, b))| i != dim && a != b) {
+                return Err(Error::Shape { op: "concat", detail: format!("{s:?} does not match {s0:?} outside dim {dim}") });
+            }
+            out[dim] += s[dim];
+        }
+        Ok(out)
+    }
+
+    /// Returns `(t, d)`.
+    pub fn scan(a: &impl TensorMeta, b: &impl TensorMeta) -> Result<(usize, usize)> {
+        const OP: &str = "scan";
+        f32_nonempty(OP, a)?;
+        f32_nonempty(OP, b)?;
+        match (a.shape(), b.shape()) {
+            (&[t, d], sb) if sb == [t, d] => Ok((t, d)),
+            (sa, sb) => Err(Error::Shape { op: OP, detail: format!("a and b must both be [T, D], got {sa:?} and {sb:?}") }),
+        }
+    }
+
+    /// Returns `(m, k, n)`.
+    pub fn ternary_matmul(x: &impl TensorMeta, packed: &impl TensorMeta) -> Result<(usize, usize, usize)> {
+        const OP: &str = "ternary_matmul";
+        f32_nonempty(OP, x)?;
+        if packed.dtype() != DType::U32 {
+            return Err(Error::DType { op: OP, expected: DType::U32, got: packed.dtype() });
+        }
+        nonempty(OP, packed)?;
+        let (m, k) = match *x.shape() {
+            [m, k] => (m, k),
+            ref s => return Err(Error::Shape { op: OP, detail: format!("x must be [M, K], got {s:?}") }),
+        };
+        match *packed.shape() {
+            [n, w] if w == ternary::words_per_row(k) => Ok((m, k, n)),
+            ref s => Err(Error::Shape { op: OP, detail: format!("packed weights must be [N, {}] for K = {k}, got {s:?}", ternary::words_per_row(k)) }),
+        }
     }
 
     /// Returns `(rows, d)` for ops over the last dim.

@@ -365,9 +365,9 @@ impl Backend for GpuBackend {
     }
 
     fn binary(&self, op: Binary, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
-        check::binary(a, b)?;
+        let out_shape = check::binary(a, b)?;
         self.own_all(&[a, b])?;
-        kernels::binary::run(self, op, a, b)
+        kernels::binary::run(self, op, a, b, &out_shape)
     }
 
     fn softmax(&self, x: &GpuTensor) -> Result<GpuTensor> {
@@ -392,6 +392,50 @@ impl Backend for GpuBackend {
         let (n, d) = check::gather(table, ids)?;
         self.own(table)?;
         kernels::gather::run(self, table, ids, n, d)
+    }
+
+    fn reshape(&self, x: &GpuTensor, shape: &[usize]) -> Result<GpuTensor> {
+        check::reshape(x, shape)?;
+        self.own(x)?;
+        // Free: row-major data does not move, so the new tensor shares the buffer. Safe because no
+        // op writes its inputs: every result goes to a fresh buffer.
+        Ok(GpuTensor { buffer: Arc::clone(&x.buffer), shape: shape.to_vec(), dtype: x.dtype, owner: self.id })
+    }
+
+    fn permute(&self, x: &GpuTensor, perm: &[usize]) -> Result<GpuTensor> {
+        let out_shape = check::permute(x, perm)?;
+        self.own(x)?;
+        kernels::copy::permute(self, x, perm, &out_shape)
+    }
+
+    fn narrow(&self, x: &GpuTensor, dim: usize, start: usize, len: usize) -> Result<GpuTensor> {
+        let out_shape = check::narrow(x, dim, start, len)?;
+        self.own(x)?;
+        kernels::copy::narrow(self, x, dim, start, &out_shape)
+    }
+
+    fn concat(&self, xs: &[&GpuTensor], dim: usize) -> Result<GpuTensor> {
+        let out_shape = check::concat(xs, dim)?;
+        self.own_all(xs)?;
+        kernels::copy::concat(self, xs, dim, &out_shape)
+    }
+
+    fn cumsum(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        let (rows, d) = check::rows("cumsum", x)?;
+        self.own(x)?;
+        kernels::cumsum::run(self, x, rows, d)
+    }
+
+    fn scan(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        let (t, d) = check::scan(a, b)?;
+        self.own_all(&[a, b])?;
+        kernels::scan::run(self, a, b, t, d)
+    }
+
+    fn ternary_matmul(&self, x: &GpuTensor, packed: &GpuTensor) -> Result<GpuTensor> {
+        let dims = check::ternary_matmul(x, packed)?;
+        self.own_all(&[x, packed])?;
+        kernels::ternary_matmul::run(self, x, packed, dims)
     }
 }
 
@@ -436,7 +480,7 @@ mod tests {
     #[test]
     fn wrong_bindings_are_an_error_from_read() {
         let Some(be) = backend() else { return };
-        // unary.wgsl wants x, y and a 16-byte uniform: give it one buffer and a short uniform.
+        // unary.wgsl wants x, y and a 32-byte uniform: give it one buffer and a short uniform.
         let y = be.alloc(&[4], DType::F32).expect("alloc");
         be.dispatch(&kernels::unary::KERNEL, &[y.buffer()], &[0u8; 4], [1, 1, 1]);
         assert!(matches!(be.read_blocking(&y), Err(Error::Gpu(_))));

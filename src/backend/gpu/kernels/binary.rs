@@ -1,6 +1,7 @@
-//! Host side of `shaders/binary.wgsl`: element-wise functions of two tensors, `b` broadcast.
+//! Host side of `shaders/binary.wgsl`: element-wise functions of two tensors with NumPy
+//! broadcasting of both operands.
 
-use super::{u32_of, Kernel, WG};
+use super::{collapse, dims, u32_of, Kernel, WG};
 use crate::backend::gpu::{GpuBackend, GpuTensor};
 use crate::backend::{Binary, TensorMeta};
 use crate::error::{DType, Result};
@@ -16,19 +17,45 @@ pub const KERNEL: Kernel = Kernel {
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
     pub n: u32,
-    /// Elements of b; b is read at `i % b_len` (same shape, suffix, or a single element).
-    pub b_len: u32,
+    pub rank: u32,
     /// `Binary::code()`.
     pub op: u32,
     pub _pad: u32,
+    /// y's shape after collapsing, innermost dim last; unused slots 0.
+    pub shape: [u32; super::MAX_RANK],
+    /// Strides of a and b over that shape, 0 on broadcast dims.
+    pub a_strides: [u32; super::MAX_RANK],
+    pub b_strides: [u32; super::MAX_RANK],
 }
 
-/// a `[..]`, b (a's shape, a suffix of it, or one element) -> y with a's shape.
-pub fn run(be: &GpuBackend, op: Binary, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
-    let n = u32_of("binary elements", a.numel())?;
-    let b_len = u32_of("binary b elements", b.numel())?;
-    let y = be.alloc(a.shape(), DType::F32)?;
-    let params = Params { n, b_len, op: op.code(), _pad: 0 };
+/// Row-major strides of `shape` as seen from the broadcast shape `out` (aligned from the right):
+/// 0 on a dim that is missing or of size 1, so every output coordinate reads a valid element.
+pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let lead = out.len() - shape.len();
+    let mut strides = vec![0; out.len()];
+    let mut s = 1;
+    for d in (0..shape.len()).rev() {
+        strides[lead + d] = if shape[d] == 1 { 0 } else { s };
+        s *= shape[d];
+    }
+    strides
+}
+
+/// a, b broadcastable to `out_shape` (from `check::binary`) -> y `out_shape`.
+pub fn run(be: &GpuBackend, op: Binary, a: &GpuTensor, b: &GpuTensor, out_shape: &[usize]) -> Result<GpuTensor> {
+    let y = be.alloc(out_shape, DType::F32)?;
+    let n = u32_of("binary elements", y.numel())?;
+    let (shape, [sa, sb]) =
+        collapse(out_shape, [&broadcast_strides(a.shape(), out_shape), &broadcast_strides(b.shape(), out_shape)]);
+    let params = Params {
+        n,
+        rank: u32_of("binary rank", shape.len())?,
+        op: op.code(),
+        _pad: 0,
+        shape: dims("binary", &shape)?,
+        a_strides: dims("binary", &sa)?,
+        b_strides: dims("binary", &sb)?,
+    };
     let groups = be.grid(u64::from(n.div_ceil(WG)))?;
     be.dispatch(&KERNEL, &[a.buffer(), b.buffer(), y.buffer()], bytemuck::bytes_of(&params), groups);
     Ok(y)

@@ -18,6 +18,10 @@ pub struct Params {
     /// Affine parameters (ignored by the other ops).
     pub mul: f32,
     pub add: f32,
+    /// Clamp bounds (ignored by the other ops).
+    pub lo: f32,
+    pub hi: f32,
+    pub _pad: [u32; 2],
 }
 
 /// x `[..]` -> y `[..]`.
@@ -27,8 +31,12 @@ pub fn run(be: &GpuBackend, op: Unary, x: &GpuTensor) -> Result<GpuTensor> {
         Unary::Affine { mul, add } => (mul, add),
         _ => (1.0, 0.0),
     };
+    let (lo, hi) = match op {
+        Unary::Clamp { lo, hi } => (lo, hi),
+        _ => (0.0, 0.0),
+    };
     let y = be.alloc(x.shape(), DType::F32)?;
-    let params = Params { n, op: op.code(), mul, add };
+    let params = Params { n, op: op.code(), mul, add, lo, hi, _pad: [0; 2] };
     let groups = be.grid(u64::from(n.div_ceil(WG)))?;
     be.dispatch(&KERNEL, &[x.buffer(), y.buffer()], bytemuck::bytes_of(&params), groups);
     Ok(y)
