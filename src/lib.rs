@@ -5,6 +5,9 @@
 //! - [`error`]: the one error type; every bad input ends there.
 //! - [`backend`]: the op set (trait [`backend::Backend`]), the CPU reference on candle-core and
 //!   the wgpu/WGSL GPU backend whose kernels live in `shaders/`.
+//! - [`io`]: checkpoint folders (config.json, safetensors, tokenizer.json) -> named tensors.
+//! - [`nn`]: layers shared by the models (dense and BitLinear linears, RoPE).
+//! - [`models`]: Transformer++, GLA and HGRN-bit, one file each, with the LM and classifier heads.
 //! - [`text`]: the tokenizer (the `tokenizers` crate) and the bundled default tokenizer.
 //! - [`demo`]: the end-to-end check the page runs on both backends.
 //! - `web` (wasm32 only): the whole JavaScript-facing surface.
@@ -13,6 +16,8 @@ pub mod backend;
 pub mod demo;
 pub mod error;
 pub mod io;
+pub mod models;
+pub mod nn;
 pub mod rng;
 pub mod text;
 

@@ -28,12 +28,19 @@ pub fn parse_safetensors(file: &str, bytes: &[u8]) -> Result<BTreeMap<String, Ho
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let raw = view.data();
+        if view.dtype() == Dtype::U32 {
+            // Trilemma's packed-ternary extension stores its 2-bit codes as u32 words.
+            let words = raw.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let t = HostTensor::u32(view.shape(), words).map_err(|e| Error::Invalid(format!("{file}: tensor {name}: {e}")))?;
+            out.insert(name, t);
+            continue;
+        }
         let data: Vec<f32> = match view.dtype() {
             Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             Dtype::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             Dtype::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             other => {
-                return Err(Error::Invalid(format!("{file}: tensor {name} has dtype {other:?}; supported: F32, F16, BF16")));
+                return Err(Error::Invalid(format!("{file}: tensor {name} has dtype {other:?}; supported: F32, F16, BF16 (and U32 for packed ternary weights)")));
             }
         };
         let t = HostTensor::f32(view.shape(), data).map_err(|e| Error::Invalid(format!("{file}: tensor {name}: {e}")))?;

@@ -1,0 +1,266 @@
+//! Gated Linear Attention Transformer (FLA `model_type = "gla"`), specs/models.md §3.
+//! Pre-norm blocks whose token mixer is a linear-attention recurrence with a data-dependent,
+//! per-key-channel forget gate:
+//!
+//! ```text
+//! S_t = diag(α_t) S_{t−1} + k_tᵀ v_t,   o_t = (dk^−½ q_t) S_t,   α_t = σ(z_t)^(1/16)
+//! ```
+//!
+//! computed either step by step ([`GlaMode::Recurrent`], the definition) or chunk by chunk
+//! ([`GlaMode::Chunked`], §3.4: a matmul inside each chunk plus the carried state); tests check
+//! the two agree.
+
+use super::config::{Cfg, Common};
+use super::{load_mlp, take_any, Mlp};
+use crate::backend::{Backend, Binary, HostTensor, TensorMeta, Unary};
+use crate::error::{Error, Result};
+use crate::io::Checkpoint;
+use crate::nn::{linear::Linear, merge_heads, repeat_heads, scalar, split_heads};
+
+/// `gate_logit_normalizer`: hard-wired in FLA's GLA layer, never read from the config.
+pub const GATE_LOGIT_NORMALIZER: f32 = 16.0;
+/// `gate_low_rank_dim` default (also readable from `gk_proj.0.weight`'s rows).
+pub const GATE_LOW_RANK_DIM: usize = 16;
+/// A large finite negative number for masked exponents (WGSL may assume no infinities).
+pub const MASK_NEG: f32 = -1e30;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GlaMode {
+    /// One step per token: the definition.
+    Recurrent,
+    /// Chunkwise-parallel form with this chunk length.
+    Chunked(usize),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlaConfig {
+    pub heads: usize,
+    pub kv_heads: usize,
+    /// K = int(H · expand_k), V = int(H · expand_v).
+    pub key_dim: usize,
+    pub value_dim: usize,
+    pub low_rank: usize,
+    pub output_gate: bool,
+    pub relu_feature_map: bool,
+    pub clamp_min: Option<f32>,
+}
+
+impl GlaConfig {
+    pub fn parse(c: &Cfg, hidden: usize) -> Result<Self> {
+        c.refuse("attn", "hybrid softmax-attention layers")?;
+        c.refuse("use_short_conv", "short convolutions; no public GLA checkpoint uses them")?;
+        let heads = c.positive("num_heads", c.usize_or("num_heads", 4)?)?;
+        let kv_heads = c.positive("num_kv_heads", c.usize_or("num_kv_heads", heads)?)?;
+        let key_dim = (hidden as f64 * c.f64_or("expand_k", 0.5)?) as usize;
+        let value_dim = (hidden as f64 * c.f64_or("expand_v", 1.0)?) as usize;
+        if heads % kv_heads != 0 || key_dim % heads != 0 || value_dim % heads != 0 || key_dim == 0 || value_dim == 0 {
+            return Err(Error::Invalid(format!(
+                "config.json: num_heads {heads} must divide key dim {key_dim} and value dim {value_dim}, and num_kv_heads {kv_heads} must divide num_heads"
+            )));
+        }
+        let relu_feature_map = match c.str_or("feature_map", "")? {
+            "" => false,
+            "relu" => true,
+            other => return Err(Error::Invalid(format!("config.json: feature_map \"{other}\" is not supported (null or relu)"))),
+        };
+        let clamp_min = match c.0.get("clamp_min").filter(|v| !v.is_null()) {
+            Some(_) => Some(c.f64_or("clamp_min", 0.0)? as f32),
+            None => None,
+        };
+        Ok(Self {
+            heads,
+            kv_heads,
+            key_dim,
+            value_dim,
+            low_rank: c.usize_or("gate_low_rank_dim", GATE_LOW_RANK_DIM)?,
+            output_gate: c.bool_or("use_output_gate", true)?,
+            relu_feature_map,
+            clamp_min,
+        })
+    }
+    pub fn dk(&self) -> usize {
+        self.key_dim / self.heads
+    }
+    pub fn dv(&self) -> usize {
+        self.value_dim / self.heads
+    }
+}
+
+pub struct GlaAttention<B: Backend> {
+    q: Linear<B>,
+    k: Linear<B>,
+    v: Linear<B>,
+    /// Output gate `[V, H]`.
+    g: Option<Linear<B>>,
+    /// Low-rank gate: `[r, H]` then `[K/g, r]` + bias.
+    gk0: Linear<B>,
+    gk1: Linear<B>,
+    o: Linear<B>,
+    /// `[dv]` per-head output norm.
+    g_norm: B::Tensor,
+}
+
+pub struct Block<B: Backend> {
+    attn_norm: B::Tensor,
+    attn: GlaAttention<B>,
+    mlp_norm: B::Tensor,
+    mlp: Mlp<B>,
+}
+
+pub struct Gla<B: Backend> {
+    pub common: Common,
+    pub cfg: GlaConfig,
+    pub blocks: Vec<Block<B>>,
+    pub mode: GlaMode,
+}
+
+impl<B: Backend> Gla<B> {
+    pub fn load(be: &B, ck: &mut Checkpoint, common: &Common) -> Result<Self> {
+        let cfg = GlaConfig::parse(&Cfg(&ck.config), common.hidden)?;
+        let h = common.hidden;
+        let g = cfg.heads / cfg.kv_heads;
+        let (kd, vd) = (cfg.key_dim, cfg.value_dim);
+        let mut blocks = Vec::with_capacity(common.layers);
+        for l in 0..common.layers {
+            let p = format!("model.layers.{l}.");
+            let mut dense = |name: &str, shape: [usize; 2]| -> Result<Linear<B>> { Linear::dense(be, &ck.take(&format!("{p}attn.{name}.weight"), &shape)?, None) };
+            let q = dense("q_proj", [kd, h])?;
+            let k = dense("k_proj", [kd / g, h])?;
+            let v = dense("v_proj", [vd / g, h])?;
+            let gp = if cfg.output_gate { Some(dense("g_proj", [vd, h])?) } else { None };
+            let gk0 = dense("gk_proj.0", [cfg.low_rank, h])?;
+            let o = dense("o_proj", [h, vd])?;
+            let gk1w = ck.take(&format!("{p}attn.gk_proj.1.weight"), &[kd / g, cfg.low_rank])?;
+            let gk1b = ck.take(&format!("{p}attn.gk_proj.1.bias"), &[kd / g])?;
+            let gk1 = Linear::dense(be, &gk1w, Some(&gk1b))?;
+            // `g_norm_swish_gate` when (swish, fuse_norm, output gate) — every public checkpoint — else `g_norm`.
+            let g_norm = be.upload(&take_any(ck, &[format!("{p}attn.g_norm_swish_gate.weight"), format!("{p}attn.g_norm.weight")], &[cfg.dv()])?)?;
+            let attn = GlaAttention { q, k, v, g: gp, gk0, gk1, o, g_norm };
+            let attn_norm = be.upload(&ck.take(&format!("{p}attn_norm.weight"), &[h])?)?;
+            let mlp_norm = be.upload(&ck.take(&format!("{p}mlp_norm.weight"), &[h])?)?;
+            let mlp = load_mlp(be, ck, &format!("{p}mlp."), h, common.intermediate, false)?;
+            blocks.push(Block { attn_norm, attn, mlp_norm, mlp });
+        }
+        Ok(Self { common: common.clone(), cfg, blocks, mode: GlaMode::Chunked(16) })
+    }
+
+    /// x `[T, H]` -> `[T, H]` before the final norm; `taps` collects each block's output.
+    pub fn forward(&self, be: &B, mut x: B::Tensor, mut taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
+        let eps = self.common.norm_eps;
+        for blk in &self.blocks {
+            let h = be.rms_norm(&x, &blk.attn_norm, eps)?;
+            let o = blk.attn.forward(be, &h, &self.cfg, eps, self.mode)?;
+            x = be.binary(Binary::Add, &x, &o)?;
+            let h = be.rms_norm(&x, &blk.mlp_norm, eps)?;
+            x = be.binary(Binary::Add, &x, &blk.mlp.forward(be, &h)?)?;
+            if let Some(t) = taps.as_deref_mut() {
+                t.push(x.clone());
+            }
+        }
+        Ok(x)
+    }
+}
+
+impl<B: Backend> GlaAttention<B> {
+    /// h `[T, H]` -> `[T, H]`.
+    pub fn forward(&self, be: &B, h: &B::Tensor, c: &GlaConfig, eps: f32, mode: GlaMode) -> Result<B::Tensor> {
+        let g = c.heads / c.kv_heads;
+        let mut q = split_heads(be, &self.q.forward(be, h)?, c.heads)?; // [nh, T, dk]
+        let mut k = repeat_heads(be, &split_heads(be, &self.k.forward(be, h)?, c.kv_heads)?, g)?; // [nh, T, dk]
+        let v = repeat_heads(be, &split_heads(be, &self.v.forward(be, h)?, c.kv_heads)?, g)?; // [nh, T, dv]
+        // Gate logits from x̂ through the low-rank pair, then the log forget gate G ≤ 0.
+        let z = self.gk1.forward(be, &self.gk0.forward(be, h)?)?; // [T, K/g]
+        let mut lg = be.unary(Unary::LogSigmoid, &z)?;
+        lg = be.unary(Unary::Affine { mul: 1.0 / GATE_LOGIT_NORMALIZER, add: 0.0 }, &lg)?;
+        if let Some(m) = c.clamp_min {
+            lg = be.binary(Binary::Max, &lg, &scalar(be, m)?)?;
+        }
+        let lg = repeat_heads(be, &split_heads(be, &lg, c.kv_heads)?, g)?; // [nh, T, dk]
+        if c.relu_feature_map {
+            q = be.unary(Unary::Relu, &q)?;
+            k = be.unary(Unary::Relu, &k)?;
+        }
+        let q = be.unary(Unary::Affine { mul: (c.dk() as f32).powf(-0.5), add: 0.0 }, &q)?;
+        let o = match mode {
+            GlaMode::Recurrent => recurrent(be, &q, &k, &v, &lg)?,
+            GlaMode::Chunked(len) => chunked(be, &q, &k, &v, &lg, len)?,
+        }; // [nh, T, dv]
+        let o = be.rms_norm(&o, &self.g_norm, eps)?;
+        let mut o = merge_heads(be, &o)?; // [T, V]
+        if let Some(gp) = &self.g {
+            o = be.binary(Binary::Mul, &o, &be.unary(Unary::Silu, &gp.forward(be, h)?)?)?;
+        }
+        self.o.forward(be, &o)
+    }
+}
+
+/// Per-step recurrence (§3.3.6): q (already scaled), k `[nh, T, dk]`, v `[nh, T, dv]`, log decay
+/// `[nh, T, dk]` -> o `[nh, T, dv]`.
+pub fn recurrent<B: Backend>(be: &B, q: &B::Tensor, k: &B::Tensor, v: &B::Tensor, lg: &B::Tensor) -> Result<B::Tensor> {
+    let (nh, t, dk) = dims3(q)?;
+    let dv = v.shape()[2];
+    let mut s = be.upload(&HostTensor::f32(&[nh, dk, dv], vec![0.0; nh * dk * dv])?)?;
+    let mut outs = Vec::with_capacity(t);
+    for i in 0..t {
+        let step = |x: &B::Tensor| be.narrow(x, 1, i, 1); // [nh, 1, X]
+        let a = be.permute(&be.unary(Unary::Exp, &step(lg)?)?, &[0, 2, 1])?; // [nh, dk, 1]
+        let kv = be.matmul(&be.permute(&step(k)?, &[0, 2, 1])?, &step(v)?, false)?; // [nh, dk, dv]
+        s = be.binary(Binary::Add, &be.binary(Binary::Mul, &a, &s)?, &kv)?;
+        outs.push(be.matmul(&step(q)?, &s, false)?); // [nh, 1, dv]
+    }
+    let refs: Vec<&B::Tensor> = outs.iter().collect();
+    be.concat(&refs, 1)
+}
+
+/// Chunkwise-parallel form (§3.4), every exponent ≤ 0: inside a chunk the pairwise decays
+/// `exp(B_t − B_j)` (j ≤ t) weight `q_t · k_j`; across chunks the state carries the past.
+pub fn chunked<B: Backend>(be: &B, q: &B::Tensor, k: &B::Tensor, v: &B::Tensor, lg: &B::Tensor, chunk: usize) -> Result<B::Tensor> {
+    if chunk == 0 {
+        return Err(Error::Invalid("GLA chunk length must be positive".into()));
+    }
+    let (nh, t, dk) = dims3(q)?;
+    let dv = v.shape()[2];
+    let mut s = be.upload(&HostTensor::f32(&[nh, dk, dv], vec![0.0; nh * dk * dv])?)?;
+    let mut outs = Vec::new();
+    let mut start = 0;
+    while start < t {
+        let l = chunk.min(t - start);
+        let cut = |x: &B::Tensor| be.narrow(x, 1, start, l); // [nh, L, X]
+        let (qc, kc, vc) = (cut(q)?, cut(k)?, cut(v)?);
+        // B_t = Σ_{j ≤ t} G_j inside the chunk: cumsum runs over the last dim.
+        let bc = be.permute(&be.cumsum(&be.permute(&cut(lg)?, &[0, 2, 1])?)?, &[0, 2, 1])?; // [nh, L, dk]
+        // Inter-chunk: (q ⊙ exp(B_t)) · S_in.
+        let inter = be.matmul(&be.binary(Binary::Mul, &qc, &be.unary(Unary::Exp, &bc)?)?, &s, false)?; // [nh, L, dv]
+        // Intra-chunk: A[t, j] = Σ_d q_t[d] k_j[d] exp(B_t[d] − B_j[d]) for j ≤ t.
+        let bt = be.reshape(&bc, &[nh, l, 1, dk])?;
+        let bj = be.reshape(&bc, &[nh, 1, l, dk])?;
+        let mask = be.upload(&chunk_mask(l)?)?; // [L, L, 1]
+        let e = be.unary(Unary::Exp, &be.binary(Binary::Add, &be.binary(Binary::Sub, &bt, &bj)?, &mask)?)?; // [nh, L, L, dk]
+        let qk = be.binary(Binary::Mul, &be.reshape(&qc, &[nh, l, 1, dk])?, &be.reshape(&kc, &[nh, 1, l, dk])?)?;
+        let a = be.reduce(crate::backend::Reduce::Sum, &be.binary(Binary::Mul, &qk, &e)?)?; // [nh, L, L, 1]
+        let intra = be.matmul(&be.reshape(&a, &[nh, l, l])?, &vc, false)?; // [nh, L, dv]
+        outs.push(be.binary(Binary::Add, &inter, &intra)?);
+        // Outgoing state: diag(exp(B_last)) S_in + Σ_j (k_j ⊙ exp(B_last − B_j))ᵀ v_j.
+        let blast = be.narrow(&bc, 1, l - 1, 1)?; // [nh, 1, dk]
+        let kd = be.binary(Binary::Mul, &kc, &be.unary(Unary::Exp, &be.binary(Binary::Sub, &blast, &bc)?)?)?; // [nh, L, dk]
+        let decay = be.permute(&be.unary(Unary::Exp, &blast)?, &[0, 2, 1])?; // [nh, dk, 1]
+        let carried = be.matmul(&be.permute(&kd, &[0, 2, 1])?, &vc, false)?; // [nh, dk, dv]
+        s = be.binary(Binary::Add, &be.binary(Binary::Mul, &decay, &s)?, &carried)?;
+        start += l;
+    }
+    let refs: Vec<&B::Tensor> = outs.iter().collect();
+    be.concat(&refs, 1)
+}
+
+/// `[L, L, 1]`: 0 where j ≤ t, [`MASK_NEG`] above the diagonal (those exponents would be positive).
+fn chunk_mask(l: usize) -> Result<HostTensor> {
+    let m = (0..l * l).map(|i| if i % l <= i / l { 0.0 } else { MASK_NEG }).collect();
+    HostTensor::f32(&[l, l, 1], m)
+}
+
+fn dims3(x: &impl TensorMeta) -> Result<(usize, usize, usize)> {
+    match *x.shape() {
+        [a, b, c] => Ok((a, b, c)),
+        ref s => Err(Error::Shape { op: "gla", detail: format!("expected [nh, T, dk], got {s:?}") }),
+    }
+}

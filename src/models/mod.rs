@@ -1,0 +1,205 @@
+//! The three architectures, one file each, in the seed paper's order:
+//! [`transformer_pp`] (Transformer++), [`gla`] (Gated Linear Attention), [`matmul_free`]
+//! (HGRN-bit). This file holds what they share: the SwiGLU/GLU MLP, the heads and [`Model`], which
+//! loads any of them from a Hugging Face folder ([`Checkpoint`]).
+//!
+//! Heads (specs/models.md §6): the LM head `[T, N]`, and the sequence-classification head
+//! `score.weight [C, H]` (no bias) applied to the final-normed hidden state of the *last* token, as
+//! HF's GenericForSequenceClassification does. Sequences run unpadded, so "last non-pad token" is
+//! simply the last one.
+
+pub mod config;
+pub mod gla;
+pub mod matmul_free;
+pub mod transformer_pp;
+
+use crate::backend::{Backend, Binary, HostTensor, TensorMeta, Unary};
+use crate::error::{Error, Result};
+use crate::io::Checkpoint;
+use crate::nn::linear::{Linear, TernaryWeights};
+pub use config::{Arch, Common};
+
+/// Take the first tensor found under any of `names` (current name first, legacy names after).
+pub(crate) fn take_any(ck: &mut Checkpoint, names: &[String], shape: &[usize]) -> Result<HostTensor> {
+    for n in names {
+        if ck.tensors.contains_key(n) {
+            return ck.take(n, shape);
+        }
+    }
+    Err(Error::Invalid(format!("checkpoint is missing tensor {} (also looked for {:?})", names[0], &names[1..])))
+}
+
+pub(crate) fn take_norm<B: Backend>(be: &B, ck: &mut Checkpoint, names: &[String], d: usize) -> Result<B::Tensor> {
+    be.upload(&take_any(ck, names, &[d])?)
+}
+
+/// A BitLinear `prefix` (`…_proj`): packed ternary weights (`weight_ternary` u32 + `weight_scale`,
+/// Trilemma's safetensors extension) when present, else the latent `weight` ternarised here, plus
+/// its own `norm.weight`.
+pub(crate) fn take_bit<B: Backend>(be: &B, ck: &mut Checkpoint, prefix: &str, n: usize, k: usize) -> Result<Linear<B>> {
+    let norm = ck.take(&format!("{prefix}.norm.weight"), &[k])?;
+    let packed_name = format!("{prefix}.weight_ternary");
+    let t = if ck.tensors.contains_key(&packed_name) {
+        let words = ck.take(&packed_name, &[n, crate::backend::ternary::words_per_row(k)])?;
+        let scale = ck.take(&format!("{prefix}.weight_scale"), &[1])?;
+        TernaryWeights { packed: words.as_u32("weight_ternary")?.to_vec(), beta: scale.as_f32("weight_scale")?[0], n, k }
+    } else {
+        TernaryWeights::from_latent(&ck.take(&format!("{prefix}.weight"), &[n, k])?)?
+    };
+    Linear::bit(be, &t, &norm)
+}
+
+/// The gated MLP: `down(SiLU(gate(x)) ⊙ up(x))` (§1.1, and HGRN-bit's GLU §4.5).
+pub struct Mlp<B: Backend> {
+    /// Either separate gate and up projections, or one fused `[2I, H]` projection (rows `[0, I)`
+    /// gate, `[I, 2I)` up) — kept fused for BitLinear, whose ternary scale spans the fused tensor.
+    gate: Linear<B>,
+    up: Option<Linear<B>>,
+    down: Linear<B>,
+    intermediate: usize,
+}
+
+pub(crate) fn load_mlp<B: Backend>(be: &B, ck: &mut Checkpoint, p: &str, h: usize, i: usize, bit: bool) -> Result<Mlp<B>> {
+    if bit {
+        return Ok(Mlp {
+            gate: take_bit(be, ck, &format!("{p}gate_proj"), 2 * i, h)?,
+            up: None,
+            down: take_bit(be, ck, &format!("{p}down_proj"), h, i)?,
+            intermediate: i,
+        });
+    }
+    let down = Linear::dense(be, &ck.take(&format!("{p}down_proj.weight"), &[h, i])?, None)?;
+    if ck.tensors.contains_key(&format!("{p}up_proj.weight")) {
+        let gate = Linear::dense(be, &ck.take(&format!("{p}gate_proj.weight"), &[i, h])?, None)?;
+        let up = Linear::dense(be, &ck.take(&format!("{p}up_proj.weight"), &[i, h])?, None)?;
+        Ok(Mlp { gate, up: Some(up), down, intermediate: i })
+    } else {
+        // Legacy FLA layout (before 2025-02-09): one gate_proj [2I, H].
+        let fused = ck.take(&format!("{p}gate_proj.weight"), &[2 * i, h])?;
+        let v = fused.as_f32("gate_proj")?;
+        let gate = HostTensor::f32(&[i, h], v[..i * h].to_vec())?;
+        let up = HostTensor::f32(&[i, h], v[i * h..].to_vec())?;
+        Ok(Mlp { gate: Linear::dense(be, &gate, None)?, up: Some(Linear::dense(be, &up, None)?), down, intermediate: i })
+    }
+}
+
+impl<B: Backend> Mlp<B> {
+    /// x `[T, H]` -> `[T, H]`.
+    pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        let (g, u) = match &self.up {
+            Some(up) => (self.gate.forward(be, x)?, up.forward(be, x)?),
+            None => {
+                let gu = self.gate.forward(be, x)?; // [T, 2I]
+                (be.narrow(&gu, 1, 0, self.intermediate)?, be.narrow(&gu, 1, self.intermediate, self.intermediate)?)
+            }
+        };
+        let a = be.binary(Binary::Mul, &be.unary(Unary::Silu, &g)?, &u)?;
+        self.down.forward(be, &a)
+    }
+}
+
+/// One of the three bodies.
+pub enum Body<B: Backend> {
+    Transformer(transformer_pp::Transformer<B>),
+    Gla(gla::Gla<B>),
+    HgrnBit(matmul_free::HgrnBit<B>),
+}
+
+/// A loaded model: embeddings, body, final norm, and whichever heads the folder has.
+pub struct Model<B: Backend> {
+    pub common: Common,
+    pub embeddings: B::Tensor,
+    pub body: Body<B>,
+    pub norm: B::Tensor,
+    /// `[N, H]` dense (or tied to the embeddings), or a BitLinear for HGRN-bit. `None` for a
+    /// classifier-only folder.
+    pub lm_head: Option<Linear<B>>,
+    /// `[C, H]`.
+    pub score: Option<B::Tensor>,
+}
+
+impl<B: Backend> Model<B> {
+    /// Build from a checkpoint; every tensor's shape is checked against the config, and tensors
+    /// the model does not use are reported as an error (a wrong architecture or a typo in a name).
+    pub fn load(be: &B, mut ck: Checkpoint) -> Result<Self> {
+        let common = Common::parse(&ck.config)?;
+        let (h, n) = (common.hidden, common.vocab);
+        let emb = take_any(&mut ck, &["model.embeddings.weight".into(), "model.embed_tokens.weight".into()], &[n, h])?;
+        let embeddings = be.upload(&emb)?;
+        let body = match common.arch {
+            Arch::Transformer => Body::Transformer(transformer_pp::Transformer::load(be, &mut ck, &common)?),
+            Arch::Gla => Body::Gla(gla::Gla::load(be, &mut ck, &common)?),
+            Arch::HgrnBit => Body::HgrnBit(matmul_free::HgrnBit::load(be, &mut ck, &common)?),
+        };
+        let norm = be.upload(&ck.take("model.norm.weight", &[h])?)?;
+        let lm_head = if common.arch == Arch::HgrnBit {
+            if ck.tensors.contains_key("lm_head.weight") || ck.tensors.contains_key("lm_head.weight_ternary") {
+                Some(take_bit(be, &mut ck, "lm_head", n, h)?)
+            } else {
+                None
+            }
+        } else if ck.tensors.contains_key("lm_head.weight") {
+            Some(Linear::dense(be, &ck.take("lm_head.weight", &[n, h])?, None)?)
+        } else if common.tie_word_embeddings {
+            Some(Linear::Dense { w: embeddings.clone(), b: None })
+        } else {
+            None
+        };
+        let score = match (common.num_labels, ck.tensors.contains_key("score.weight")) {
+            (Some(c), true) => Some(be.upload(&ck.take("score.weight", &[c, h])?)?),
+            (None, true) => {
+                let c = ck.tensors["score.weight"].shape.first().copied().unwrap_or(0);
+                Some(be.upload(&ck.take("score.weight", &[c, h])?)?)
+            }
+            (Some(_), false) => return Err(Error::Invalid("config.json has num_labels but the checkpoint has no score.weight".into())),
+            (None, false) => None,
+        };
+        if let Some(extra) = ck.tensors.keys().next() {
+            return Err(Error::Invalid(format!(
+                "checkpoint has {} tensor(s) the {} model does not use, e.g. {extra}",
+                ck.tensors.len(),
+                common.arch.display_name()
+            )));
+        }
+        Ok(Self { common, embeddings, body, norm, lm_head, score })
+    }
+
+    /// ids `[T]` -> final-normed hidden states `[T, H]`.
+    pub fn hidden(&self, be: &B, ids: &[u32]) -> Result<B::Tensor> {
+        self.run(be, ids, None)
+    }
+
+    /// ids `[T]` -> (each block's output `[T, H]`, final-normed hidden states `[T, H]`).
+    pub fn hidden_states(&self, be: &B, ids: &[u32]) -> Result<(Vec<B::Tensor>, B::Tensor)> {
+        let mut taps = Vec::with_capacity(self.common.layers);
+        let h = self.run(be, ids, Some(&mut taps))?;
+        Ok((taps, h))
+    }
+
+    fn run(&self, be: &B, ids: &[u32], taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
+        if ids.is_empty() {
+            return Err(Error::Invalid("no tokens to run".into()));
+        }
+        let x = be.gather(&self.embeddings, ids)?; // [T, H]
+        let x = match &self.body {
+            Body::Transformer(m) => m.forward(be, x, taps)?,
+            Body::Gla(m) => m.forward(be, x, taps)?,
+            Body::HgrnBit(m) => m.forward(be, x, taps)?,
+        };
+        be.rms_norm(&x, &self.norm, self.common.norm_eps)
+    }
+
+    /// ids `[T]` -> next-token logits `[T, N]`.
+    pub fn lm_logits(&self, be: &B, ids: &[u32]) -> Result<B::Tensor> {
+        let head = self.lm_head.as_ref().ok_or_else(|| Error::Invalid("this model folder has no LM head (lm_head.weight)".into()))?;
+        head.forward(be, &self.hidden(be, ids)?)
+    }
+
+    /// ids `[T]` -> class logits `[1, C]` at the last token.
+    pub fn classify(&self, be: &B, ids: &[u32]) -> Result<B::Tensor> {
+        let score = self.score.as_ref().ok_or_else(|| Error::Invalid("this model folder has no classification head (score.weight)".into()))?;
+        let h = self.hidden(be, ids)?;
+        let last = be.narrow(&h, 0, h.shape()[0] - 1, 1)?; // [1, H]
+        be.matmul(&last, score, true)
+    }
+}

@@ -1,0 +1,166 @@
+//! Transformer++ (FLA `model_type = "transformer"`), Llama-style: pre-norm RMSNorm blocks,
+//! causal softmax attention with rotary positions and grouped-query heads, SwiGLU MLP.
+//! specs/models.md §2. Read top to bottom: config, layers, block, model.
+
+use super::config::{Cfg, Common};
+use super::{load_mlp, take_norm, Mlp};
+use crate::backend::{Backend, Binary, HostTensor, TensorMeta, Unary};
+use crate::error::{Error, Result};
+use crate::io::Checkpoint;
+use crate::nn::{linear::Linear, merge_heads, repeat_heads, rope, split_heads};
+
+/// Attention settings (specs/models.md §2.1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttnConfig {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub rope_theta: f64,
+    pub qk_norm: bool,
+    pub qkv_bias: bool,
+    /// Sliding window (token t sees t−window+1..t); `None` = full causal.
+    pub window: Option<usize>,
+}
+
+impl AttnConfig {
+    pub fn parse(c: &Cfg, hidden: usize) -> Result<Self> {
+        let heads = c.positive("num_heads", c.usize_or("num_heads", 32)?)?;
+        let kv_heads = c.positive("num_kv_heads", c.usize_or("num_kv_heads", heads)?)?;
+        if hidden % heads != 0 || heads % kv_heads != 0 {
+            return Err(Error::Invalid(format!(
+                "config.json: hidden_size {hidden} must divide into num_heads {heads}, and num_heads into num_kv_heads {kv_heads}"
+            )));
+        }
+        let window = c.opt_usize("window_size")?;
+        if window == Some(0) {
+            return Err(Error::Invalid("config.json: \"window_size\" must be positive or null".into()));
+        }
+        Ok(Self {
+            heads,
+            kv_heads,
+            head_dim: hidden / heads,
+            rope_theta: c.f64_or("rope_theta", 10_000.0)?,
+            qk_norm: c.bool_or("qk_norm", false)?,
+            qkv_bias: c.bool_or("qkv_bias", false)?,
+            window,
+        })
+    }
+}
+
+/// Per-head q/k RMSNorm eps of FLA's attention module.
+const QK_NORM_EPS: f32 = 1e-5;
+
+pub struct Attention<B: Backend> {
+    q: Linear<B>,
+    k: Linear<B>,
+    v: Linear<B>,
+    o: Linear<B>,
+    /// `[hd]` each, when `qk_norm`.
+    qk_norm: Option<(B::Tensor, B::Tensor)>,
+}
+
+pub struct Block<B: Backend> {
+    attn_norm: B::Tensor,
+    attn: Attention<B>,
+    mlp_norm: B::Tensor,
+    mlp: Mlp<B>,
+}
+
+pub struct Transformer<B: Backend> {
+    pub common: Common,
+    pub attn: AttnConfig,
+    pub blocks: Vec<Block<B>>,
+}
+
+impl<B: Backend> Transformer<B> {
+    pub fn load(be: &B, ck: &mut Checkpoint, common: &Common) -> Result<Self> {
+        let cfg = Cfg(&ck.config);
+        let a = AttnConfig::parse(&cfg, common.hidden)?;
+        let (h, hd) = (common.hidden, a.head_dim);
+        let kvd = a.kv_heads * hd;
+        let mut blocks = Vec::with_capacity(common.layers);
+        for l in 0..common.layers {
+            let p = format!("model.layers.{l}.");
+            let mut lin = |name: &str, n: usize, k: usize, bias: bool| -> Result<Linear<B>> {
+                let w = ck.take(&format!("{p}attn.{name}.weight"), &[n, k])?;
+                let b = if bias { Some(ck.take(&format!("{p}attn.{name}.bias"), &[n])?) } else { None };
+                Linear::dense(be, &w, b.as_ref())
+            };
+            let attn = Attention {
+                q: lin("q_proj", h, h, a.qkv_bias)?,
+                k: lin("k_proj", kvd, h, a.qkv_bias)?,
+                v: lin("v_proj", kvd, h, a.qkv_bias)?,
+                o: lin("o_proj", h, h, false)?,
+                qk_norm: if a.qk_norm {
+                    let qn = ck.take(&format!("{p}attn.q_norm.weight"), &[hd])?;
+                    let kn = ck.take(&format!("{p}attn.k_norm.weight"), &[hd])?;
+                    Some((be.upload(&qn)?, be.upload(&kn)?))
+                } else {
+                    None
+                },
+            };
+            // Block norms: `attn_norm`/`mlp_norm`, or the 2024-11..2025-02 `attn.norm`/`mlp.norm`.
+            let attn_norm = take_norm(be, ck, &[format!("{p}attn_norm.weight"), format!("{p}attn.norm.weight")], h)?;
+            let mlp_norm = take_norm(be, ck, &[format!("{p}mlp_norm.weight"), format!("{p}mlp.norm.weight")], h)?;
+            let mlp = load_mlp(be, ck, &format!("{p}mlp."), h, common.intermediate, false)?;
+            blocks.push(Block { attn_norm, attn, mlp_norm, mlp });
+        }
+        Ok(Self { common: common.clone(), attn: a, blocks })
+    }
+
+    /// x `[T, H]` (embeddings) -> `[T, H]` before the final norm; `taps` collects each block's output.
+    pub fn forward(&self, be: &B, mut x: B::Tensor, mut taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
+        let t = x.shape()[0];
+        let a = &self.attn;
+        let (cos, sin) = rope::tables(t, a.head_dim, a.rope_theta, 0)?;
+        let (cos, sin) = (be.upload(&cos)?, be.upload(&sin)?);
+        let mask = be.upload(&causal_mask(t, a.window)?)?;
+        let eps = self.common.norm_eps;
+        for blk in &self.blocks {
+            let h = be.rms_norm(&x, &blk.attn_norm, eps)?;
+            let o = blk.attn.forward(be, &h, a, &cos, &sin, &mask)?;
+            x = be.binary(Binary::Add, &x, &o)?;
+            let h = be.rms_norm(&x, &blk.mlp_norm, eps)?;
+            x = be.binary(Binary::Add, &x, &blk.mlp.forward(be, &h)?)?;
+            if let Some(t) = taps.as_deref_mut() {
+                t.push(x.clone());
+            }
+        }
+        Ok(x)
+    }
+}
+
+impl<B: Backend> Attention<B> {
+    /// h `[T, H]` -> `[T, H]`.
+    fn forward(&self, be: &B, h: &B::Tensor, a: &AttnConfig, cos: &B::Tensor, sin: &B::Tensor, mask: &B::Tensor) -> Result<B::Tensor> {
+        let g = a.heads / a.kv_heads;
+        let mut q = split_heads(be, &self.q.forward(be, h)?, a.heads)?; // [nh, T, hd]
+        let mut k = split_heads(be, &self.k.forward(be, h)?, a.kv_heads)?; // [kvh, T, hd]
+        let v = split_heads(be, &self.v.forward(be, h)?, a.kv_heads)?; // [kvh, T, hd]
+        if let Some((qn, kn)) = &self.qk_norm {
+            q = be.rms_norm(&q, qn, QK_NORM_EPS)?;
+            k = be.rms_norm(&k, kn, QK_NORM_EPS)?;
+        }
+        let q = rope::apply(be, &q, cos, sin, a.head_dim)?;
+        let k = repeat_heads(be, &rope::apply(be, &k, cos, sin, a.head_dim)?, g)?; // [nh, T, hd]
+        let v = repeat_heads(be, &v, g)?;
+        let scores = be.matmul(&q, &k, true)?; // [nh, T, T]
+        let scores = be.unary(Unary::Affine { mul: 1.0 / (a.head_dim as f32).sqrt(), add: 0.0 }, &scores)?;
+        let p = be.softmax(&be.binary(Binary::Add, &scores, mask)?)?;
+        let o = be.matmul(&p, &v, false)?; // [nh, T, hd]
+        self.o.forward(be, &merge_heads(be, &o)?)
+    }
+}
+
+/// `[T, T]`: 0 where query t may see key j (j ≤ t, and within the window), a huge negative
+/// number elsewhere (finite: WGSL may assume no infinities).
+pub fn causal_mask(t: usize, window: Option<usize>) -> Result<HostTensor> {
+    let mut m = vec![super::gla::MASK_NEG; t * t];
+    for q in 0..t {
+        let lo = window.map_or(0, |w| (q + 1).saturating_sub(w));
+        for j in lo..=q {
+            m[q * t + j] = 0.0;
+        }
+    }
+    HostTensor::f32(&[t, t], m)
+}

@@ -1,0 +1,167 @@
+//! `y = x · Wᵀ (+ b)` in the forms a model can carry. Compression changes which variant a layer
+//! holds, never the model code.
+//!
+//! - [`Linear::Dense`]: f32 weight `[N, K]` (PyTorch layout), optional bias `[N]`.
+//! - [`Linear::Bit`]: the MatMul-free LM's BitLinear (specs/models.md §4.3): its own input
+//!   RMSNorm (eps 1e-6), 8-bit absmax activations per token, absmean ternary weights kept packed
+//!   (2 bits each) and multiplied with additions and subtractions only.
+
+use crate::backend::{ternary, Backend, Binary, HostTensor, Reduce, TensorMeta, Unary};
+use crate::error::{Error, Result};
+
+/// RMSNorm eps inside BitLinear: the fused function's default, 1e-6 (not the module's printed 1e-8).
+pub const BITLINEAR_NORM_EPS: f32 = 1e-6;
+/// Floors of the quantisers (MMF `fusedbitnet.py`).
+pub const ACT_SCALE_FLOOR: f32 = 1e-5;
+pub const WEIGHT_SCALE_FLOOR: f32 = 1e-5;
+
+/// Ternary weights and their scale, on the host: `W ≈ β · T`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TernaryWeights {
+    /// `[N, ceil(K/16)]` packed codes (see [`ternary`]).
+    pub packed: Vec<u32>,
+    pub beta: f32,
+    pub n: usize,
+    pub k: usize,
+}
+
+impl TernaryWeights {
+    /// Absmean ternarisation of a latent `[N, K]` weight, per tensor:
+    /// `β = max(mean|W|, 1e-5)`, `T = clamp(round(W · (1/β)), −1, 1)` with round-half-to-even
+    /// (PyTorch's `round`).
+    pub fn from_latent(w: &HostTensor) -> Result<Self> {
+        let (n, k) = match *w.shape.as_slice() {
+            [n, k] if n > 0 && k > 0 => (n, k),
+            ref s => return Err(Error::Invalid(format!("BitLinear weight must be [N, K], got {s:?}"))),
+        };
+        let v = w.as_f32("ternarize")?;
+        let mean = (v.iter().map(|x| x.abs() as f64).sum::<f64>() / v.len() as f64) as f32;
+        let beta = mean.max(WEIGHT_SCALE_FLOOR);
+        let inv = 1.0 / beta;
+        let t: Vec<i8> = v.iter().map(|&x| (x * inv).round_ties_even().clamp(-1.0, 1.0) as i8).collect();
+        Ok(Self { packed: ternary::pack(&t, n, k)?, beta, n, k })
+    }
+
+    /// Check stored packed weights (no invalid code, zero padding) before they reach a kernel.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.beta.is_finite() && self.beta > 0.0) {
+            return Err(Error::Invalid(format!("ternary scale must be positive and finite, got {}", self.beta)));
+        }
+        let t = ternary::unpack(&self.packed, self.n, self.k)?;
+        let repacked = ternary::pack(&t, self.n, self.k)?;
+        if repacked != self.packed {
+            return Err(Error::Invalid("ternary weights have non-zero padding bits".into()));
+        }
+        Ok(())
+    }
+
+    /// Bytes of the packed form (weights + one f32 scale).
+    pub fn bytes(&self) -> usize {
+        self.packed.len() * 4 + 4
+    }
+}
+
+/// A BitLinear layer on a backend.
+#[derive(Clone, Debug)]
+pub struct BitLinear<B: Backend> {
+    /// `[K]` input RMSNorm weight.
+    pub norm: B::Tensor,
+    /// `[N, ceil(K/16)]` u32.
+    pub packed: B::Tensor,
+    pub beta: f32,
+    pub n: usize,
+    pub k: usize,
+}
+
+#[derive(Clone, Debug)]
+pub enum Linear<B: Backend> {
+    Dense { w: B::Tensor, b: Option<B::Tensor> },
+    Bit(BitLinear<B>),
+}
+
+impl<B: Backend> Linear<B> {
+    pub fn dense(be: &B, w: &HostTensor, b: Option<&HostTensor>) -> Result<Self> {
+        Ok(Linear::Dense { w: be.upload(w)?, b: b.map(|b| be.upload(b)).transpose()? })
+    }
+
+    pub fn bit(be: &B, t: &TernaryWeights, norm: &HostTensor) -> Result<Self> {
+        t.validate()?;
+        if norm.shape != [t.k] {
+            return Err(Error::Invalid(format!("BitLinear norm must be [{}], got {:?}", t.k, norm.shape)));
+        }
+        let packed = HostTensor::u32(&[t.n, ternary::words_per_row(t.k)], t.packed.clone())?;
+        Ok(Linear::Bit(BitLinear { norm: be.upload(norm)?, packed: be.upload(&packed)?, beta: t.beta, n: t.n, k: t.k }))
+    }
+
+    /// Output features N.
+    pub fn out_features(&self) -> usize {
+        match self {
+            Linear::Dense { w, .. } => w.shape()[0],
+            Linear::Bit(b) => b.n,
+        }
+    }
+
+    /// x `[T, K]` -> `[T, N]`.
+    pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        match self {
+            Linear::Dense { w, b } => {
+                let y = be.matmul(x, w, true)?;
+                match b {
+                    Some(b) => be.binary(Binary::Add, &y, b),
+                    None => Ok(y),
+                }
+            }
+            Linear::Bit(bl) => bl.forward(be, x),
+        }
+    }
+}
+
+impl<B: Backend> BitLinear<B> {
+    /// x `[T, K]` -> `[T, N]`: `(β / s_x) · Σ_i q_i T_{j,i}` with `q = clamp(round(ŷ · s_x), −128, 127)`,
+    /// `s_x = 127 / max(max|ŷ|, 1e-5)`, `ŷ = RMSNorm(x)` (specs/models.md §4.3).
+    pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        let y = be.rms_norm(x, &self.norm, BITLINEAR_NORM_EPS)?; // [T, K]
+        let (q, s) = quantize_activations(be, &y)?;
+        let acc = be.ternary_matmul(&q, &self.packed)?; // exact integer sums, [T, N]
+        let out = be.binary(Binary::Div, &acc, &s)?;
+        be.unary(Unary::Affine { mul: self.beta, add: 0.0 }, &out)
+    }
+}
+
+/// Per-token absmax 8-bit quantisation: y `[T, K]` -> (q `[T, K]` integers in [−128, 127] as f32,
+/// s `[T, 1]`) with `s = 127 / max(max|y|, 1e-5)` and `q = clamp(round(y · s), −128, 127)`,
+/// rounding half away from zero like the fused Triton kernel.
+pub fn quantize_activations<B: Backend>(be: &B, y: &B::Tensor) -> Result<(B::Tensor, B::Tensor)> {
+    let amax = be.reduce(Reduce::Max, &be.unary(Unary::Abs, y)?)?; // [T, 1]
+    let amax = be.unary(Unary::Clamp { lo: ACT_SCALE_FLOOR, hi: f32::MAX }, &amax)?;
+    let s = be.binary(Binary::Div, &super::scalar(be, 127.0)?, &amax)?; // [T, 1]
+    let q = be.unary(Unary::Round, &be.binary(Binary::Mul, y, &s)?)?;
+    let q = be.unary(Unary::Clamp { lo: -128.0, hi: 127.0 }, &q)?;
+    Ok((q, s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absmean_ternarisation_by_hand() {
+        // mean|W| = (0.5+0.1+0.9+0.3+0+0.2)/6 = 1/3 -> β = 1/3; W/β = [1.5, -0.3, 2.7, -0.9, 0, 0.6]
+        // round-half-even: [2, -0, 3, -1, 0, 1] -> clamp: [1, 0, 1, -1, 0, 1]
+        let w = HostTensor::f32(&[2, 3], vec![0.5, -0.1, 0.9, -0.3, 0.0, 0.2]).unwrap();
+        let t = TernaryWeights::from_latent(&w).unwrap();
+        assert!((t.beta - 1.0 / 3.0).abs() < 1e-7);
+        assert_eq!(ternary::unpack(&t.packed, 2, 3).unwrap(), vec![1, 0, 1, -1, 0, 1]);
+        t.validate().unwrap();
+    }
+
+    #[test]
+    fn ternary_scale_floor_and_bad_input() {
+        let z = HostTensor::f32(&[1, 2], vec![0.0, 0.0]).unwrap();
+        assert_eq!(TernaryWeights::from_latent(&z).unwrap().beta, WEIGHT_SCALE_FLOOR);
+        assert!(TernaryWeights::from_latent(&HostTensor::f32(&[4], vec![0.0; 4]).unwrap()).is_err());
+        let mut bad = TernaryWeights::from_latent(&HostTensor::f32(&[1, 3], vec![1.0, -1.0, 0.0]).unwrap()).unwrap();
+        bad.packed[0] |= 3 << 30; // a code in the padding
+        assert!(bad.validate().is_err());
+    }
+}

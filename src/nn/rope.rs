@@ -1,0 +1,42 @@
+//! Rotary position embedding, GPT-NeoX / rotate-half style over the full head dim
+//! (specs/models.md §2.3): for j < hd/2 the pair `(x_j, x_{j+hd/2})` is rotated by
+//! `φ(p, j) = p · θ^(−2j/hd)`.
+
+use crate::backend::{Backend, HostTensor};
+use crate::error::{Error, Result};
+
+/// `cos` and `sin` tables `[T, hd]` for positions `offset..offset+T` (each half repeated, so the
+/// tables line up with `x` and `rotate_half(x)`).
+pub fn tables(t: usize, hd: usize, theta: f64, offset: usize) -> Result<(HostTensor, HostTensor)> {
+    if hd % 2 != 0 {
+        return Err(Error::Invalid(format!("RoPE needs an even head dim, got {hd}")));
+    }
+    let half = hd / 2;
+    let (mut cos, mut sin) = (vec![0f32; t * hd], vec![0f32; t * hd]);
+    for p in 0..t {
+        for j in 0..half {
+            // inv_freq in f32 as the reference computes it, the angle from it.
+            let inv = (1.0 / theta.powf(2.0 * j as f64 / hd as f64)) as f32;
+            let phi = ((p + offset) as f32 * inv) as f64;
+            let (s, c) = phi.sin_cos();
+            for k in [j, j + half] {
+                cos[p * hd + k] = c as f32;
+                sin[p * hd + k] = s as f32;
+            }
+        }
+    }
+    Ok((HostTensor::f32(&[t, hd], cos)?, HostTensor::f32(&[t, hd], sin)?))
+}
+
+/// Apply RoPE to `x [nh, T, hd]` with uploaded tables `[T, hd]`:
+/// `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [−x₂, x₁]`.
+pub fn apply<B: Backend>(be: &B, x: &B::Tensor, cos: &B::Tensor, sin: &B::Tensor, hd: usize) -> Result<B::Tensor> {
+    use crate::backend::{Binary, Unary};
+    let half = hd / 2;
+    let x1 = be.narrow(x, 2, 0, half)?;
+    let x2 = be.narrow(x, 2, half, half)?;
+    let rot = be.concat(&[&be.unary(Unary::Neg, &x2)?, &x1], 2)?;
+    let a = be.binary(Binary::Mul, x, cos)?;
+    let b = be.binary(Binary::Mul, &rot, sin)?;
+    be.binary(Binary::Add, &a, &b)
+}
