@@ -217,3 +217,27 @@ fn malformed_folders_are_clear_errors() {
     f.insert("config.json".into(), b"{\"model_type\": \"gla\",".to_vec());
     assert!(load_err(&f).contains("config.json"), "malformed JSON");
 }
+
+/// The same fixtures on the GPU backend (wgpu: lavapipe here), against the same reference.
+#[test]
+fn fixtures_on_gpu_match_reference() {
+    use trilemma::backend::gpu::{GpuBackend, GpuContext};
+    let ctx = match pollster::block_on(GpuContext::acquire()) {
+        Ok(ctx) => ctx,
+        Err(e) if std::env::var("TRILEMMA_REQUIRE_GPU").as_deref() == Ok("1") => panic!("GPU required: {e}"),
+        Err(e) => {
+            eprintln!("SKIP: no GPU adapter ({e})");
+            return;
+        }
+    };
+    let be = GpuBackend::new(ctx);
+    let fetch = |t: &trilemma::backend::gpu::GpuTensor| pollster::block_on(be.read(t)).unwrap().as_f32("t").unwrap().to_vec();
+    for name in ["transformer_tiny", "transformer_legacy", "transformer_gqa", "gla_tiny", "gla_legacy", "gla_gqa", "hgrn_bit_tiny"] {
+        let dir = fixtures().join(name);
+        let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        let model = Model::load(&be, Checkpoint::load_dir(&dir).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ids: Vec<u32> = flat(&expected["input_ids"]).iter().map(|&v| v as u32).collect();
+        assert_close(&format!("{name} GPU LM logits"), &fetch(&model.lm_logits(&be, &ids).unwrap()), &flat(&expected["logits"]));
+        assert_close(&format!("{name} GPU score logits"), &fetch(&model.classify(&be, &ids).unwrap()), &flat(&expected["score_logits"]));
+    }
+}
