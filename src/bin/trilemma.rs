@@ -18,6 +18,17 @@ mod cli {
     enum Cmd {
         /// Print JSON: the crate version and the backends available on this machine.
         Info,
+        /// Classify one text (or a pair) with a model folder; prints JSON logits and the label.
+        Logits {
+            /// Hugging Face-layout folder: config.json, model.safetensors, tokenizer.json.
+            #[arg(long)]
+            model: PathBuf,
+            #[arg(long)]
+            text: String,
+            /// Second segment for pair tasks (`<s> A </s> B`).
+            #[arg(long)]
+            text_pair: Option<String>,
+        },
         /// Train the bundled BPE tokenizer on the GLUE training text under `--data`.
         Tokenizer {
             /// Folder holding `<task>/train.jsonl` files.
@@ -33,6 +44,7 @@ mod cli {
     pub fn main() -> Result<(), String> {
         match Cli::parse().cmd {
             Cmd::Info => info(),
+            Cmd::Logits { model, text, text_pair } => logits(&model, &text, text_pair.as_deref()),
             Cmd::Tokenizer { data, vocab_size, out } => tokenizer(&data, vocab_size, &out),
         }
     }
@@ -51,6 +63,52 @@ mod cli {
         });
         println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
         Ok(())
+    }
+
+    fn logits(dir: &std::path::Path, text: &str, pair: Option<&str>) -> Result<(), String> {
+        use trilemma::io::Checkpoint;
+        use trilemma::models::Model;
+        use trilemma::text::TextTokenizer;
+        let ck = Checkpoint::load_dir(dir).map_err(|e| e.to_string())?;
+        let tok_json = ck.tokenizer_json.clone().ok_or_else(|| format!("{} has no tokenizer.json", dir.display()))?;
+        let tk = TextTokenizer::from_json_bytes(&tok_json).map_err(|e| e.to_string())?;
+        let labels = label_names(&ck.config);
+        let be = CpuBackend::new();
+        let model = Model::load(&be, ck).map_err(|e| e.to_string())?;
+        if tk.vocab_size() > model.common.vocab {
+            return Err(format!(
+                "tokenizer.json has {} tokens but config.json's vocab_size is {}: tokenizer and model do not belong together",
+                tk.vocab_size(),
+                model.common.vocab
+            ));
+        }
+        let enc = match pair {
+            Some(b) => tk.encode_pair(text, b),
+            None => tk.encode(text),
+        }
+        .map_err(|e| e.to_string())?;
+        let out = be.read_sync(&model.classify(&be, &enc.ids).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let logits = out.as_f32("logits").map_err(|e| e.to_string())?.to_vec();
+        let pred = trilemma::demo::top_k(&logits, 1)[0].0;
+        let json = serde_json::json!({
+            "model": dir.display().to_string(),
+            "architecture": model.common.arch.display_name(),
+            "tokens": enc.tokens,
+            "logits": logits,
+            "label": pred,
+            "label_name": labels.get(pred).cloned(),
+        });
+        println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    /// `id2label` of an HF config, in id order (empty when absent).
+    fn label_names(config: &serde_json::Value) -> Vec<String> {
+        let Some(m) = config.get("id2label").and_then(|m| m.as_object()) else { return Vec::new() };
+        let mut v: Vec<(usize, String)> =
+            m.iter().filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str()?.to_string()))).collect();
+        v.sort();
+        v.into_iter().map(|(_, s)| s).collect()
     }
 
     /// The Vulkan loader complains on stderr when XDG_RUNTIME_DIR is unset (common in containers
