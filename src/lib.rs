@@ -8,13 +8,17 @@
 //! - [`io`]: checkpoint folders (config.json, safetensors, tokenizer.json) -> named tensors.
 //! - [`nn`]: layers shared by the models (dense and BitLinear linears, RoPE).
 //! - [`models`]: Transformer++, GLA and HGRN-bit, one file each, with the LM and classifier heads.
+//! - [`data`]: GLUE / AdvGLUE task definitions, bundled splits and their JSONL parser.
+//! - [`eval`]: metrics (accuracy, F1, MCC, GLUE and AdvGLUE scores, bootstrap intervals).
 //! - [`text`]: the tokenizer (the `tokenizers` crate) and the bundled default tokenizer.
 //! - [`demo`]: the end-to-end check the page runs on both backends.
 //! - `web` (wasm32 only): the whole JavaScript-facing surface.
 
 pub mod backend;
+pub mod data;
 pub mod demo;
 pub mod error;
+pub mod eval;
 pub mod io;
 pub mod models;
 pub mod nn;
