@@ -1,4 +1,5 @@
-//! The native command-line interface: `trilemma info`, `trilemma tokenizer`.
+//! The native command-line interface: `trilemma info`, `trilemma logits`, `trilemma tokenizer`,
+//! `trilemma bench`.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
@@ -39,6 +40,35 @@ mod cli {
             #[arg(long, default_value = "assets/tokenizer/tokenizer.json")]
             out: PathBuf,
         },
+        /// Benchmark the three architectures at the bundled default size with random weights:
+        /// classification throughput, per-token cost of a forward pass by sequence length, and
+        /// weight bytes. A measurement, not a test: prints a table (and JSON with --json).
+        Bench {
+            /// Sequence lengths for the per-token cost of `Model::hidden`.
+            #[arg(long, value_delimiter = ',', default_value = "128,256,512,1024,2048,4096")]
+            seq_lens: Vec<usize>,
+            /// Sequences classified, one at a time, for the throughput figure.
+            #[arg(long, default_value_t = 32)]
+            batch: usize,
+            /// Tokens per classified sequence.
+            #[arg(long, default_value_t = 64)]
+            tokens: usize,
+            /// Seed of the random weights and token ids.
+            #[arg(long, default_value_t = 1)]
+            seed: u64,
+            #[arg(long, value_enum, default_value_t = BenchBackend::Cpu)]
+            backend: BenchBackend,
+            /// Also write the results as JSON here.
+            #[arg(long)]
+            json: Option<PathBuf>,
+        },
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+    enum BenchBackend {
+        Cpu,
+        Gpu,
+        Both,
     }
 
     pub fn main() -> Result<(), String> {
@@ -46,6 +76,9 @@ mod cli {
             Cmd::Info => info(),
             Cmd::Logits { model, text, text_pair } => logits(&model, &text, text_pair.as_deref()),
             Cmd::Tokenizer { data, vocab_size, out } => tokenizer(&data, vocab_size, &out),
+            Cmd::Bench { seq_lens, batch, tokens, seed, backend, json } => {
+                bench::run(&bench::Params { seq_lens, batch, tokens, seed }, backend != BenchBackend::Gpu, backend != BenchBackend::Cpu, json.as_deref())
+            }
         }
     }
 
@@ -156,6 +189,265 @@ mod cli {
         std::fs::write(out, tk.to_json().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
         eprintln!("trained on {} texts from {} files; vocab {}; wrote {}", texts.len(), files.len(), tk.vocab_size(), out.display());
         Ok(())
+    }
+
+    /// `trilemma bench`: timings of the three architectures at the bundled default size.
+    mod bench {
+        use serde_json::{json, Value};
+        use std::time::{Duration, Instant};
+        use trilemma::backend::gpu::GpuBackend;
+        use trilemma::backend::{cpu::CpuBackend, Backend, HostTensor, TensorMeta};
+        use trilemma::io::Checkpoint;
+        use trilemma::models::init::{random_checkpoint, Dims};
+        use trilemma::models::{Arch, Model};
+        use trilemma::nn::linear::TernaryWeights;
+        use trilemma::rng::SplitMix64;
+
+        pub struct Params {
+            pub seq_lens: Vec<usize>,
+            pub batch: usize,
+            pub tokens: usize,
+            pub seed: u64,
+        }
+
+        const ARCHS: [Arch; 3] = [Arch::Transformer, Arch::Gla, Arch::HgrnBit];
+        /// Per sequence length: repeat a forward pass until this much time is spent (at most
+        /// `MAX_REPS` times); a pass slower than this is measured once, without warm-up.
+        const MIN_TIME: Duration = Duration::from_millis(500);
+        const MAX_REPS: usize = 10;
+
+        fn e(x: impl std::fmt::Display) -> String {
+            x.to_string()
+        }
+
+        fn random_ids(rng: &mut SplitMix64, n: usize, vocab: usize) -> Vec<u32> {
+            (0..n).map(|_| rng.below(vocab as u64) as u32).collect()
+        }
+
+        /// Host bytes of the weights: all at f32, and as the model holds them (HGRN-bit's
+        /// BitLinear weights packed 2-bit + one f32 scale, via `TernaryWeights::bytes`).
+        fn weight_bytes(ck: &Checkpoint, arch: Arch) -> Result<Value, String> {
+            let (mut params, mut f32_all, mut stored, mut bit_f32, mut bit_packed) = (0usize, 0usize, 0usize, 0usize, 0usize);
+            for (name, t) in &ck.tensors {
+                let n = t.numel();
+                params += n;
+                f32_all += 4 * n;
+                let bit = arch == Arch::HgrnBit && (name.ends_with("_proj.weight") || name == "lm_head.weight");
+                if bit {
+                    let packed = TernaryWeights::from_latent(t).map_err(e)?.bytes();
+                    bit_f32 += 4 * n;
+                    bit_packed += packed;
+                    stored += packed;
+                } else {
+                    stored += 4 * n;
+                }
+            }
+            Ok(json!({
+                "params": params,
+                "f32_bytes": f32_all,
+                "stored_bytes": stored,
+                "bitlinear_f32_bytes": bit_f32,
+                "bitlinear_packed_bytes": bit_packed,
+            }))
+        }
+
+        /// Run `f` (one forward pass plus its read-back) and return seconds per pass.
+        fn time_reps(mut f: impl FnMut() -> Result<(), String>) -> Result<(f64, usize), String> {
+            let t0 = Instant::now();
+            f()?;
+            let first = t0.elapsed();
+            if first >= MIN_TIME {
+                return Ok((first.as_secs_f64(), 1));
+            }
+            // The first pass was warm-up; time fresh ones.
+            let mut times = Vec::new();
+            let start = Instant::now();
+            while times.len() < MAX_REPS && (times.is_empty() || start.elapsed() < MIN_TIME) {
+                let t = Instant::now();
+                f()?;
+                times.push(t.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            Ok((times[times.len() / 2], times.len()))
+        }
+
+        fn bench_one<B: Backend>(be: &B, ck: Checkpoint, p: &Params) -> Result<Value, String> {
+            let read = |t: &B::Tensor| -> Result<HostTensor, String> { pollster::block_on(be.read(t)).map_err(e) };
+            let t_load = Instant::now();
+            let model = Model::load(be, ck).map_err(e)?;
+            // Loading is lazy on the GPU: force it with a first pass below, timed as part of load.
+            let mut rng = SplitMix64::new(p.seed ^ 0x5EED_1D5);
+            let vocab = model.common.vocab;
+            let warm = random_ids(&mut rng, p.tokens, vocab);
+            read(&model.classify(be, &warm).map_err(e)?)?;
+            let load_s = t_load.elapsed().as_secs_f64();
+
+            // (a) Throughput: `batch` sequences classified one at a time, each read back.
+            let seqs: Vec<Vec<u32>> = (0..p.batch).map(|_| random_ids(&mut rng, p.tokens, vocab)).collect();
+            let t0 = Instant::now();
+            for ids in &seqs {
+                let out = read(&model.classify(be, ids).map_err(e)?)?;
+                if out.as_f32("logits").map_err(e)?.iter().any(|x| !x.is_finite()) {
+                    return Err("non-finite logits".into());
+                }
+            }
+            let cls_s = t0.elapsed().as_secs_f64();
+
+            // (b) Per-token cost of `Model::hidden` by length (the last row is read back, which
+            // forces the whole pass on a lazy backend).
+            let mut per_token = Vec::new();
+            for &t in &p.seq_lens {
+                let ids = random_ids(&mut rng, t, vocab);
+                let timed = time_reps(|| {
+                    let h = model.hidden(be, &ids).map_err(e)?;
+                    let last = be.narrow(&h, 0, h.shape()[0] - 1, 1).map_err(e)?;
+                    read(&last).map(|_| ())
+                });
+                // One length failing (e.g. a buffer over the device's limit) does not end the run.
+                let (s, reps) = match timed {
+                    Ok(x) => x,
+                    Err(err) => {
+                        eprintln!("    {:<24} T={t:<5} failed: {err}", model.common.arch.display_name());
+                        per_token.push(json!({ "tokens": t, "error": err }));
+                        continue;
+                    }
+                };
+                eprintln!("    {:<24} T={t:<5} {:>10.2} µs/token ({reps} rep{})", model.common.arch.display_name(), s * 1e6 / t as f64, if reps == 1 { "" } else { "s" });
+                per_token.push(json!({ "tokens": t, "seconds": s, "reps": reps, "us_per_token": s * 1e6 / t as f64 }));
+            }
+            Ok(json!({
+                "load_and_first_pass_s": load_s,
+                "classify": {
+                    "sequences": p.batch,
+                    "tokens": p.tokens,
+                    "seconds": cls_s,
+                    "examples_per_s": p.batch as f64 / cls_s,
+                },
+                "per_token": per_token,
+            }))
+        }
+
+        fn outcome(r: Result<Value, String>) -> Value {
+            r.unwrap_or_else(|err| {
+                eprintln!("    failed: {err}");
+                json!({ "error": err })
+            })
+        }
+
+        fn loadavg() -> Option<String> {
+            std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        }
+
+        fn fmt_bytes(b: u64) -> String {
+            if b >= 1 << 20 { format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64) } else { format!("{:.1} KiB", b as f64 / 1024.0) }
+        }
+
+        pub fn run(p: &Params, cpu: bool, gpu: bool, json_out: Option<&std::path::Path>) -> Result<(), String> {
+            if p.batch == 0 || p.tokens == 0 || p.seq_lens.contains(&0) {
+                return Err("--batch, --tokens and every --seq-lens value must be positive".into());
+            }
+            let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let load_start = loadavg();
+            let mut backends: Vec<Value> = Vec::new();
+            let mut results: Vec<Value> = Vec::new();
+            let mut weights: Vec<(Arch, Value)> = Vec::new();
+            let mut cks = Vec::new();
+            for arch in ARCHS {
+                let dims = Dims::default_for(arch);
+                let ck = random_checkpoint(&dims, p.seed).map_err(e)?;
+                weights.push((arch, weight_bytes(&ck, arch)?));
+                cks.push((arch, dims, ck));
+            }
+            let t_all = Instant::now();
+            if cpu {
+                let be = CpuBackend::new();
+                eprintln!("cpu: {}", be.info().device);
+                backends.push(json!({ "name": "cpu", "available": true, "backend": be.info() }));
+                for (arch, _, ck) in &cks {
+                    results.push(json!({ "backend": "cpu", "arch": arch, "result": outcome(bench_one(&be, ck.clone(), p)) }));
+                }
+            }
+            if gpu {
+                super::quiet_vulkan_loader();
+                match pollster::block_on(GpuBackend::acquire()) {
+                    Err(err) => {
+                        eprintln!("gpu: not available ({err}); skipped");
+                        backends.push(json!({ "name": "gpu", "available": false, "reason": err.to_string() }));
+                    }
+                    Ok(be) => {
+                        eprintln!("gpu: {}", be.info().device);
+                        backends.push(json!({ "name": "gpu", "available": true, "backend": be.info() }));
+                        for (arch, _, ck) in &cks {
+                            results.push(json!({ "backend": "gpu", "arch": arch, "result": outcome(bench_one(&be, ck.clone(), p)) }));
+                        }
+                    }
+                }
+            }
+            let total_s = t_all.elapsed().as_secs_f64();
+            let load_end = loadavg();
+
+            // The table.
+            println!("trilemma {} bench — {} hardware threads, load average {} (start) / {} (end), {:.0} s",
+                trilemma::VERSION, threads, load_start.as_deref().unwrap_or("n/a"), load_end.as_deref().unwrap_or("n/a"), total_s);
+            for b in &backends {
+                match b["backend"]["device"].as_str() {
+                    Some(d) => println!("  {}: {d}", b["name"].as_str().unwrap_or("")),
+                    None => println!("  {}: not available ({})", b["name"].as_str().unwrap_or(""), b["reason"].as_str().unwrap_or("")),
+                }
+            }
+            println!("Random weights (seed {}), default dims: vocab 8192, hidden 128, 2 layers, intermediate 256; GLA chunked (16).", p.seed);
+            println!();
+            println!("{:<24} {:>10} {:>12} {:>14} {:>22}", "model", "params", "f32 weights", "stored weights", "BitLinear f32 -> packed");
+            for (arch, w) in &weights {
+                let bl = if w["bitlinear_f32_bytes"].as_u64() == Some(0) {
+                    "-".to_string()
+                } else {
+                    format!("{} -> {}", fmt_bytes(w["bitlinear_f32_bytes"].as_u64().unwrap_or(0)), fmt_bytes(w["bitlinear_packed_bytes"].as_u64().unwrap_or(0)))
+                };
+                println!("{:<24} {:>10} {:>12} {:>14} {:>22}", arch.display_name(), w["params"], fmt_bytes(w["f32_bytes"].as_u64().unwrap_or(0)), fmt_bytes(w["stored_bytes"].as_u64().unwrap_or(0)), bl);
+            }
+            println!();
+            let mut head = format!("{:<8} {:<24} {:>12}", "backend", "model", format!("ex/s (T={})", p.tokens));
+            for t in &p.seq_lens {
+                head.push_str(&format!(" {:>9}", format!("T={t}")));
+            }
+            println!("{head}");
+            println!("{:<8} {:<24} {:>12} {}", "", "", "", "(µs per token of Model::hidden; * = 1 rep)");
+            for r in &results {
+                let arch: Arch = serde_json::from_value(r["arch"].clone()).map_err(e)?;
+                let res = &r["result"];
+                let mut line = format!("{:<8} {:<24} {:>12.1}", r["backend"].as_str().unwrap_or(""), arch.display_name(), res["classify"]["examples_per_s"].as_f64().unwrap_or(f64::NAN));
+                if let Some(err) = res["error"].as_str() {
+                    line.push_str(&format!(" failed: {err}"));
+                }
+                for pt in res["per_token"].as_array().into_iter().flatten() {
+                    if pt.get("error").is_some() {
+                        line.push_str(&format!(" {:>9}", "error"));
+                        continue;
+                    }
+                    let star = if pt["reps"].as_u64() == Some(1) { "*" } else { " " };
+                    line.push_str(&format!(" {:>8.1}{star}", pt["us_per_token"].as_f64().unwrap_or(f64::NAN)));
+                }
+                println!("{line}");
+            }
+
+            if let Some(path) = json_out {
+                let out = json!({
+                    "name": "trilemma bench",
+                    "version": trilemma::VERSION,
+                    "machine": { "hardware_threads": threads, "loadavg_start": load_start, "loadavg_end": load_end, "os": std::env::consts::OS, "arch": std::env::consts::ARCH },
+                    "params": { "seq_lens": p.seq_lens, "batch": p.batch, "tokens": p.tokens, "seed": p.seed, "min_time_s": MIN_TIME.as_secs_f64(), "max_reps": MAX_REPS },
+                    "dims": cks.iter().map(|(a, d, _)| json!({ "arch": a, "vocab": d.vocab, "hidden": d.hidden, "layers": d.layers, "heads": d.heads, "kv_heads": d.kv_heads, "intermediate": d.intermediate, "num_labels": d.num_labels })).collect::<Vec<_>>(),
+                    "weights": weights.iter().map(|(a, w)| json!({ "arch": a, "bytes": w })).collect::<Vec<_>>(),
+                    "backends": backends,
+                    "results": results,
+                    "total_s": total_s,
+                });
+                std::fs::write(path, serde_json::to_string_pretty(&out).map_err(e)? + "\n").map_err(|err| format!("{}: {err}", path.display()))?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod gla;
+pub mod init;
 pub mod matmul_free;
 pub mod transformer_pp;
 
