@@ -228,6 +228,16 @@ pub fn ternary_matmul_host(x: &[f32], packed: &[u32], m: usize, k: usize, n: usi
             packed.len()
         )));
     }
+    // Validate once, outside the hot loop: no code 3 anywhere, no non-zero padding.
+    let last_bits = 2 * (k - (wpr - 1) * super::ternary::PER_WORD);
+    for (r, row) in packed.chunks_exact(wpr.max(1)).enumerate().take(n) {
+        if row.iter().any(|&w| w & (w >> 1) & 0x5555_5555 != 0) {
+            return Err(Error::Invalid(format!("ternary_matmul: invalid code 3 in row {r}")));
+        }
+        if last_bits < 32 && row.last().is_some_and(|&w| w >> last_bits != 0) {
+            return Err(Error::Invalid(format!("ternary_matmul: non-zero padding in row {r}")));
+        }
+    }
     let mut out = vec![0f32; m * n];
     for r in 0..n {
         let row = &packed[r * wpr..(r + 1) * wpr];
@@ -235,20 +245,19 @@ pub fn ternary_matmul_host(x: &[f32], packed: &[u32], m: usize, k: usize, n: usi
             let xi = &x[i * k..(i + 1) * k];
             let mut acc = 0f32;
             for (w, &word) in row.iter().enumerate() {
+                let base = w * super::ternary::PER_WORD;
+                // Visit the non-zero codes in increasing j (the same order as the GPU kernel, so
+                // both give the same bits): jump to the next one with trailing_zeros.
                 let mut bits = word;
-                let mut j = w * super::ternary::PER_WORD;
                 while bits != 0 {
-                    if j >= k {
-                        return Err(Error::Invalid(format!("ternary_matmul: non-zero padding in row {r}")));
+                    let shift = bits.trailing_zeros() & !1;
+                    let j = base + (shift / 2) as usize;
+                    if (bits >> shift) & 3 == 1 {
+                        acc += xi[j];
+                    } else {
+                        acc -= xi[j];
                     }
-                    match bits & 3 {
-                        1 => acc += xi[j],
-                        2 => acc -= xi[j],
-                        3 => return Err(Error::Invalid(format!("ternary_matmul: invalid code 3 in row {r}"))),
-                        _ => {}
-                    }
-                    bits >>= 2;
-                    j += 1;
+                    bits &= !(3u32 << shift);
                 }
             }
             out[i * n + r] = acc;
