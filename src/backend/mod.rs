@@ -419,10 +419,7 @@ pub mod check {
         if t.dtype() != DType::F32 {
             return Err(Error::DType { op, expected: DType::F32, got: t.dtype() });
         }
-        if t.numel() == 0 || t.shape().is_empty() {
-            return Err(Error::Empty { op, shape: t.shape().to_vec() });
-        }
-        Ok(())
+        nonempty(op, t)
     }
 
     /// Returns `(batch, m, k, n)` and the output shape.

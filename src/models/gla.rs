@@ -11,7 +11,7 @@
 //! the two agree.
 
 use super::config::{Cfg, Common};
-use super::{load_mlp, take_any, Mlp};
+use super::{load_mlp, pre_norm_block, take_norm, Mlp};
 use crate::backend::{Backend, Binary, HostTensor, TensorMeta, Unary};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
@@ -134,7 +134,7 @@ impl<B: Backend> Gla<B> {
             let gk1b = ck.take(&format!("{p}attn.gk_proj.1.bias"), &[kd / g])?;
             let gk1 = Linear::dense(be, &gk1w, Some(&gk1b))?;
             // `g_norm_swish_gate` when (swish, fuse_norm, output gate) — every public checkpoint — else `g_norm`.
-            let g_norm = be.upload(&take_any(ck, &[format!("{p}attn.g_norm_swish_gate.weight"), format!("{p}attn.g_norm.weight")], &[cfg.dv()])?)?;
+            let g_norm = take_norm(be, ck, &[format!("{p}attn.g_norm_swish_gate.weight"), format!("{p}attn.g_norm.weight")], cfg.dv())?;
             let attn = GlaAttention { q, k, v, g: gp, gk0, gk1, o, g_norm };
             let attn_norm = be.upload(&ck.take(&format!("{p}attn_norm.weight"), &[h])?)?;
             let mlp_norm = be.upload(&ck.take(&format!("{p}mlp_norm.weight"), &[h])?)?;
@@ -148,11 +148,7 @@ impl<B: Backend> Gla<B> {
     pub fn forward(&self, be: &B, mut x: B::Tensor, mut taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
         let eps = self.common.norm_eps;
         for blk in &self.blocks {
-            let h = be.rms_norm(&x, &blk.attn_norm, eps)?;
-            let o = blk.attn.forward(be, &h, &self.cfg, eps, self.mode)?;
-            x = be.binary(Binary::Add, &x, &o)?;
-            let h = be.rms_norm(&x, &blk.mlp_norm, eps)?;
-            x = be.binary(Binary::Add, &x, &blk.mlp.forward(be, &h)?)?;
+            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.attn.forward(be, h, &self.cfg, eps, self.mode))?;
             if let Some(t) = taps.as_deref_mut() {
                 t.push(x.clone());
             }

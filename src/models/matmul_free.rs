@@ -10,7 +10,7 @@
 //! ```
 
 use super::config::{Cfg, Common};
-use super::{load_mlp, take_bit, Mlp};
+use super::{load_mlp, pre_norm_block, take_bit, Mlp};
 use crate::backend::{Backend, Binary, HostTensor, Unary};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
@@ -110,10 +110,7 @@ impl<B: Backend> HgrnBit<B> {
     pub fn forward(&self, be: &B, mut x: B::Tensor, mut taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
         let eps = self.common.norm_eps;
         for blk in &self.blocks {
-            let h = be.rms_norm(&x, &blk.attn_norm, eps)?;
-            x = be.binary(Binary::Add, &x, &blk.mixer.forward(be, &h, eps)?)?;
-            let h = be.rms_norm(&x, &blk.mlp_norm, eps)?;
-            x = be.binary(Binary::Add, &x, &blk.mlp.forward(be, &h)?)?;
+            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.mixer.forward(be, h, eps))?;
             if let Some(t) = taps.as_deref_mut() {
                 t.push(x.clone());
             }

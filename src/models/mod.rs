@@ -50,6 +50,21 @@ pub(crate) fn take_bit<B: Backend>(be: &B, ck: &mut Checkpoint, prefix: &str, n:
     Linear::bit(be, &t, &norm)
 }
 
+/// One pre-norm residual block (specs/models.md §0): `r = x + mixer(RMSNorm_a(x))`,
+/// `x' = r + MLP(RMSNorm_b(r))`; the three architectures differ only in the mixer.
+pub(crate) fn pre_norm_block<B: Backend>(
+    be: &B,
+    x: &B::Tensor,
+    attn_norm: &B::Tensor,
+    mlp_norm: &B::Tensor,
+    mlp: &Mlp<B>,
+    eps: f32,
+    mixer: impl FnOnce(&B::Tensor) -> Result<B::Tensor>,
+) -> Result<B::Tensor> {
+    let r = be.binary(Binary::Add, x, &mixer(&be.rms_norm(x, attn_norm, eps)?)?)?;
+    be.binary(Binary::Add, &r, &mlp.forward(be, &be.rms_norm(&r, mlp_norm, eps)?)?)
+}
+
 /// The gated MLP: `down(SiLU(gate(x)) ⊙ up(x))` (§1.1, and HGRN-bit's GLU §4.5).
 pub struct Mlp<B: Backend> {
     /// Either separate gate and up projections, or one fused `[2I, H]` projection (rows `[0, I)`

@@ -3,7 +3,7 @@
 //! specs/models.md §2. Read top to bottom: config, layers, block, model.
 
 use super::config::{Cfg, Common};
-use super::{load_mlp, take_norm, Mlp};
+use super::{load_mlp, pre_norm_block, take_norm, Mlp};
 use crate::backend::{Backend, Binary, HostTensor, TensorMeta, Unary};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
@@ -117,11 +117,7 @@ impl<B: Backend> Transformer<B> {
         let mask = be.upload(&causal_mask(t, a.window)?)?;
         let eps = self.common.norm_eps;
         for blk in &self.blocks {
-            let h = be.rms_norm(&x, &blk.attn_norm, eps)?;
-            let o = blk.attn.forward(be, &h, a, &cos, &sin, &mask)?;
-            x = be.binary(Binary::Add, &x, &o)?;
-            let h = be.rms_norm(&x, &blk.mlp_norm, eps)?;
-            x = be.binary(Binary::Add, &x, &blk.mlp.forward(be, &h)?)?;
+            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.attn.forward(be, h, a, &cos, &sin, &mask))?;
             if let Some(t) = taps.as_deref_mut() {
                 t.push(x.clone());
             }
