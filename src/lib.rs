@@ -11,6 +11,7 @@
 //! - [`data`]: GLUE / AdvGLUE task definitions, bundled splits and their JSONL parser.
 //! - [`eval`]: metrics (accuracy, F1, MCC, GLUE and AdvGLUE scores, bootstrap intervals).
 //! - [`text`]: the tokenizer (the `tokenizers` crate) and the bundled default tokenizer.
+//! - `train` (native only): `trilemma train`, the batched differentiable twin of the models.
 //! - [`demo`]: the end-to-end check the page runs on both backends.
 //! - `web` (wasm32 only): the whole JavaScript-facing surface.
 
@@ -24,6 +25,9 @@ pub mod models;
 pub mod nn;
 pub mod rng;
 pub mod text;
+/// Native only: training needs the filesystem and candle autograd, not the page.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

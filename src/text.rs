@@ -81,6 +81,24 @@ impl TextTokenizer {
     }
 }
 
+/// Longest input (in tokens, specials included) a task example is cut to, in training and in
+/// evaluation alike: `<s> A` or `<s> A </s> B`, cut at the end (so a long pair loses the tail of
+/// its second segment).
+pub const MAX_EXAMPLE_TOKENS: usize = 128;
+
+impl TextTokenizer {
+    /// A task example as the models see it: the single or pair encoding, cut to
+    /// [`MAX_EXAMPLE_TOKENS`].
+    pub fn encode_example(&self, text_a: &str, text_b: Option<&str>) -> Result<Vec<u32>> {
+        let mut ids = match text_b {
+            Some(b) => self.encode_pair(text_a, b)?.ids,
+            None => self.encode(text_a)?.ids,
+        };
+        ids.truncate(MAX_EXAMPLE_TOKENS);
+        Ok(ids)
+    }
+}
+
 /// Train the project's BPE tokenizer on `texts` (deterministic for the same texts and size).
 pub fn train_bpe<I, S>(texts: I, vocab_size: usize) -> Result<TextTokenizer>
 where
@@ -128,6 +146,21 @@ mod tests {
     fn tiny() -> TextTokenizer {
         let texts = ["the film is good", "the film is bad", "a good film", "a bad movie", "good good good"];
         train_bpe(texts.iter().cycle().take(50), 100).unwrap()
+    }
+
+    #[test]
+    fn examples_are_cut_to_the_model_limit() {
+        let tk = tiny();
+        let long = vec!["good"; 3 * MAX_EXAMPLE_TOKENS].join(" ");
+        let ids = tk.encode_example(&long, None).unwrap();
+        assert_eq!(ids.len(), MAX_EXAMPLE_TOKENS);
+        assert_eq!(ids[0], BOS_ID);
+        let pair = tk.encode_example("a good film", Some(&long)).unwrap();
+        assert_eq!(pair.len(), MAX_EXAMPLE_TOKENS);
+        assert!(pair.contains(&EOS_ID), "the separator survives: the cut is at the end");
+        let short = tk.encode_example("a bad movie", Some("good")).unwrap();
+        assert_eq!(short, tk.encode_pair("a bad movie", "good").unwrap().ids);
+        assert!(tk.encode_example("  ", None).is_err());
     }
 
     #[test]

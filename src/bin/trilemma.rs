@@ -1,5 +1,5 @@
-//! The native command-line interface: `trilemma info`, `trilemma logits`, `trilemma tokenizer`,
-//! `trilemma bench`.
+//! The native command-line interface: `trilemma info`, `trilemma logits`, `trilemma eval`,
+//! `trilemma tokenizer`, `trilemma train`, `trilemma bench`.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
@@ -29,6 +29,46 @@ mod cli {
             /// Second segment for pair tasks (`<s> A </s> B`).
             #[arg(long)]
             text_pair: Option<String>,
+        },
+        /// Score a model folder on a bundled split; prints JSON with accuracy, the task's GLUE
+        /// metric and the majority-class baseline.
+        Eval {
+            #[arg(long)]
+            model: PathBuf,
+            /// sst2, qnli, rte, mrpc, cola (validation); also qqp, mnli, mnli-mm (advglue).
+            #[arg(long)]
+            task: String,
+            /// validation, advglue or train.
+            #[arg(long, default_value = "validation")]
+            split: String,
+            /// Score only the first N examples.
+            #[arg(long)]
+            limit: Option<usize>,
+            #[arg(long, default_value = "assets")]
+            assets: PathBuf,
+            /// Also write the per-example predictions as CSV here.
+            #[arg(long)]
+            predictions: Option<PathBuf>,
+        },
+        /// Train the default models from scratch (see README "Training"): writes one Hugging Face
+        /// folder per architecture with scores.json and a model card.
+        Train {
+            /// Architectures, comma-separated: transformer, gla, hgrn_bit.
+            #[arg(long, value_delimiter = ',', default_value = "transformer,gla,hgrn_bit")]
+            arch: Vec<String>,
+            #[arg(long, default_value = "assets")]
+            assets: PathBuf,
+            #[arg(long, default_value = "assets/models")]
+            out: PathBuf,
+            /// A JSON recipe (fields of `train::Recipe`; missing fields take the defaults).
+            #[arg(long)]
+            recipe: Option<PathBuf>,
+            /// Override the recipe's seed.
+            #[arg(long)]
+            seed: Option<u64>,
+            /// Stop each phase after N optimiser steps (smoke runs).
+            #[arg(long)]
+            max_steps: Option<usize>,
         },
         /// Train the bundled BPE tokenizer on the GLUE training text under `--data`.
         Tokenizer {
@@ -76,6 +116,8 @@ mod cli {
             Cmd::Info => info(),
             Cmd::Logits { model, text, text_pair } => logits(&model, &text, text_pair.as_deref()),
             Cmd::Tokenizer { data, vocab_size, out } => tokenizer(&data, vocab_size, &out),
+            Cmd::Eval { model, task, split, limit, assets, predictions } => eval(&model, &task, &split, limit, &assets, predictions.as_deref()),
+            Cmd::Train { arch, assets, out, recipe, seed, max_steps } => train(&arch, &assets, &out, recipe.as_deref(), seed, max_steps),
             Cmd::Bench { seq_lens, batch, tokens, seed, backend, json } => {
                 bench::run(&bench::Params { seq_lens, batch, tokens, seed }, backend != BenchBackend::Gpu, backend != BenchBackend::Cpu, json.as_deref())
             }
@@ -132,6 +174,116 @@ mod cli {
             "label_name": labels.get(pred).cloned(),
         });
         println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    fn eval(
+        dir: &std::path::Path,
+        task: &str,
+        split: &str,
+        limit: Option<usize>,
+        assets: &std::path::Path,
+        predictions: Option<&std::path::Path>,
+    ) -> Result<(), String> {
+        use trilemma::data::{load_split, Split, Task};
+        use trilemma::io::Checkpoint;
+        use trilemma::models::Model;
+        use trilemma::text::TextTokenizer;
+        let e = |err: trilemma::Error| err.to_string();
+        let task = Task::parse(task).map_err(e)?;
+        let split = Split::parse(split).map_err(e)?;
+        let mut examples = load_split(assets, task, split).map_err(e)?;
+        if let Some(n) = limit {
+            if n == 0 {
+                return Err("--limit must be positive".into());
+            }
+            examples.truncate(n);
+        }
+        let train_labels = trilemma::data::labels(&load_split(assets, task.model_task(), Split::Train).map_err(e)?);
+        let ck = Checkpoint::load_dir(dir).map_err(e)?;
+        let tok_json = ck.tokenizer_json.clone().ok_or_else(|| format!("{} has no tokenizer.json", dir.display()))?;
+        let tk = TextTokenizer::from_json_bytes(&tok_json).map_err(e)?;
+        let be = CpuBackend::new();
+        let model = Model::load(&be, ck).map_err(e)?;
+        if tk.vocab_size() > model.common.vocab {
+            return Err(format!("tokenizer.json has {} tokens but config.json's vocab_size is {}", tk.vocab_size(), model.common.vocab));
+        }
+        let (ev, preds) = trilemma::eval::evaluate_cpu(&be, &model, &tk, task, split, &examples, &train_labels).map_err(e)?;
+        if let Some(path) = predictions {
+            let mut csv = String::from("idx,label,prediction\n");
+            for (x, p) in examples.iter().zip(&preds) {
+                csv += &format!("{},{},{}\n", x.idx, x.label, p);
+            }
+            std::fs::write(path, csv).map_err(|err| format!("{}: {err}", path.display()))?;
+        }
+        let json = serde_json::json!({
+            "model": dir.display().to_string(),
+            "architecture": model.common.arch.display_name(),
+            "task": task,
+            "split": split,
+            "n": ev.score.n,
+            "accuracy": ev.score.accuracy,
+            "metric": ev.score.metric,
+            "f1": ev.score.f1,
+            "matthews": ev.score.matthews,
+            "score": ev.score.score,
+            "majority_baseline": ev.majority,
+            "seconds": ev.seconds,
+            "examples_per_second": ev.examples_per_second,
+        });
+        println!("{}", serde_json::to_string_pretty(&json).map_err(|err| err.to_string())?);
+        Ok(())
+    }
+
+    fn train(
+        archs: &[String],
+        assets: &std::path::Path,
+        out: &std::path::Path,
+        recipe: Option<&std::path::Path>,
+        seed: Option<u64>,
+        max_steps: Option<usize>,
+    ) -> Result<(), String> {
+        use trilemma::models::config::Arch;
+        use trilemma::text::TextTokenizer;
+        use trilemma::train::{card, load_corpus, Recipe};
+        let e = |err: trilemma::Error| err.to_string();
+        let mut r = match recipe {
+            Some(p) => {
+                let bytes = std::fs::read(p).map_err(|err| format!("{}: {err}", p.display()))?;
+                // Missing fields take the defaults: merge onto the default recipe.
+                let mut base = serde_json::to_value(Recipe::default()).map_err(|err| err.to_string())?;
+                let over: serde_json::Value = serde_json::from_slice(&bytes).map_err(|err| format!("{}: {err}", p.display()))?;
+                let obj = over.as_object().ok_or_else(|| format!("{}: a recipe is a JSON object", p.display()))?;
+                for (k, v) in obj {
+                    if base.get(k).is_none() {
+                        return Err(format!("{}: unknown recipe field {k:?}", p.display()));
+                    }
+                    base[k] = v.clone();
+                }
+                serde_json::from_value::<Recipe>(base).map_err(|err| format!("{}: {err}", p.display()))?
+            }
+            None => Recipe::default(),
+        };
+        if let Some(s) = seed {
+            r.seed = s;
+        }
+        if let Some(m) = max_steps {
+            r.max_steps = m;
+        }
+        if r.batch == 0 {
+            return Err("recipe: batch must be positive".into());
+        }
+        let archs: Vec<Arch> = archs.iter().map(|a| Arch::from_model_type(a).map_err(e)).collect::<Result<_, _>>()?;
+        let tok_path = assets.join("tokenizer/tokenizer.json");
+        let tok_json = std::fs::read(&tok_path).map_err(|err| format!("{}: {err}", tok_path.display()))?;
+        let tk = TextTokenizer::from_json_bytes(&tok_json).map_err(e)?;
+        let corpus = load_corpus(assets, &tk, &r.tasks).map_err(e)?;
+        eprintln!("corpus: {} texts for the LM, tasks {:?}", corpus.lm.len(), corpus.tasks.iter().map(|(t, s)| (t.name(), s.len())).collect::<Vec<_>>());
+        for arch in archs {
+            let dir = out.join(card::folder_name(arch));
+            let report = card::build(arch, assets, &tok_json, &corpus, &r, &dir, &mut |line| eprintln!("{line}")).map_err(e)?;
+            eprintln!("wrote {} ({} bytes of weights, {:.0} s)", dir.display(), report.safetensors_bytes, report.train_seconds);
+        }
         Ok(())
     }
 

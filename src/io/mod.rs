@@ -126,19 +126,23 @@ impl Checkpoint {
     }
 }
 
-/// Serialize f32 tensors as a safetensors file (for tests, fixtures and compressed models).
+/// Serialize tensors as a safetensors file: f32 as `F32`, u32 (packed ternary words) as `U32`.
 pub fn write_safetensors(tensors: &BTreeMap<String, HostTensor>, metadata: Option<std::collections::HashMap<String, String>>) -> Result<Vec<u8>> {
+    use crate::backend::Data;
     use safetensors::tensor::{Dtype, TensorView};
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+    let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, t)| {
-            let v = t.as_f32("write_safetensors")?;
-            Ok((n.clone(), t.shape.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+            let (dt, b): (Dtype, Vec<u8>) = match &t.data {
+                Data::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+                Data::U32(v) => (Dtype::U32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            };
+            (n.clone(), dt, t.shape.clone(), b)
         })
-        .collect::<Result<_>>()?;
+        .collect();
     let views: Vec<(String, TensorView)> = bytes
         .iter()
-        .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| Error::Invalid(e.to_string()))?)))
+        .map(|(n, dt, s, b)| Ok((n.clone(), TensorView::new(*dt, s.clone(), b).map_err(|e| Error::Invalid(e.to_string()))?)))
         .collect::<Result<_>>()?;
     safetensors::tensor::serialize(views, metadata).map_err(|e| Error::Invalid(e.to_string()))
 }

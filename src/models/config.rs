@@ -108,6 +108,8 @@ pub struct Common {
     pub tie_word_embeddings: bool,
     /// Classes of the `score` head, when the folder is a classifier.
     pub num_labels: Option<usize>,
+    /// The task `score.weight` was trained for (`trilemma.default_task`), when the folder says.
+    pub default_task: Option<String>,
 }
 
 impl Common {
@@ -140,6 +142,14 @@ impl Common {
             norm_eps: c.norm_eps(1e-6)? as f32,
             tie_word_embeddings: c.bool_or("tie_word_embeddings", false)?,
             num_labels,
+            default_task: match v.get("trilemma").and_then(|t| t.get("default_task")).filter(|d| !d.is_null()) {
+                None => None,
+                Some(d) => Some(
+                    d.as_str()
+                        .ok_or_else(|| Error::Invalid(format!("config.json: \"trilemma.default_task\" must be a task name, got {d}")))?
+                        .to_string(),
+                ),
+            },
         })
     }
 }

@@ -132,6 +132,9 @@ pub struct Model<B: Backend> {
     pub lm_head: Option<Linear<B>>,
     /// `[C, H]`.
     pub score: Option<B::Tensor>,
+    /// Extra task heads `score.<task>.weight` `[C_task, H]`, declared in `config.json` under
+    /// `trilemma.task_heads` (Trilemma's multi-task folders; README "Model folders").
+    pub heads: std::collections::BTreeMap<String, B::Tensor>,
 }
 
 impl<B: Backend> Model<B> {
@@ -170,6 +173,20 @@ impl<B: Backend> Model<B> {
             (Some(_), false) => return Err(Error::Invalid("config.json has num_labels but the checkpoint has no score.weight".into())),
             (None, false) => None,
         };
+        let mut heads = std::collections::BTreeMap::new();
+        if let Some(decl) = ck.config.get("trilemma").and_then(|t| t.get("task_heads")).filter(|v| !v.is_null()) {
+            let decl = decl
+                .as_object()
+                .ok_or_else(|| Error::Invalid("config.json: \"trilemma.task_heads\" must map task names to class counts".into()))?
+                .clone();
+            for (task, c) in decl {
+                let c = c.as_u64().filter(|&c| c > 0).ok_or_else(|| {
+                    Error::Invalid(format!("config.json: \"trilemma.task_heads.{task}\" must be a positive class count, got {c}"))
+                })?;
+                let w = ck.take(&format!("score.{task}.weight"), &[c as usize, h])?;
+                heads.insert(task.clone(), be.upload(&w)?);
+            }
+        }
         if let Some(extra) = ck.tensors.keys().next() {
             return Err(Error::Invalid(format!(
                 "checkpoint has {} tensor(s) the {} model does not use, e.g. {extra}",
@@ -177,7 +194,7 @@ impl<B: Backend> Model<B> {
                 common.arch.display_name()
             )));
         }
-        Ok(Self { common, embeddings, body, norm, lm_head, score })
+        Ok(Self { common, embeddings, body, norm, lm_head, score, heads })
     }
 
     /// ids `[T]` -> final-normed hidden states `[T, H]`.
@@ -211,9 +228,37 @@ impl<B: Backend> Model<B> {
         head.forward(be, &self.hidden(be, ids)?)
     }
 
-    /// ids `[T]` -> class logits `[1, C]` at the last token.
+    /// ids `[T]` -> class logits `[1, C]` at the last token, with the folder's `score.weight`.
     pub fn classify(&self, be: &B, ids: &[u32]) -> Result<B::Tensor> {
-        let score = self.score.as_ref().ok_or_else(|| Error::Invalid("this model folder has no classification head (score.weight)".into()))?;
+        self.classify_task(be, ids, None)
+    }
+
+    /// The head for `task`: `score.<task>.weight` when the folder has one, else `score.weight`
+    /// when the folder's default task is `task` (or no task is named).
+    pub fn head(&self, task: Option<&str>) -> Result<&B::Tensor> {
+        if let Some(h) = task.and_then(|t| self.heads.get(t)) {
+            return Ok(h);
+        }
+        let default_ok = match (task, &self.common.default_task) {
+            (None, _) => true,
+            (Some(t), Some(d)) => t == d,
+            // A plain HF folder does not say which task its head is for: trust the caller.
+            (Some(_), None) => self.heads.is_empty(),
+        };
+        match (&self.score, default_ok) {
+            (Some(s), true) => Ok(s),
+            (None, _) => Err(Error::Invalid("this model folder has no classification head (score.weight)".into())),
+            (Some(_), false) => Err(Error::Invalid(format!(
+                "this model folder has no head for task {:?} (it has: {})",
+                task.unwrap_or_default(),
+                self.common.default_task.iter().chain(self.heads.keys()).cloned().collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// ids `[T]` -> class logits `[1, C]` of `task`'s head (see [`Model::head`]).
+    pub fn classify_task(&self, be: &B, ids: &[u32], task: Option<&str>) -> Result<B::Tensor> {
+        let score = self.head(task)?;
         let h = self.hidden(be, ids)?;
         let last = be.narrow(&h, 0, h.shape()[0] - 1, 1)?; // [1, H]
         be.matmul(&last, score, true)
