@@ -6,8 +6,11 @@
 use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::{GpuBackend, GpuContext};
 use crate::backend::{tolerance, Backend, BackendInfo};
-use crate::demo::{self, DemoOutput, DemoWeights};
+use crate::demo;
+use crate::data::Task;
 use crate::error::{Error, Result};
+use crate::io::Checkpoint;
+use crate::models::Model;
 use crate::text::TextTokenizer;
 use serde::Serialize;
 use std::cell::RefCell;
@@ -17,12 +20,30 @@ use wasm_bindgen_futures::JsFuture;
 
 /// Where the bundled tokenizer is served, relative to the worker script.
 const TOKENIZER_URL: &str = "assets/tokenizer/tokenizer.json";
+/// The bundled default models (`trilemma train`), one Hugging Face folder each.
+const MODELS_URL: &str = "assets/models";
+const MODEL_FOLDERS: [&str; 3] = ["transformer", "gla", "hgrn_bit"];
+
+/// One bundled model, loaded on the CPU and (when there is a GPU) uploaded once to it.
+struct Loaded {
+    folder: &'static str,
+    architecture: &'static str,
+    tokenizer: TextTokenizer,
+    cpu: Model<CpuBackend>,
+    /// The backend the model was uploaded with (GPU tensors belong to one backend) and the model.
+    gpu: Option<(GpuBackend, Model<GpuBackend>)>,
+    gpu_error: Option<String>,
+    label_names: Vec<String>,
+    bytes: usize,
+    load_ms: f64,
+}
 
 struct Session {
     tokenizer: TextTokenizer,
-    weights: DemoWeights,
     gpu: Option<Arc<GpuContext>>,
     gpu_error: Option<String>,
+    /// Per folder: the loaded model, or why it could not be loaded.
+    models: Vec<std::result::Result<Loaded, (String, String)>>,
 }
 
 thread_local! {
@@ -34,34 +55,18 @@ struct StartReport {
     version: &'static str,
     backend: BackendInfo,
     gpu_error: Option<String>,
+    models: Vec<ModelInfo>,
 }
 
 #[derive(Serialize)]
-struct Top {
-    class: usize,
-    prob: f32,
-}
-
-#[derive(Serialize)]
-struct RunReport {
-    backend: BackendInfo,
-    ms: f64,
-    probs: Vec<f32>,
-    top5: Vec<Top>,
-}
-
-#[derive(Serialize)]
-struct DemoReport {
-    text: String,
-    tokens: Vec<String>,
-    ids: Vec<u32>,
-    classes: usize,
-    cpu: RunReport,
-    gpu: Option<RunReport>,
-    gpu_error: Option<String>,
-    max_abs_diff: Option<f32>,
-    tolerance: f32,
-    within_tolerance: Option<bool>,
+struct ModelInfo {
+    folder: String,
+    architecture: Option<String>,
+    bytes: Option<usize>,
+    load_ms: Option<f64>,
+    tasks: Vec<String>,
+    on_gpu: bool,
+    error: Option<String>,
 }
 
 fn to_js<T: Serialize>(v: &T) -> std::result::Result<JsValue, JsError> {
@@ -105,12 +110,15 @@ pub async fn start() -> std::result::Result<JsValue, JsError> {
         Some(s) => s,
         None => {
             let tokenizer = TextTokenizer::from_json_bytes(&fetch_bytes(TOKENIZER_URL).await.map_err(js_err)?).map_err(js_err)?;
-            let weights = DemoWeights::seeded(tokenizer.vocab_size(), demo::DEMO_SEED).map_err(js_err)?;
             let (gpu, gpu_error) = match GpuContext::acquire().await {
                 Ok(ctx) => (Some(ctx), None),
                 Err(e) => (None, Some(e.to_string())),
             };
-            let s = Arc::new(Session { tokenizer, weights, gpu, gpu_error });
+            let mut models = Vec::new();
+            for folder in MODEL_FOLDERS {
+                models.push(load_model(folder, gpu.as_ref()).await.map_err(|e| (folder.to_string(), e.to_string())));
+            }
+            let s = Arc::new(Session { tokenizer, gpu, gpu_error, models });
             SESSION.with(|cell| *cell.borrow_mut() = Some(s.clone()));
             s
         }
@@ -119,57 +127,188 @@ pub async fn start() -> std::result::Result<JsValue, JsError> {
         Some(ctx) => ctx.info(),
         None => CpuBackend::new().info(),
     };
-    to_js(&StartReport { version: crate::VERSION, backend, gpu_error: session.gpu_error.clone() })
+    let models = session
+        .models
+        .iter()
+        .map(|m| match m {
+            Ok(l) => ModelInfo {
+                folder: l.folder.into(),
+                architecture: Some(l.architecture.into()),
+                bytes: Some(l.bytes),
+                load_ms: Some(l.load_ms),
+                tasks: l.cpu.common.default_task.iter().chain(l.cpu.heads.keys()).cloned().collect(),
+                on_gpu: l.gpu.is_some(),
+                error: l.gpu_error.clone(),
+            },
+            Err((folder, e)) => ModelInfo {
+                folder: folder.clone(),
+                architecture: None,
+                bytes: None,
+                load_ms: None,
+                tasks: vec![],
+                on_gpu: false,
+                error: Some(e.clone()),
+            },
+        })
+        .collect();
+    to_js(&StartReport { version: crate::VERSION, backend, gpu_error: session.gpu_error.clone(), models })
 }
 
-fn run_report(info: BackendInfo, ms: f64, out: &DemoOutput) -> RunReport {
-    let top5 = demo::top_k(&out.mean, 5).into_iter().map(|(class, prob)| Top { class, prob }).collect();
-    RunReport { backend: info, ms, probs: out.mean.clone(), top5 }
+/// Fetch and load one bundled model folder on the CPU, and on the GPU when there is one.
+async fn load_model(folder: &'static str, gpu: Option<&Arc<GpuContext>>) -> Result<Loaded> {
+    let t0 = now_ms();
+    let mut files = std::collections::BTreeMap::new();
+    for name in ["config.json", "model.safetensors", "tokenizer.json"] {
+        files.insert(name.to_string(), fetch_bytes(&format!("{MODELS_URL}/{folder}/{name}")).await?);
+    }
+    let bytes = files.values().map(|f| f.len()).sum();
+    let ck = Checkpoint::from_files(&files)?;
+    let tokenizer = TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap_or_default())?;
+    let label_names = label_names(&ck.config);
+    let (gpu_model, gpu_error) = match gpu {
+        Some(ctx) => {
+            let be = GpuBackend::new(ctx.clone());
+            match Model::load(&be, ck.clone()) {
+                Ok(m) => (Some((be, m)), None),
+                Err(e) => (None, Some(format!("not loaded on the GPU: {e}"))),
+            }
+        }
+        None => (None, None),
+    };
+    let cpu = Model::load(&CpuBackend::new(), ck)?;
+    if tokenizer.vocab_size() > cpu.common.vocab {
+        return Err(Error::Invalid(format!("{folder}: tokenizer has {} tokens, the model {}", tokenizer.vocab_size(), cpu.common.vocab)));
+    }
+    let architecture = cpu.common.arch.display_name();
+    Ok(Loaded { folder, architecture, tokenizer, cpu, gpu: gpu_model, gpu_error, label_names, bytes, load_ms: now_ms() - t0 })
 }
 
-/// Tokenize `text` and run the demo network on the CPU and (when there is one) the GPU,
-/// reporting progress as `on_progress(stage, fraction)`.
+/// `id2label` in id order.
+fn label_names(config: &serde_json::Value) -> Vec<String> {
+    let Some(m) = config.get("id2label").and_then(|m| m.as_object()) else { return Vec::new() };
+    let mut v: Vec<(usize, String)> = m.iter().filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str()?.to_string()))).collect();
+    v.sort();
+    v.into_iter().map(|(_, s)| s).collect()
+}
+
+#[derive(Serialize)]
+struct ModelRun {
+    probs: Vec<f32>,
+    label: usize,
+    label_name: String,
+    ms: f64,
+}
+
+#[derive(Serialize)]
+struct ModelRow {
+    folder: String,
+    architecture: String,
+    tokens: usize,
+    cpu: Option<ModelRun>,
+    gpu: Option<ModelRun>,
+    /// max |GPU − CPU| over the class logits.
+    max_abs_diff: Option<f32>,
+    same_label: Option<bool>,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ClassifyReport {
+    task: String,
+    text: String,
+    text_pair: Option<String>,
+    tokens: Vec<String>,
+    rows: Vec<ModelRow>,
+    tolerance: f32,
+    /// Why nothing ran on the GPU, when there is no adapter.
+    gpu_error: Option<String>,
+}
+
+async fn run_model<B: Backend>(be: &B, m: &Model<B>, ids: &[u32], task: Task, names: &[String]) -> Result<(ModelRun, Vec<f32>)> {
+    let t0 = now_ms();
+    let logits = be.read(&m.classify_task(be, ids, Some(task.model_task().name()))?).await?;
+    let ms = now_ms() - t0;
+    let logits = logits.as_f32("logits")?.to_vec();
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.iter().map(|x| (x - max).exp()).collect();
+    let z: f32 = e.iter().sum();
+    let probs: Vec<f32> = e.iter().map(|x| x / z).collect();
+    let label = demo::top_k(&probs, 1)[0].0;
+    let label_name = match task.label_name(label as u32) {
+        Ok(n) => n.to_string(),
+        Err(_) => names.get(label).cloned().unwrap_or_else(|| format!("class {label}")),
+    };
+    Ok((ModelRun { probs, label, label_name, ms }, logits))
+}
+
+/// Classify `text` (and `text_pair` for pair tasks) for `task` with every bundled model, on the
+/// CPU and on the GPU when there is one.
 #[wasm_bindgen]
-pub async fn demo(text: String, on_progress: js_sys::Function) -> std::result::Result<JsValue, JsError> {
-    let session = SESSION
-        .with(|s| s.borrow().clone())
-        .ok_or_else(|| JsError::new("call start() before demo()"))?;
+pub async fn classify(task: String, text: String, text_pair: Option<String>, on_progress: js_sys::Function) -> std::result::Result<JsValue, JsError> {
+    let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before classify()"))?;
+    let task = Task::parse(&task).map_err(js_err)?;
+    let pair = text_pair.filter(|p| !p.trim().is_empty());
+    match (task.is_pair(), &pair) {
+        (true, None) => return Err(JsError::new(&format!("{task} compares two texts: fill in the second text too"))),
+        (false, Some(_)) => return Err(JsError::new(&format!("{task} reads one text: leave the second text empty"))),
+        _ => {}
+    }
     let report = |stage: &str, f: f64| {
-        // A throwing progress callback must not abort the run.
         let _ = on_progress.call2(&JsValue::NULL, &JsValue::from_str(stage), &JsValue::from_f64(f));
     };
-    report("tokenize", 0.0);
-    let enc = session.tokenizer.encode(&text).map_err(js_err)?;
-
-    let cpu = CpuBackend::new();
-    let t0 = now_ms();
-    let cpu_out = demo::run(&cpu, &session.weights, &enc.ids, |s| report(&format!("CPU: {s}"), 0.2)).await.map_err(js_err)?;
-    let cpu_report = run_report(cpu.info(), now_ms() - t0, &cpu_out);
-
-    let (mut gpu_report, mut gpu_error, mut diff) = (None, session.gpu_error.clone(), None);
-    if let Some(ctx) = &session.gpu {
-        let gpu = GpuBackend::new(ctx.clone());
-        let t0 = now_ms();
-        match demo::run(&gpu, &session.weights, &enc.ids, |s| report(&format!("WebGPU: {s}"), 0.6)).await {
-            Ok(out) => {
-                diff = Some(demo::max_abs_diff(&cpu_out, &out).map_err(js_err)?);
-                gpu_report = Some(run_report(gpu.info(), now_ms() - t0, &out));
+    let enc = match &pair {
+        Some(b) => session.tokenizer.encode_pair(&text, b),
+        None => session.tokenizer.encode(&text),
+    }
+    .map_err(js_err)?;
+    let mut rows = Vec::new();
+    let n = session.models.len().max(1) as f64;
+    for (i, m) in session.models.iter().enumerate() {
+        let l = match m {
+            Ok(l) => l,
+            Err((folder, e)) => {
+                rows.push(ModelRow { folder: folder.clone(), architecture: String::new(), tokens: 0, cpu: None, gpu: None, max_abs_diff: None, same_label: None, error: Some(e.clone()) });
+                continue;
             }
-            // The CPU result stands; the page says why the GPU one is missing.
-            Err(e) => gpu_error = Some(e.to_string()),
+        };
+        report(&format!("{}: CPU", l.architecture), i as f64 / n);
+        let mut row = ModelRow { folder: l.folder.into(), architecture: l.architecture.into(), tokens: 0, cpu: None, gpu: None, max_abs_diff: None, same_label: None, error: None };
+        let ids = match l.tokenizer.encode_example(&text, pair.as_deref()) {
+            Ok(ids) => ids,
+            Err(e) => {
+                row.error = Some(e.to_string());
+                rows.push(row);
+                continue;
+            }
+        };
+        row.tokens = ids.len();
+        let cpu = CpuBackend::new();
+        let cpu_out = match run_model(&cpu, &l.cpu, &ids, task, &l.label_names).await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                row.error = Some(e.to_string());
+                None
+            }
+        };
+        if let Some((gbe, gm)) = &l.gpu {
+            report(&format!("{}: WebGPU", l.architecture), (i as f64 + 0.5) / n);
+            match run_model(gbe, gm, &ids, task, &l.label_names).await {
+                Ok((run, logits)) => {
+                    if let Some((c, cl)) = &cpu_out {
+                        row.max_abs_diff = Some(logits.iter().zip(cl).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
+                        row.same_label = Some(c.label == run.label);
+                    }
+                    row.gpu = Some(run);
+                }
+                // The CPU result stands; the row says why the GPU one is missing.
+                Err(e) => row.error = Some(format!("WebGPU: {e}")),
+            }
+        } else if let Some(e) = &l.gpu_error {
+            row.error = Some(e.clone());
         }
+        row.cpu = cpu_out.map(|(r, _)| r);
+        rows.push(row);
     }
     report("done", 1.0);
-    to_js(&DemoReport {
-        text,
-        tokens: enc.tokens,
-        ids: enc.ids,
-        classes: demo::DEMO_CLASSES,
-        cpu: cpu_report,
-        gpu: gpu_report,
-        gpu_error,
-        max_abs_diff: diff,
-        tolerance: tolerance::PIPELINE_ABS,
-        within_tolerance: diff.map(|d| d <= tolerance::PIPELINE_ABS),
-    })
+    to_js(&ClassifyReport { task: task.name().into(), text, text_pair: pair, tokens: enc.tokens, rows, tolerance: tolerance::MODEL_LOGITS_ABS, gpu_error: session.gpu_error.clone() })
 }

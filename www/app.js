@@ -10,16 +10,15 @@ const el = {
   progress: $('progress'),
   stage: $('stage'),
   error: $('error'),
+  task: $('task'),
+  pairRow: $('pair-row'),
+  textPair: $('text-pair'),
   result: $('result'),
   resultHeading: $('result-heading'),
   tokens: $('tokens'),
-  ids: $('ids'),
-  diff: $('diff'),
+  table: $('models-table'),
   gpuNote: $('gpu-note'),
-  cpuInfo: $('cpu-info'),
-  gpuInfo: $('gpu-info'),
-  cpuTop5: $('cpu-top5'),
-  gpuTop5: $('gpu-top5'),
+  models: $('models'),
   version: $('version'),
 };
 
@@ -83,36 +82,39 @@ function renderStart(report) {
   el.backend.textContent = `Backend: ${backendName(b)} — ${detail}`;
   el.backend.dataset.kind = b.kind;
   el.version.textContent = `trilemma ${report.version} · the core runs in a Web Worker`;
+  renderModels(report.models);
 }
 
-function renderTop5(table, run) {
-  const body = table.tBodies[0];
-  body.replaceChildren();
-  table.hidden = !run;
-  if (!run) return;
-  for (const { class: cls, prob } of run.top5) {
-    const row = body.insertRow();
-    const name = row.insertCell();
-    name.textContent = `class ${cls}`;
-    const value = row.insertCell();
-    const meter = document.createElement('meter');
-    meter.min = 0;
-    meter.max = 1;
-    meter.value = prob;
-    meter.setAttribute('aria-hidden', 'true');
-    const label = document.createElement('span');
-    label.textContent = pct(prob);
-    value.append(meter, ' ', label);
-  }
+function renderModels(models) {
+  el.models.replaceChildren(
+    ...models.map((m) => {
+      const li = document.createElement('li');
+      li.dataset.folder = m.folder;
+      li.dataset.loaded = String(m.architecture !== null);
+      if (m.architecture === null) {
+        li.className = 'bad';
+        li.textContent = `${m.folder}: not loaded: ${m.error}`;
+      } else {
+        const mb = (m.bytes / 1e6).toFixed(1);
+        const where = m.on_gpu ? 'CPU and WebGPU' : 'CPU';
+        li.textContent = `${m.architecture} (${m.folder}/): ${mb} MB, loaded in ${m.load_ms.toFixed(0)} ms on ${where}; ` +
+          `heads: ${m.tasks.join(', ')}${m.error ? ` · ${m.error}` : ''}`;
+      }
+      return li;
+    }),
+  );
 }
 
-function runInfo(run) {
-  return `${run.backend.device} · ${run.ms.toFixed(1)} ms`;
+function cell(row, text, cls) {
+  const c = row.insertCell();
+  c.textContent = text;
+  if (cls) c.className = cls;
+  return c;
 }
 
 function renderResult(r) {
-  el.resultHeading.textContent = `Result for “${r.text}”`;
-
+  const shown = r.text_pair ? `“${r.text}” / “${r.text_pair}”` : `“${r.text}”`;
+  el.resultHeading.textContent = `${r.task.toUpperCase()}: ${shown}`;
   el.tokens.replaceChildren(
     ...r.tokens.map((t) => {
       const li = document.createElement('li');
@@ -121,35 +123,77 @@ function renderResult(r) {
       return li;
     }),
   );
-  el.ids.textContent = r.ids.join(' ');
 
-  el.cpuInfo.textContent = runInfo(r.cpu);
-  renderTop5(el.cpuTop5, r.cpu);
-  el.gpuInfo.textContent = r.gpu ? runInfo(r.gpu) : 'not run (see above)';
-  renderTop5(el.gpuTop5, r.gpu);
-
-  const d = el.diff;
-  d.dataset.tolerance = String(r.tolerance);
-  if (r.max_abs_diff === null || r.within_tolerance === null) {
-    delete d.dataset.maxAbsDiff;
-    delete d.dataset.withinTolerance;
-    d.className = 'diff';
-    d.textContent = 'No GPU result to compare with the CPU.';
-  } else {
-    const ok = r.within_tolerance;
-    d.dataset.maxAbsDiff = String(r.max_abs_diff);
-    d.dataset.withinTolerance = String(ok);
-    d.className = ok ? 'diff ok' : 'diff bad';
-    d.textContent =
-      `${ok ? '✓' : '✗'} max |GPU − CPU| = ${sci(r.max_abs_diff)} ` +
-      `${ok ? '≤' : '>'} tolerance ${sci(r.tolerance)} ` +
-      `(${ok ? 'within' : 'outside'} tolerance) · ${r.classes} classes, mean over ${r.ids.length} tokens`;
+  const body = el.table.tBodies[0];
+  body.replaceChildren();
+  const notes = [];
+  for (const m of r.rows) {
+    const row = body.insertRow();
+    row.dataset.folder = m.folder;
+    const name = document.createElement('th');
+    name.scope = 'row';
+    name.textContent = m.architecture || m.folder;
+    row.append(name);
+    if (m.cpu) {
+      row.dataset.cpuLabel = m.cpu.label_name;
+      cell(row, m.cpu.label_name, 'label');
+      const conf = row.insertCell();
+      const meter = document.createElement('meter');
+      meter.min = 0;
+      meter.max = 1;
+      meter.value = m.cpu.probs[m.cpu.label];
+      meter.setAttribute('aria-hidden', 'true');
+      const label = document.createElement('span');
+      label.textContent = pct(m.cpu.probs[m.cpu.label]);
+      conf.append(meter, ' ', label);
+      cell(row, `${m.cpu.ms.toFixed(1)} ms`);
+    } else {
+      cell(row, '—');
+      cell(row, '—');
+      cell(row, '—');
+    }
+    if (m.gpu) {
+      row.dataset.gpuLabel = m.gpu.label_name;
+      cell(row, m.gpu.label_name, 'label');
+      cell(row, `${m.gpu.ms.toFixed(1)} ms`);
+    } else {
+      cell(row, 'not run');
+      cell(row, '—');
+    }
+    if (m.max_abs_diff === null) {
+      cell(row, '—');
+    } else {
+      const ok = m.max_abs_diff <= r.tolerance && m.same_label;
+      row.dataset.maxAbsDiff = String(m.max_abs_diff);
+      row.dataset.withinTolerance = String(m.max_abs_diff <= r.tolerance);
+      row.dataset.sameLabel = String(m.same_label);
+      cell(row, `${ok ? '✓' : '✗'} ${sci(m.max_abs_diff)}`, ok ? 'ok' : 'bad');
+    }
+    if (m.error) notes.push(`${m.architecture || m.folder}: ${m.error}`);
   }
-  el.gpuNote.hidden = !r.gpu_error;
-  el.gpuNote.textContent = r.gpu_error ? `GPU: ${r.gpu_error}` : '';
-
+  el.table.dataset.tolerance = String(r.tolerance);
+  if (r.gpu_error) notes.unshift(`GPU: ${r.gpu_error} (the CPU results stand)`);
+  el.gpuNote.hidden = notes.length === 0;
+  el.gpuNote.textContent = notes.join(' · ');
   el.result.hidden = false;
 }
+
+// Pair tasks take a second text; a first switch to one fills in an example pair.
+const PAIR_EXAMPLES = {
+  mrpc: ['The company said profits rose in the third quarter .', 'Profits increased in the third quarter , the company said .'],
+  qqp: ['How do I learn to cook ?', 'What is the best way to learn cooking ?'],
+  mnli: ['A man is playing a guitar on stage .', 'A man is performing music .'],
+  qnli: ['What color is the sky ?', 'On a clear day the sky is blue .'],
+  rte: ['The cat sat on the mat all afternoon .', 'A cat was on the mat .'],
+};
+const PAIR_TASKS = new Set(Object.keys(PAIR_EXAMPLES));
+
+function syncTask() {
+  const pair = PAIR_TASKS.has(el.task.value);
+  el.pairRow.hidden = !pair;
+  if (pair && !el.textPair.value) [el.text.value, el.textPair.value] = PAIR_EXAMPLES[el.task.value];
+}
+el.task.addEventListener('change', syncTask);
 
 // ---------------------------------------------------------------- the worker
 
@@ -161,7 +205,8 @@ function run() {
   setBusy(true);
   setState('running');
   setProgress('starting', 0);
-  worker.postMessage({ type: 'run', text: el.text.value });
+  const pair = PAIR_TASKS.has(el.task.value) ? el.textPair.value : '';
+  worker.postMessage({ type: 'run', task: el.task.value, text: el.text.value, textPair: pair });
 }
 
 worker.addEventListener('message', (e) => {

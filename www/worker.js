@@ -1,9 +1,9 @@
 // The Trilemma core in a module Web Worker, so the page never freezes while it works.
 //
-// Messages in:  {type: 'run', text}
+// Messages in:  {type: 'run', task, text, textPair}
 // Messages out: {type: 'ready', report} | {type: 'progress', stage, fraction}
 //               | {type: 'result', report} | {type: 'error', message}
-import init, { start, demo } from './trilemma.js';
+import init, { start, classify } from './trilemma.js';
 
 /** A readable message for anything thrown by wasm, the browser or our own code. */
 function describe(err) {
@@ -26,7 +26,7 @@ let queue = Promise.resolve();
 const ready = (async () => {
   postMessage({ type: 'progress', stage: 'loading WebAssembly', fraction: 0 });
   await init();
-  postMessage({ type: 'progress', stage: 'acquiring the GPU', fraction: 0 });
+  postMessage({ type: 'progress', stage: 'acquiring the GPU and loading the three models', fraction: 0 });
   const report = await start();
   postMessage({ type: 'ready', report });
   return true;
@@ -45,7 +45,8 @@ self.addEventListener('message', (e) => {
     }
     try {
       const onProgress = (stage, fraction) => postMessage({ type: 'progress', stage, fraction });
-      const report = await demo(String(msg.text ?? ''), onProgress);
+      const pair = msg.textPair ? String(msg.textPair) : undefined;
+      const report = await classify(String(msg.task ?? 'sst2'), String(msg.text ?? ''), pair, onProgress);
       postMessage({ type: 'result', report });
     } catch (err) {
       fail(err);

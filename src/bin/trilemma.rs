@@ -29,6 +29,9 @@ mod cli {
             /// Second segment for pair tasks (`<s> A </s> B`).
             #[arg(long)]
             text_pair: Option<String>,
+            /// Which task head to use in a multi-task folder (default: the folder's `score.weight`).
+            #[arg(long)]
+            task: Option<String>,
         },
         /// Score a model folder on a bundled split; prints JSON with accuracy, the task's GLUE
         /// metric and the majority-class baseline.
@@ -114,7 +117,7 @@ mod cli {
     pub fn main() -> Result<(), String> {
         match Cli::parse().cmd {
             Cmd::Info => info(),
-            Cmd::Logits { model, text, text_pair } => logits(&model, &text, text_pair.as_deref()),
+            Cmd::Logits { model, text, text_pair, task } => logits(&model, &text, text_pair.as_deref(), task.as_deref()),
             Cmd::Tokenizer { data, vocab_size, out } => tokenizer(&data, vocab_size, &out),
             Cmd::Eval { model, task, split, limit, assets, predictions } => eval(&model, &task, &split, limit, &assets, predictions.as_deref()),
             Cmd::Train { arch, assets, out, recipe, seed, max_steps } => train(&arch, &assets, &out, recipe.as_deref(), seed, max_steps),
@@ -140,14 +143,18 @@ mod cli {
         Ok(())
     }
 
-    fn logits(dir: &std::path::Path, text: &str, pair: Option<&str>) -> Result<(), String> {
+    fn logits(dir: &std::path::Path, text: &str, pair: Option<&str>, task: Option<&str>) -> Result<(), String> {
         use trilemma::io::Checkpoint;
         use trilemma::models::Model;
         use trilemma::text::TextTokenizer;
         let ck = Checkpoint::load_dir(dir).map_err(|e| e.to_string())?;
         let tok_json = ck.tokenizer_json.clone().ok_or_else(|| format!("{} has no tokenizer.json", dir.display()))?;
         let tk = TextTokenizer::from_json_bytes(&tok_json).map_err(|e| e.to_string())?;
-        let labels = label_names(&ck.config);
+        let task = task.map(trilemma::data::Task::parse).transpose().map_err(|e| e.to_string())?;
+        let labels = match task {
+            Some(t) => t.label_names().iter().map(|s| s.to_string()).collect(),
+            None => label_names(&ck.config),
+        };
         let be = CpuBackend::new();
         let model = Model::load(&be, ck).map_err(|e| e.to_string())?;
         if tk.vocab_size() > model.common.vocab {
@@ -162,7 +169,8 @@ mod cli {
             None => tk.encode(text),
         }
         .map_err(|e| e.to_string())?;
-        let out = be.read_sync(&model.classify(&be, &enc.ids).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let head = task.map(|t| t.model_task().name());
+        let out = be.read_sync(&model.classify_task(&be, &enc.ids, head).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
         let logits = out.as_f32("logits").map_err(|e| e.to_string())?.to_vec();
         let pred = trilemma::demo::top_k(&logits, 1)[0].0;
         let json = serde_json::json!({

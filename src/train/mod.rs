@@ -77,7 +77,7 @@ impl Default for Recipe {
             batch: 64,
             lm_epochs: 1,
             lm_lr: 2e-3,
-            ft_epochs: 2,
+            ft_epochs: 1,
             ft_lr: 1e-3,
             warmup: 0.05,
             final_lr_fraction: 0.1,

@@ -3,8 +3,9 @@
 //
 //   node tests/e2e/page.test.mjs
 //
-// Serves dist/ on a free port, waits for the worker, checks the WebGPU-vs-CPU result, an error
-// path (empty text), that the page stays responsive, and that nothing logged an error.
+// Serves dist/ on a free port, waits for the worker to load the three bundled models, checks their
+// predictions on WebGPU against the CPU (same label, logits within tolerance), a pair task, an
+// error path (empty text), that the page stays responsive, and that nothing logged an error.
 // Saves a screenshot to test-results/e2e-page.png.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,11 +30,12 @@ const FLAGS = [
   '--disable-quic',
 ];
 const DEFAULT_TEXT = 'a gripping , funny and ultimately moving film';
-// Cold start in SwiftShader on 2 cores: wasm compile, tokenizer, adapter, pipelines.
-const START_TIMEOUT = 180_000;
+const ARCHS = ['transformer', 'gla', 'hgrn_bit'];
+// Cold start in SwiftShader on 2 cores: wasm compile, tokenizer, adapter, three models.
+const START_TIMEOUT = 240_000;
 const RUN_TIMEOUT = 180_000;
 
-test('the built page runs the demo on WebGPU and on the CPU', { timeout: 10 * 60_000 }, async (t) => {
+test('the built page runs the three bundled models on WebGPU and on the CPU', { timeout: 10 * 60_000 }, async (t) => {
   for (const f of ['index.html', 'trilemma.js', 'trilemma_bg.wasm', 'worker.js']) {
     assert.ok(existsSync(join(DIST, f)), `dist/${f} is missing: run \`trunk build --release\` first`);
   }
@@ -86,27 +88,30 @@ test('the built page runs the demo on WebGPU and on the CPU', { timeout: 10 * 60
     }
   }
 
-  async function checkResult() {
-    const diff = page.locator('#diff');
-    const note = (await text('#gpu-note')).trim();
-    assert.equal(await diff.getAttribute('data-within-tolerance'), 'true',
-      `no agreeing GPU result: ${await diff.textContent()}${note ? `\n${note}` : ''}`);
-    const maxAbsDiff = Number(await diff.getAttribute('data-max-abs-diff'));
-    const tolerance = Number(await diff.getAttribute('data-tolerance'));
-    assert.ok(Number.isFinite(maxAbsDiff) && Number.isFinite(tolerance) && tolerance > 0,
-      `bad numbers on #diff: max ${maxAbsDiff}, tolerance ${tolerance}`);
-    assert.ok(maxAbsDiff <= tolerance, `max |GPU - CPU| ${maxAbsDiff} > tolerance ${tolerance}`);
-    assert.match(await diff.textContent(), /✓/);
-
+  /** Checks the result table: one row per bundled model, GPU and CPU agreeing; returns the rows. */
+  async function checkResult({ labels }) {
+    const rows = page.locator('#models-table tbody tr');
+    assert.equal(await rows.count(), ARCHS.length, 'one row per bundled model');
+    const tolerance = Number(await page.getAttribute('#models-table', 'data-tolerance'));
+    assert.ok(Number.isFinite(tolerance) && tolerance > 0, `bad tolerance ${tolerance}`);
+    const out = [];
+    for (let i = 0; i < ARCHS.length; i++) {
+      const row = rows.nth(i);
+      const note = (await text('#gpu-note')).trim();
+      assert.equal(await row.getAttribute('data-folder'), ARCHS[i]);
+      const cpu = await row.getAttribute('data-cpu-label');
+      const gpu = await row.getAttribute('data-gpu-label');
+      assert.ok(labels.includes(cpu), `${ARCHS[i]}: CPU label ${cpu} is not one of ${labels}`);
+      assert.equal(gpu, cpu, `${ARCHS[i]}: WebGPU says ${gpu}, CPU says ${cpu}${note ? `\n${note}` : ''}`);
+      assert.equal(await row.getAttribute('data-same-label'), 'true');
+      const maxAbsDiff = Number(await row.getAttribute('data-max-abs-diff'));
+      assert.ok(Number.isFinite(maxAbsDiff) && maxAbsDiff <= tolerance,
+        `${ARCHS[i]}: max |GPU - CPU| ${maxAbsDiff} > tolerance ${tolerance}`);
+      assert.match(await row.textContent(), /\d+(\.\d+)? ms.*\d+(\.\d+)? ms/, 'CPU and GPU timings shown');
+      out.push({ arch: ARCHS[i], cpu, maxAbsDiff });
+    }
     assert.ok(await page.locator('#tokens .chip').count() > 0, 'no token chips');
-    assert.match(await text('#ids'), /^\d+( \d+)*$/, 'ids are a list of numbers');
-    const cpuRows = await page.locator('#cpu-top5 tbody tr').count();
-    const gpuRows = await page.locator('#gpu-top5 tbody tr').count();
-    assert.ok(cpuRows >= 1 && cpuRows <= 5, `CPU top-5 has ${cpuRows} rows`);
-    assert.equal(gpuRows, cpuRows, 'both backends list the same number of top classes');
-    assert.match(await text('#cpu-info'), /\d+(\.\d+)? ms$/, 'CPU timing shown');
-    assert.match(await text('#gpu-info'), /\d+(\.\d+)? ms$/, 'GPU timing shown');
-    return { maxAbsDiff, tolerance };
+    return out;
   }
 
   // Steps run in order; once one fails the rest are skipped (they would only time out).
@@ -133,13 +138,33 @@ test('the built page runs the demo on WebGPU and on the CPU', { timeout: 10 * 60
     assert.equal(await page.getAttribute('#backend', 'data-kind'), 'webgpu');
     assert.match(await text('#backend'), /^Backend: WebGPU — \S/);
     assert.equal(await page.locator('h1').textContent(), 'Trilemma');
+    const models = page.locator('#models li');
+    assert.equal(await models.count(), ARCHS.length, 'three bundled models listed');
+    for (let i = 0; i < ARCHS.length; i++) {
+      assert.equal(await models.nth(i).getAttribute('data-loaded'), 'true', await models.nth(i).textContent());
+      assert.match(await models.nth(i).textContent(), /CPU and WebGPU/, 'uploaded to the GPU too');
+    }
   });
 
-  await step('the automatic first run agrees between GPU and CPU', async (st) => {
+  await step('the automatic first run: three models, the same label on GPU and CPU', async (st) => {
     await waitForRun(1);
-    assert.equal(await page.locator('#result-heading').textContent(), `Result for “${DEFAULT_TEXT}”`);
-    const { maxAbsDiff, tolerance } = await checkResult();
-    st.diagnostic(`max |GPU - CPU| = ${maxAbsDiff} (tolerance ${tolerance})`);
+    assert.equal(await page.locator('#result-heading').textContent(), `SST2: “${DEFAULT_TEXT}”`);
+    const rows = await checkResult({ labels: ['positive'] });
+    st.diagnostic(rows.map((r) => `${r.arch}: ${r.cpu}, max |GPU - CPU| = ${r.maxAbsDiff}`).join('; '));
+  });
+
+  await step('a pair task (MNLI) takes a second text', async (st) => {
+    const before = await finished();
+    await page.selectOption('#task', 'mnli');
+    assert.equal(await page.isVisible('#text-pair'), true, 'the second text appears');
+    await page.fill('#text', 'A man is playing a guitar on stage .');
+    await page.fill('#text-pair', 'Nobody is playing music .');
+    await page.click('#run');
+    await waitForRun(before + 1);
+    const rows = await checkResult({ labels: ['entailment', 'neutral', 'contradiction'] });
+    st.diagnostic(rows.map((r) => `${r.arch}: ${r.cpu}`).join('; '));
+    await page.selectOption('#task', 'sst2');
+    assert.equal(await page.isVisible('#text-pair'), false, 'single-text tasks hide it again');
   });
 
   await step('empty text shows a readable error and the page stays usable', async () => {
@@ -170,7 +195,7 @@ test('the built page runs the demo on WebGPU and on the CPU', { timeout: 10 * 60
     await page.fill('#text', DEFAULT_TEXT);
     await page.click('#run');
     await waitForRun(before + 1);
-    await checkResult();
+    await checkResult({ labels: ['positive'] });
     const maxGap = await page.evaluate(() => {
       clearInterval(window.__ticker);
       return window.__maxGap;
@@ -208,7 +233,12 @@ test('without a WebGPU adapter the page runs on the CPU and says why', { timeout
   const backend = await page.locator('#backend').textContent();
   assert.match(backend, /^Backend: CPU — .*(GPU|adapter)/i, `backend line: ${backend}`);
   assert.equal(await page.getAttribute('body', 'data-state'), 'done', `the CPU run failed: ${await page.locator('#error').textContent()}`);
-  assert.ok(await page.locator('#cpu-top5 tbody tr').count() >= 1, 'the CPU result is shown');
+  const rows = page.locator('#models-table tbody tr');
+  assert.equal(await rows.count(), ARCHS.length, 'one row per bundled model');
+  for (let i = 0; i < ARCHS.length; i++) {
+    assert.equal(await rows.nth(i).getAttribute('data-cpu-label'), 'positive', `${ARCHS[i]} on the CPU`);
+    assert.equal(await rows.nth(i).getAttribute('data-gpu-label'), null, 'no GPU result without an adapter');
+  }
   const note = page.locator('#gpu-note');
   assert.equal(await note.isHidden(), false, 'the page says why there is no GPU result');
   assert.match(await note.textContent(), /GPU/);
