@@ -53,7 +53,7 @@ pub struct Recipe {
     pub warmup: f64,
     pub final_lr_fraction: f64,
     pub weight_decay: f64,
-    pub dropout: f32,
+    pub dropout: f64,
     /// Global gradient-norm clip.
     pub clip: f64,
     /// Tasks with fewer training examples are repeated to at least this many per epoch.
@@ -308,7 +308,7 @@ pub fn train(trainee: &Trainee, corpus: &Corpus, recipe: &Recipe, progress: &mut
     let mut avg = Avg::default();
     for (step, batch) in steps_lm.iter().enumerate() {
         let seqs: Vec<&[u32]> = batch.iter().map(|&i| corpus.lm[i].as_slice()).collect();
-        let mut drop = Dropout { p: recipe.dropout, rng: &mut drop_rng };
+        let mut drop = Dropout { p: recipe.dropout as f32, rng: &mut drop_rng };
         let loss = trainee.lm_loss(&seqs, &mut drop)?;
         let lr = lr_at(step, total, recipe.lm_lr, recipe.warmup, recipe.final_lr_fraction);
         opt.step(&trainee.params, &loss.backward()?, lr)?;
@@ -342,7 +342,7 @@ pub fn train(trainee: &Trainee, corpus: &Corpus, recipe: &Recipe, progress: &mut
         let (task, data) = &corpus.tasks[*ti];
         let seqs: Vec<&[u32]> = batch.iter().map(|&i| data[i].ids.as_slice()).collect();
         let labels: Vec<u32> = batch.iter().map(|&i| data[i].label).collect();
-        let mut drop = Dropout { p: recipe.dropout, rng: &mut drop_rng };
+        let mut drop = Dropout { p: recipe.dropout as f32, rng: &mut drop_rng };
         let loss = cross_entropy(&trainee.class_logits(*task, &seqs, &mut drop)?, &labels)?;
         let lr = lr_at(step, total, recipe.ft_lr, recipe.warmup, recipe.final_lr_fraction);
         opt.step(&trainee.params, &loss.backward()?, lr)?;
