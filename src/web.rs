@@ -206,8 +206,9 @@ struct ModelRow {
     tokens: usize,
     cpu: Option<ModelRun>,
     gpu: Option<ModelRun>,
-    /// max |GPU − CPU| over the class logits.
+    /// max |GPU − CPU| over the class logits, and its tolerance for this architecture.
     max_abs_diff: Option<f32>,
+    tolerance: f32,
     same_label: Option<bool>,
     error: Option<String>,
 }
@@ -219,7 +220,6 @@ struct ClassifyReport {
     text_pair: Option<String>,
     tokens: Vec<String>,
     rows: Vec<ModelRow>,
-    tolerance: f32,
     /// Why nothing ran on the GPU, when there is no adapter.
     gpu_error: Option<String>,
 }
@@ -267,12 +267,32 @@ pub async fn classify(task: String, text: String, text_pair: Option<String>, on_
         let l = match m {
             Ok(l) => l,
             Err((folder, e)) => {
-                rows.push(ModelRow { folder: folder.clone(), architecture: String::new(), tokens: 0, cpu: None, gpu: None, max_abs_diff: None, same_label: None, error: Some(e.clone()) });
+                rows.push(ModelRow {
+                    folder: folder.clone(),
+                    architecture: String::new(),
+                    tokens: 0,
+                    cpu: None,
+                    gpu: None,
+                    max_abs_diff: None,
+                    tolerance: tolerance::MODEL_LOGITS_ABS,
+                    same_label: None,
+                    error: Some(e.clone()),
+                });
                 continue;
             }
         };
         report(&format!("{}: CPU", l.architecture), i as f64 / n);
-        let mut row = ModelRow { folder: l.folder.into(), architecture: l.architecture.into(), tokens: 0, cpu: None, gpu: None, max_abs_diff: None, same_label: None, error: None };
+        let mut row = ModelRow {
+            folder: l.folder.into(),
+            architecture: l.architecture.into(),
+            tokens: 0,
+            cpu: None,
+            gpu: None,
+            max_abs_diff: None,
+            tolerance: tolerance::model_logits_abs(l.cpu.common.arch),
+            same_label: None,
+            error: None,
+        };
         let ids = match l.tokenizer.encode_example(&text, pair.as_deref()) {
             Ok(ids) => ids,
             Err(e) => {
@@ -310,5 +330,5 @@ pub async fn classify(task: String, text: String, text_pair: Option<String>, on_
         rows.push(row);
     }
     report("done", 1.0);
-    to_js(&ClassifyReport { task: task.name().into(), text, text_pair: pair, tokens: enc.tokens, rows, tolerance: tolerance::MODEL_LOGITS_ABS, gpu_error: session.gpu_error.clone() })
+    to_js(&ClassifyReport { task: task.name().into(), text, text_pair: pair, tokens: enc.tokens, rows, gpu_error: session.gpu_error.clone() })
 }

@@ -62,3 +62,34 @@ fn bundled_models_classify_sst2_well_above_chance() {
         assert!(acc > 0.7, "{folder}: SST-2 accuracy {acc:.4}");
     }
 }
+
+#[test]
+fn bundled_models_give_the_same_labels_on_the_gpu() {
+    use trilemma::backend::gpu::GpuBackend;
+    use trilemma::backend::tolerance;
+    let gpu = match pollster::block_on(GpuBackend::acquire()) {
+        Ok(g) => g,
+        Err(e) if std::env::var("TRILEMMA_REQUIRE_GPU").as_deref() == Ok("1") => panic!("GPU required: {e}"),
+        Err(e) => {
+            eprintln!("SKIP: no GPU adapter ({e})");
+            return;
+        }
+    };
+    let cpu = CpuBackend::new();
+    let examples = load_split(&assets(), Task::Sst2, Split::Validation).unwrap();
+    // Every 8th example here (the whole split: `trilemma eval --backend both`, README).
+    let sample: Vec<_> = examples.iter().step_by(8).cloned().collect();
+    for folder in FOLDERS {
+        let ck = Checkpoint::load_dir(&assets().join("models").join(folder)).unwrap();
+        let tk = TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap()).unwrap();
+        let gm = Model::load(&gpu, ck.clone()).unwrap();
+        let cm = Model::load(&cpu, ck).unwrap();
+        let c = pollster::block_on(trilemma::eval::logits(&cpu, &cm, &tk, Task::Sst2, &sample)).unwrap();
+        let g = pollster::block_on(trilemma::eval::logits(&gpu, &gm, &tk, Task::Sst2, &sample)).unwrap();
+        let a = trilemma::eval::agreement(&c, &g).unwrap();
+        let tol = tolerance::model_logits_abs(cm.common.arch);
+        eprintln!("{folder}: {} of {} labels equal, max |GPU − CPU| {:.3e} (tolerance {tol:.0e})", a.same_labels, a.n, a.max_abs_diff);
+        assert_eq!(a.same_labels, a.n, "{folder}: labels differ at {:?}", a.differing);
+        assert!(a.max_abs_diff <= tol, "{folder}: max |GPU − CPU| {} > {tol}", a.max_abs_diff);
+    }
+}

@@ -163,15 +163,15 @@ function renderResult(r) {
     if (m.max_abs_diff === null) {
       cell(row, '—');
     } else {
-      const ok = m.max_abs_diff <= r.tolerance && m.same_label;
+      const ok = m.max_abs_diff <= m.tolerance && m.same_label;
       row.dataset.maxAbsDiff = String(m.max_abs_diff);
-      row.dataset.withinTolerance = String(m.max_abs_diff <= r.tolerance);
+      row.dataset.tolerance = String(m.tolerance);
+      row.dataset.withinTolerance = String(m.max_abs_diff <= m.tolerance);
       row.dataset.sameLabel = String(m.same_label);
-      cell(row, `${ok ? '✓' : '✗'} ${sci(m.max_abs_diff)}`, ok ? 'ok' : 'bad');
+      cell(row, `${ok ? '✓' : '✗'} ${sci(m.max_abs_diff)} (tolerance ${sci(m.tolerance)})`, ok ? 'ok' : 'bad');
     }
     if (m.error) notes.push(`${m.architecture || m.folder}: ${m.error}`);
   }
-  el.table.dataset.tolerance = String(r.tolerance);
   if (r.gpu_error) notes.unshift(`GPU: ${r.gpu_error} (the CPU results stand)`);
   el.gpuNote.hidden = notes.length === 0;
   el.gpuNote.textContent = notes.join(' · ');

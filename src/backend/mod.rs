@@ -45,6 +45,19 @@ pub mod tolerance {
     /// re-quantises activations to 8 bits in each BitLinear: a value within an ulp of a rounding
     /// boundary can move one quantisation step on one backend.
     pub const MODEL_LOGITS_ABS: f32 = 1e-3;
+    /// The same for models with BitLinear layers (HGRN-bit): measured on the bundled model over
+    /// all 872 SST-2 validation examples on lavapipe, the largest |GPU − CPU| was 5.3e-3 (where
+    /// an activation landed on an 8-bit rounding boundary), every label equal. Tests require equal
+    /// labels as well.
+    pub const TERNARY_MODEL_LOGITS_ABS: f32 = 1e-2;
+
+    /// The whole-model logit tolerance for an architecture.
+    pub fn model_logits_abs(arch: crate::models::config::Arch) -> f32 {
+        match arch {
+            crate::models::config::Arch::HgrnBit => TERNARY_MODEL_LOGITS_ABS,
+            _ => MODEL_LOGITS_ABS,
+        }
+    }
 }
 
 /// Host-side data of a tensor.

@@ -52,6 +52,10 @@ mod cli {
             /// Also write the per-example predictions as CSV here.
             #[arg(long)]
             predictions: Option<PathBuf>,
+            /// cpu (the reference), webgpu (wgpu; Vulkan natively), or both (scores the CPU and
+            /// reports how the GPU's logits and labels compare).
+            #[arg(long, value_enum, default_value_t = EvalBackend::Cpu)]
+            backend: EvalBackend,
         },
         /// Train the default models from scratch (see README "Training"): writes one Hugging Face
         /// folder per architecture with scores.json and a model card.
@@ -108,6 +112,13 @@ mod cli {
     }
 
     #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+    enum EvalBackend {
+        Cpu,
+        Webgpu,
+        Both,
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
     enum BenchBackend {
         Cpu,
         Gpu,
@@ -119,7 +130,9 @@ mod cli {
             Cmd::Info => info(),
             Cmd::Logits { model, text, text_pair, task } => logits(&model, &text, text_pair.as_deref(), task.as_deref()),
             Cmd::Tokenizer { data, vocab_size, out } => tokenizer(&data, vocab_size, &out),
-            Cmd::Eval { model, task, split, limit, assets, predictions } => eval(&model, &task, &split, limit, &assets, predictions.as_deref()),
+            Cmd::Eval { model, task, split, limit, assets, predictions, backend } => {
+                eval(&model, &task, &split, limit, &assets, predictions.as_deref(), backend)
+            }
             Cmd::Train { arch, assets, out, recipe, seed, max_steps } => train(&arch, &assets, &out, recipe.as_deref(), seed, max_steps),
             Cmd::Bench { seq_lens, batch, tokens, seed, backend, json } => {
                 bench::run(&bench::Params { seq_lens, batch, tokens, seed }, backend != BenchBackend::Gpu, backend != BenchBackend::Cpu, json.as_deref())
@@ -192,7 +205,9 @@ mod cli {
         limit: Option<usize>,
         assets: &std::path::Path,
         predictions: Option<&std::path::Path>,
+        backend: EvalBackend,
     ) -> Result<(), String> {
+        use trilemma::backend::gpu::GpuBackend;
         use trilemma::data::{load_split, Split, Task};
         use trilemma::io::Checkpoint;
         use trilemma::models::Model;
@@ -212,11 +227,50 @@ mod cli {
         let tok_json = ck.tokenizer_json.clone().ok_or_else(|| format!("{} has no tokenizer.json", dir.display()))?;
         let tk = TextTokenizer::from_json_bytes(&tok_json).map_err(e)?;
         let be = CpuBackend::new();
+        let gpu = if backend == EvalBackend::Cpu {
+            None
+        } else {
+            quiet_vulkan_loader();
+            let g = pollster::block_on(GpuBackend::acquire()).map_err(e)?;
+            let m = Model::load(&g, ck.clone()).map_err(e)?;
+            Some((g, m))
+        };
         let model = Model::load(&be, ck).map_err(e)?;
         if tk.vocab_size() > model.common.vocab {
             return Err(format!("tokenizer.json has {} tokens but config.json's vocab_size is {}", tk.vocab_size(), model.common.vocab));
         }
-        let (ev, preds) = trilemma::eval::evaluate_cpu(&be, &model, &tk, task, split, &examples, &train_labels).map_err(e)?;
+        let labels = trilemma::data::labels(&examples);
+        let t0 = std::time::Instant::now();
+        let (ev, preds, compared) = match (&gpu, backend) {
+            (Some((g, gm)), EvalBackend::Webgpu) => {
+                let rows = pollster::block_on(trilemma::eval::logits(g, gm, &tk, task, &examples)).map_err(e)?;
+                let seconds = t0.elapsed().as_secs_f64();
+                let preds = trilemma::eval::argmax_rows(&rows);
+                let ev = trilemma::eval::TaskEval {
+                    task,
+                    split,
+                    score: trilemma::eval::glue_score(task, &preds, &labels).map_err(e)?,
+                    majority: trilemma::eval::majority_baseline(task, &train_labels, &labels).map_err(e)?,
+                    seconds,
+                    examples_per_second: examples.len() as f64 / seconds.max(1e-9),
+                };
+                (ev, preds, None)
+            }
+            _ => {
+                let (ev, preds) = trilemma::eval::evaluate_cpu(&be, &model, &tk, task, split, &examples, &train_labels).map_err(e)?;
+                let compared = match &gpu {
+                    Some((g, gm)) => {
+                        let t1 = std::time::Instant::now();
+                        let cpu_rows = pollster::block_on(trilemma::eval::logits(&be, &model, &tk, task, &examples)).map_err(e)?;
+                        let gpu_rows = pollster::block_on(trilemma::eval::logits(g, gm, &tk, task, &examples)).map_err(e)?;
+                        let a = trilemma::eval::agreement(&cpu_rows, &gpu_rows).map_err(e)?;
+                        Some((a, t1.elapsed().as_secs_f64()))
+                    }
+                    None => None,
+                };
+                (ev, preds, compared)
+            }
+        };
         if let Some(path) = predictions {
             let mut csv = String::from("idx,label,prediction\n");
             for (x, p) in examples.iter().zip(&preds) {
@@ -238,6 +292,19 @@ mod cli {
             "majority_baseline": ev.majority,
             "seconds": ev.seconds,
             "examples_per_second": ev.examples_per_second,
+            "backend": match (&gpu, backend) {
+                (Some((g, _)), EvalBackend::Webgpu) => serde_json::to_value(g.info()).unwrap_or_default(),
+                _ => serde_json::to_value(be.info()).unwrap_or_default(),
+            },
+            "gpu_vs_cpu": compared.map(|(a, secs)| serde_json::json!({
+                "gpu": gpu.as_ref().map(|(g, _)| g.info()),
+                "n": a.n,
+                "same_labels": a.same_labels,
+                "differing": a.differing,
+                "max_abs_logit_diff": a.max_abs_diff,
+                "tolerance": trilemma::backend::tolerance::MODEL_LOGITS_ABS,
+                "seconds_both": secs,
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&json).map_err(|err| err.to_string())?);
         Ok(())
