@@ -35,6 +35,8 @@ struct Loaded {
     gpu_error: Option<String>,
     label_names: Vec<String>,
     bytes: usize,
+    /// (as stored, as f32) — see [`weight_bytes`].
+    weight_bytes: (usize, usize),
     load_ms: f64,
 }
 
@@ -165,6 +167,7 @@ async fn load_model(folder: &'static str, gpu: Option<&Arc<GpuContext>>) -> Resu
     let ck = Checkpoint::from_files(&files)?;
     let tokenizer = TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap_or_default())?;
     let label_names = label_names(&ck.config);
+    let weight_bytes = weight_bytes(&ck);
     let (gpu_model, gpu_error) = match gpu {
         Some(ctx) => {
             let be = GpuBackend::new(ctx.clone());
@@ -180,7 +183,7 @@ async fn load_model(folder: &'static str, gpu: Option<&Arc<GpuContext>>) -> Resu
         return Err(Error::Invalid(format!("{folder}: tokenizer has {} tokens, the model {}", tokenizer.vocab_size(), cpu.common.vocab)));
     }
     let architecture = cpu.common.arch.display_name();
-    Ok(Loaded { folder, architecture, tokenizer, cpu, gpu: gpu_model, gpu_error, label_names, bytes, load_ms: now_ms() - t0 })
+    Ok(Loaded { folder, architecture, tokenizer, cpu, gpu: gpu_model, gpu_error, label_names, bytes, weight_bytes, load_ms: now_ms() - t0 })
 }
 
 /// `id2label` in id order.
@@ -331,4 +334,127 @@ pub async fn classify(task: String, text: String, text_pair: Option<String>, on_
     }
     report("done", 1.0);
     to_js(&ClassifyReport { task: task.name().into(), text, text_pair: pair, tokens: enc.tokens, rows, gpu_error: session.gpu_error.clone() })
+}
+
+#[derive(Serialize)]
+struct BenchRow {
+    folder: String,
+    architecture: String,
+    examples: usize,
+    tokens: usize,
+    cpu_examples_per_s: Option<f64>,
+    gpu_examples_per_s: Option<f64>,
+    /// Bytes of the weights as loaded (BitLinear weights packed), and what they would take in f32.
+    weight_bytes: usize,
+    weight_bytes_f32: usize,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BenchReport {
+    task: &'static str,
+    backend: BackendInfo,
+    rows: Vec<BenchRow>,
+}
+
+/// Weight bytes of a folder as stored, and with every packed ternary tensor counted as f32
+/// (`[N, ceil(K/16)]` words -> `N·16·ceil(K/16)` floats; exact when K is a multiple of 16).
+fn weight_bytes(ck: &Checkpoint) -> (usize, usize) {
+    let mut stored = 0;
+    let mut f32_equiv = 0;
+    for (name, t) in &ck.tensors {
+        stored += t.numel() * 4;
+        f32_equiv += if name.ends_with(".weight_ternary") { t.numel() * crate::backend::ternary::PER_WORD * 4 } else { t.numel() * 4 };
+    }
+    (stored, f32_equiv)
+}
+
+/// Time every bundled model on the first `n` SST-2 validation sentences, one at a time, on the
+/// CPU (wasm) and on WebGPU when there is one: examples per second for each.
+#[wasm_bindgen]
+pub async fn bench(n: usize, on_progress: js_sys::Function) -> std::result::Result<JsValue, JsError> {
+    let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before bench()"))?;
+    if n == 0 {
+        return Err(JsError::new("the number of sentences must be positive"));
+    }
+    let report = |stage: &str, f: f64| {
+        let _ = on_progress.call2(&JsValue::NULL, &JsValue::from_str(stage), &JsValue::from_f64(f));
+    };
+    let path = crate::data::bundled_path(Task::Sst2, crate::data::Split::Validation).map_err(js_err)?;
+    let bytes = fetch_bytes(&format!("assets/{path}")).await.map_err(js_err)?;
+    let mut examples = crate::data::parse_bundled(Task::Sst2, crate::data::Split::Validation, &bytes).map_err(js_err)?;
+    examples.truncate(n);
+    let mut rows = Vec::new();
+    let total = session.models.len().max(1) as f64;
+    for (i, m) in session.models.iter().enumerate() {
+        let l = match m {
+            Ok(l) => l,
+            Err((folder, e)) => {
+                rows.push(BenchRow {
+                    folder: folder.clone(),
+                    architecture: String::new(),
+                    examples: 0,
+                    tokens: 0,
+                    cpu_examples_per_s: None,
+                    gpu_examples_per_s: None,
+                    weight_bytes: 0,
+                    weight_bytes_f32: 0,
+                    error: Some(e.clone()),
+                });
+                continue;
+            }
+        };
+        let ids: Vec<Vec<u32>> = examples.iter().filter_map(|e| l.tokenizer.encode_example(&e.text_a, None).ok()).collect();
+        let mut row = BenchRow {
+            folder: l.folder.into(),
+            architecture: l.architecture.into(),
+            examples: ids.len(),
+            tokens: ids.iter().map(|x| x.len()).sum(),
+            cpu_examples_per_s: None,
+            gpu_examples_per_s: None,
+            weight_bytes: l.weight_bytes.0,
+            weight_bytes_f32: l.weight_bytes.1,
+            error: None,
+        };
+        report(&format!("{}: CPU", l.architecture), i as f64 / total);
+        let cpu = CpuBackend::new();
+        let t0 = now_ms();
+        let mut ok = true;
+        for x in &ids {
+            if let Err(e) = async { cpu.read(&l.cpu.classify(&cpu, x)?).await }.await {
+                row.error = Some(e.to_string());
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            row.cpu_examples_per_s = Some(ids.len() as f64 / ((now_ms() - t0) / 1000.0).max(1e-9));
+        }
+        if let Some((gbe, gm)) = &l.gpu {
+            report(&format!("{}: WebGPU", l.architecture), (i as f64 + 0.5) / total);
+            // One warm-up example: the first dispatches compile the pipelines.
+            if let Some(x) = ids.first() {
+                let _ = async { gbe.read(&gm.classify(gbe, x)?).await }.await;
+            }
+            let t0 = now_ms();
+            let mut ok = true;
+            for x in &ids {
+                if let Err(e) = async { gbe.read(&gm.classify(gbe, x)?).await }.await {
+                    row.error = Some(format!("WebGPU: {e}"));
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                row.gpu_examples_per_s = Some(ids.len() as f64 / ((now_ms() - t0) / 1000.0).max(1e-9));
+            }
+        }
+        rows.push(row);
+    }
+    report("done", 1.0);
+    let backend = match &session.gpu {
+        Some(ctx) => ctx.info(),
+        None => CpuBackend::new().info(),
+    };
+    to_js(&BenchReport { task: "sst2", backend, rows })
 }

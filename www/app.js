@@ -19,6 +19,10 @@ const el = {
   table: $('models-table'),
   gpuNote: $('gpu-note'),
   models: $('models'),
+  benchForm: $('bench-form'),
+  benchN: $('bench-n'),
+  benchRun: $('bench-run'),
+  benchTable: $('bench-table'),
   version: $('version'),
 };
 
@@ -58,6 +62,7 @@ function setState(state) {
 function setBusy(busy) {
   running = busy;
   el.run.disabled = busy || !ready;
+  el.benchRun.disabled = busy || !ready;
   el.result.setAttribute('aria-busy', String(busy));
 }
 
@@ -195,6 +200,31 @@ function syncTask() {
 }
 el.task.addEventListener('change', syncTask);
 
+function renderBench(r) {
+  const body = el.benchTable.tBodies[0];
+  body.replaceChildren();
+  const rate = (x) => (x === null ? '—' : x.toFixed(1));
+  const mb = (b) => `${(b / 1e6).toFixed(2)} MB`;
+  for (const m of r.rows) {
+    const row = body.insertRow();
+    row.dataset.folder = m.folder;
+    if (m.cpu_examples_per_s !== null) row.dataset.cpu = String(m.cpu_examples_per_s);
+    if (m.gpu_examples_per_s !== null) row.dataset.gpu = String(m.gpu_examples_per_s);
+    const name = document.createElement('th');
+    name.scope = 'row';
+    name.textContent = m.architecture || m.folder;
+    row.append(name);
+    cell(row, `${m.tokens} in ${m.examples}`);
+    cell(row, rate(m.cpu_examples_per_s));
+    cell(row, rate(m.gpu_examples_per_s));
+    cell(row, mb(m.weight_bytes));
+    cell(row, mb(m.weight_bytes_f32));
+    if (m.error) showError(`${m.architecture || m.folder}: ${m.error}`);
+  }
+  el.benchTable.dataset.backend = r.backend.device;
+  el.benchTable.hidden = false;
+}
+
 // ---------------------------------------------------------------- the worker
 
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'trilemma' });
@@ -225,6 +255,12 @@ worker.addEventListener('message', (e) => {
       break;
     case 'progress':
       setProgress(msg.stage, msg.fraction);
+      break;
+    case 'bench-result':
+      renderBench(msg.report);
+      setProgress('done', 1);
+      setBusy(false);
+      setState('done');
       break;
     case 'result':
       renderResult(msg.report);
@@ -257,6 +293,16 @@ worker.addEventListener('error', (e) => {
 });
 
 worker.addEventListener('messageerror', () => showError('Worker error: a message could not be read.'));
+
+el.benchForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  if (!ready || running) return;
+  clearError();
+  setBusy(true);
+  setState('running');
+  setProgress('benchmark: starting', 0);
+  worker.postMessage({ type: 'bench', n: Number(el.benchN.value) });
+});
 
 el.form.addEventListener('submit', (e) => {
   e.preventDefault();

@@ -180,6 +180,21 @@ test('the built page runs the three bundled models on WebGPU and on the CPU', { 
     assert.equal(await page.inputValue('#text'), 'still typing');
   });
 
+  await step('the benchmark panel times the three models on both backends', async () => {
+    const before = await finished();
+    await page.fill('#bench-n', '3');
+    await page.click('#bench-run');
+    await waitForRun(before + 1);
+    const rows = page.locator('#bench-table tbody tr');
+    assert.equal(await rows.count(), ARCHS.length);
+    for (let i = 0; i < ARCHS.length; i++) {
+      for (const attr of ['data-cpu', 'data-gpu']) {
+        const v = Number(await rows.nth(i).getAttribute(attr));
+        assert.ok(Number.isFinite(v) && v > 0, `${ARCHS[i]} ${attr} = ${v}`);
+      }
+    }
+  });
+
   await step('a second run recovers, and the main thread never stalls', async (st) => {
     // Longest gap between 20 ms timer ticks on the main thread while the worker computes.
     await page.evaluate(() => {
