@@ -171,7 +171,7 @@ async fn load_model(folder: &'static str, gpu: Option<&Arc<GpuContext>>) -> Resu
     let (gpu_model, gpu_error) = match gpu {
         Some(ctx) => {
             let be = GpuBackend::new(ctx.clone());
-            match Model::load(&be, ck.clone()) {
+            match be.check_fits(&ck.tensors).and_then(|_| Model::load(&be, ck.clone())) {
                 Ok(m) => (Some((be, m)), None),
                 Err(e) => (None, Some(format!("not loaded on the GPU: {e}"))),
             }

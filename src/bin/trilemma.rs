@@ -232,6 +232,7 @@ mod cli {
         } else {
             quiet_vulkan_loader();
             let g = pollster::block_on(GpuBackend::acquire()).map_err(e)?;
+            g.check_fits(&ck.tensors).map_err(e)?;
             let m = Model::load(&g, ck.clone()).map_err(e)?;
             Some((g, m))
         };

@@ -153,6 +153,18 @@ impl GpuBackend {
         Ok(())
     }
 
+    /// The largest buffer this device can hold and bind, in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        let lim = &self.ctx.limits;
+        lim.max_storage_buffer_binding_size.min(lim.max_buffer_size)
+    }
+
+    /// Refuse a checkpoint whose weights this device cannot hold, before anything is uploaded:
+    /// see [`check_fit`].
+    pub fn check_fits(&self, tensors: &std::collections::BTreeMap<String, HostTensor>) -> Result<u64> {
+        check_fit(tensors, self.max_binding_bytes())
+    }
+
     /// Refuse buffers the device cannot hold or bind, before wgpu sees them.
     fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
         let lim = &self.ctx.limits;
@@ -514,5 +526,36 @@ mod tests {
         assert_eq!(be.grid(max).expect("grid"), [max as u32, 1, 1]);
         assert_eq!(be.grid(max + 1).expect("grid"), [max as u32, 2, 1]);
         assert!(be.grid(max * max + 1).is_err());
+    }
+}
+
+/// Every weight tensor must fit one storage binding of `max_binding` bytes (tensors are not split
+/// across buffers yet). Returns the total weight bytes, or an error with the numbers naming the
+/// largest tensor that does not fit.
+pub fn check_fit(tensors: &std::collections::BTreeMap<String, HostTensor>, max_binding: u64) -> Result<u64> {
+    let bytes = |t: &HostTensor| t.numel() as u64 * 4;
+    let total: u64 = tensors.values().map(bytes).sum();
+    if let Some((name, t)) = tensors.iter().filter(|(_, t)| bytes(t) > max_binding).max_by_key(|(_, t)| bytes(t)) {
+        return Err(Error::Gpu(format!(
+            "this model does not fit the GPU: tensor {name} {:?} takes {} bytes, but the adapter binds at most {max_binding} bytes per buffer ({total} bytes of weights in all); run it on the CPU",
+            t.shape,
+            bytes(t)
+        )));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+
+    #[test]
+    fn a_tensor_over_the_binding_limit_is_refused_with_the_numbers() {
+        let mut t = std::collections::BTreeMap::new();
+        t.insert("small".to_string(), HostTensor::f32(&[4], vec![0.0; 4]).unwrap());
+        t.insert("big".to_string(), HostTensor::f32(&[8, 4], vec![0.0; 32]).unwrap());
+        assert_eq!(check_fit(&t, 128).unwrap(), 144);
+        let err = check_fit(&t, 100).unwrap_err().to_string();
+        assert!(err.contains("big") && err.contains("128 bytes") && err.contains("at most 100") && err.contains("144 bytes"), "{err}");
     }
 }
