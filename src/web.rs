@@ -458,3 +458,18 @@ pub async fn bench(n: usize, on_progress: js_sys::Function) -> std::result::Resu
     };
     to_js(&BenchReport { task: "sst2", backend, rows })
 }
+
+/// Destroy the GPU device as a lost device would be (for the fallback test: the page sends this
+/// when opened with `?simulate=gpu-lost`). Later runs keep their CPU results and say why the GPU
+/// ones are missing.
+#[wasm_bindgen]
+pub fn simulate_gpu_loss() -> std::result::Result<bool, JsError> {
+    let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() first"))?;
+    Ok(match &session.gpu {
+        Some(ctx) => {
+            ctx.simulate_device_loss();
+            true
+        }
+        None => false,
+    })
+}

@@ -93,3 +93,33 @@ fn bundled_models_give_the_same_labels_on_the_gpu() {
         assert!(a.max_abs_diff <= tol, "{folder}: max |GPU − CPU| {} > {tol}", a.max_abs_diff);
     }
 }
+
+#[test]
+fn a_lost_gpu_device_is_an_error_and_the_cpu_path_still_answers() {
+    use trilemma::backend::gpu::{GpuBackend, GpuContext};
+    let ctx = match pollster::block_on(GpuContext::acquire()) {
+        Ok(c) => c,
+        Err(e) if std::env::var("TRILEMMA_REQUIRE_GPU").as_deref() == Ok("1") => panic!("GPU required: {e}"),
+        Err(e) => {
+            eprintln!("SKIP: no GPU adapter ({e})");
+            return;
+        }
+    };
+    let gpu = GpuBackend::new(ctx.clone());
+    let ck = Checkpoint::load_dir(&assets().join("models").join("gla")).unwrap();
+    let tk = TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap()).unwrap();
+    let gm = Model::load(&gpu, ck.clone()).unwrap();
+    let cpu = CpuBackend::new();
+    let cm = Model::load(&cpu, ck).unwrap();
+    let ids = tk.encode("a gripping , funny and ultimately moving film").unwrap().ids;
+    use trilemma::backend::Backend;
+    let before = pollster::block_on(async { gpu.read(&gm.classify(&gpu, &ids)?).await });
+    assert!(before.is_ok(), "{before:?}");
+    ctx.simulate_device_loss();
+    let after = pollster::block_on(async { gpu.read(&gm.classify(&gpu, &ids)?).await });
+    let err = after.expect_err("a destroyed device cannot answer");
+    assert!(matches!(err, trilemma::Error::Gpu(_)), "a GPU error, not {err:?}");
+    // What the page and `eval` then do: the CPU path answers.
+    let c = cpu.read_sync(&cm.classify(&cpu, &ids).unwrap()).unwrap();
+    assert_eq!(c.shape, vec![1, 2]);
+}

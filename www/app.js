@@ -248,6 +248,10 @@ worker.addEventListener('message', (e) => {
       setProgress('ready', 1);
       setBusy(false);
       setState('ready');
+      // `?simulate=gpu-lost` destroys the GPU device first (the fallback test).
+      if (new URLSearchParams(window.location.search).get('simulate') === 'gpu-lost') {
+        worker.postMessage({ type: 'simulate-gpu-loss' });
+      }
       if (!autoRan) {
         autoRan = true;
         run();

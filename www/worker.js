@@ -1,9 +1,10 @@
 // The Trilemma core in a module Web Worker, so the page never freezes while it works.
 //
 // Messages in:  {type: 'run', task, text, textPair} | {type: 'bench', n}
+//               | {type: 'simulate-gpu-loss'} (tests of the CPU fallback)
 // Messages out: {type: 'ready', report} | {type: 'progress', stage, fraction}
 //               | {type: 'result', report} | {type: 'error', message}
-import init, { start, classify, bench } from './trilemma.js';
+import init, { start, classify, bench, simulate_gpu_loss } from './trilemma.js';
 
 /** A readable message for anything thrown by wasm, the browser or our own code. */
 function describe(err) {
@@ -37,7 +38,7 @@ const ready = (async () => {
 
 self.addEventListener('message', (e) => {
   const msg = e.data;
-  if (!msg || (msg.type !== 'run' && msg.type !== 'bench')) return;
+  if (!msg || !['run', 'bench', 'simulate-gpu-loss'].includes(msg.type)) return;
   queue = queue.then(async () => {
     if (!(await ready)) {
       fail('the Trilemma core did not start, so nothing can run');
@@ -45,6 +46,10 @@ self.addEventListener('message', (e) => {
     }
     try {
       const onProgress = (stage, fraction) => postMessage({ type: 'progress', stage, fraction });
+      if (msg.type === 'simulate-gpu-loss') {
+        simulate_gpu_loss();
+        return;
+      }
       if (msg.type === 'bench') {
         const report = await bench(Math.max(0, Math.floor(Number(msg.n) || 0)), onProgress);
         postMessage({ type: 'bench-result', report });

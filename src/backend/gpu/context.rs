@@ -127,6 +127,13 @@ impl GpuContext {
         s
     }
 
+    /// Destroy the device, as a lost device would be: every later GPU op or read fails with
+    /// `Error::Gpu`. For tests of the CPU fallback (there is no other way to lose a device on
+    /// demand).
+    pub fn simulate_device_loss(&self) {
+        self.device.destroy();
+    }
+
     pub fn info(&self) -> BackendInfo {
         BackendInfo { kind: "webgpu".into(), device: self.adapter_description() }
     }
