@@ -347,6 +347,9 @@ struct BenchRow {
     /// Bytes of the weights as loaded (BitLinear weights packed), and what they would take in f32.
     weight_bytes: usize,
     weight_bytes_f32: usize,
+    /// GPU against CPU on the same sentences: equal labels, and max |Δ logit|.
+    same_labels: Option<usize>,
+    max_abs_diff: Option<f32>,
     error: Option<String>,
 }
 
@@ -399,6 +402,8 @@ pub async fn bench(n: usize, on_progress: js_sys::Function) -> std::result::Resu
                     gpu_examples_per_s: None,
                     weight_bytes: 0,
                     weight_bytes_f32: 0,
+                    same_labels: None,
+                    max_abs_diff: None,
                     error: Some(e.clone()),
                 });
                 continue;
@@ -414,17 +419,23 @@ pub async fn bench(n: usize, on_progress: js_sys::Function) -> std::result::Resu
             gpu_examples_per_s: None,
             weight_bytes: l.weight_bytes.0,
             weight_bytes_f32: l.weight_bytes.1,
+            same_labels: None,
+            max_abs_diff: None,
             error: None,
         };
         report(&format!("{}: CPU", l.architecture), i as f64 / total);
         let cpu = CpuBackend::new();
         let t0 = now_ms();
         let mut ok = true;
+        let mut cpu_rows = Vec::with_capacity(ids.len());
         for x in &ids {
-            if let Err(e) = async { cpu.read(&l.cpu.classify(&cpu, x)?).await }.await {
-                row.error = Some(e.to_string());
-                ok = false;
-                break;
+            match async { cpu.read(&l.cpu.classify(&cpu, x)?).await }.await {
+                Ok(h) => cpu_rows.push(h.as_f32("logits").map(|v| v.to_vec()).unwrap_or_default()),
+                Err(e) => {
+                    row.error = Some(e.to_string());
+                    ok = false;
+                    break;
+                }
             }
         }
         if ok {
@@ -438,15 +449,23 @@ pub async fn bench(n: usize, on_progress: js_sys::Function) -> std::result::Resu
             }
             let t0 = now_ms();
             let mut ok = true;
+            let mut gpu_rows = Vec::with_capacity(ids.len());
             for x in &ids {
-                if let Err(e) = async { gbe.read(&gm.classify(gbe, x)?).await }.await {
-                    row.error = Some(format!("WebGPU: {e}"));
-                    ok = false;
-                    break;
+                match async { gbe.read(&gm.classify(gbe, x)?).await }.await {
+                    Ok(h) => gpu_rows.push(h.as_f32("logits").map(|v| v.to_vec()).unwrap_or_default()),
+                    Err(e) => {
+                        row.error = Some(format!("WebGPU: {e}"));
+                        ok = false;
+                        break;
+                    }
                 }
             }
             if ok {
                 row.gpu_examples_per_s = Some(ids.len() as f64 / ((now_ms() - t0) / 1000.0).max(1e-9));
+                if let Ok(a) = crate::eval::agreement(&cpu_rows, &gpu_rows) {
+                    row.same_labels = Some(a.same_labels);
+                    row.max_abs_diff = Some(a.max_abs_diff);
+                }
             }
         }
         rows.push(row);

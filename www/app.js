@@ -217,6 +217,8 @@ function renderBench(r) {
     cell(row, `${m.tokens} in ${m.examples}`);
     cell(row, rate(m.cpu_examples_per_s));
     cell(row, rate(m.gpu_examples_per_s));
+    if (m.same_labels !== null) row.dataset.sameLabels = String(m.same_labels);
+    cell(row, m.same_labels === null ? '—' : `${m.same_labels} of ${m.examples} · max Δ ${sci(m.max_abs_diff)}`);
     cell(row, mb(m.weight_bytes));
     cell(row, mb(m.weight_bytes_f32));
     if (m.error) showError(`${m.architecture || m.folder}: ${m.error}`);

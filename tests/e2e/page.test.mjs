@@ -192,6 +192,7 @@ test('the built page runs the three bundled models on WebGPU and on the CPU', { 
         const v = Number(await rows.nth(i).getAttribute(attr));
         assert.ok(Number.isFinite(v) && v > 0, `${ARCHS[i]} ${attr} = ${v}`);
       }
+      assert.equal(await rows.nth(i).getAttribute('data-same-labels'), '3', `${ARCHS[i]}: GPU and CPU labels agree`);
     }
   });
 
