@@ -174,6 +174,67 @@ pub async fn golden<B: Backend>(b: &B) -> Check {
     n += golden_broadcast(b).await?;
     n += golden_data_movement(b).await?;
     n += golden_scans_and_ternary(b).await?;
+    n += golden_fused(b).await?;
+    Ok(n)
+}
+
+/// The fused model ops on cases small enough to work out by hand.
+async fn golden_fused<B: Backend>(b: &B) -> Check {
+    let mut n = 0;
+    // RoPE, hd = 2, one position with cos 0.6, sin 0.8: [x0 c − x1 s, x1 c + x0 s].
+    let x = f32s(b, &[1, 1, 2], &[1., 2.])?;
+    let (c, s) = (f32s(b, &[1, 2], &[0.6, 0.6])?, f32s(b, &[1, 2], &[0.8, 0.8])?);
+    let (sh, v) = read_f32(b, b.rope(&x, &c, &s), "rope").await?;
+    assert_shape("rope", &sh, &[1, 1, 2])?;
+    close("rope", &v, &[-1.0, 2.0], 1e-6)?;
+    n += 1;
+
+    // Attention, hd = 1, q = 1, keys 0 and ln 3: token 1 weighs values 4 and 8 by 1/4 and 3/4.
+    let q = f32s(b, &[1, 2, 1], &[1., 1.])?;
+    let k = f32s(b, &[1, 2, 1], &[0., 3f32.ln()])?;
+    let vv = f32s(b, &[1, 2, 1], &[4., 8.])?;
+    let (sh, v) = read_f32(b, b.attention(&q, &k, &vv, 1.0, None), "attention").await?;
+    assert_shape("attention", &sh, &[1, 2, 1])?;
+    close("attention", &v, &[4.0, 7.0], 1e-6)?;
+    // A window of one token: each query sees only itself.
+    let (_, v) = read_f32(b, b.attention(&q, &k, &vv, 1.0, Some(1)), "attention window 1").await?;
+    close("attention window 1", &v, &[4.0, 8.0], 1e-6)?;
+    // Two query heads share one kv head (GQA); scale 0 gives a plain running mean.
+    let q2 = f32s(b, &[2, 2, 1], &[1., 1., 5., 5.])?;
+    let (sh, v) = read_f32(b, b.attention(&q2, &k, &vv, 0.0, None), "attention gqa").await?;
+    assert_shape("attention gqa", &sh, &[2, 2, 1])?;
+    close("attention gqa", &v, &[4.0, 6.0, 4.0, 6.0], 1e-6)?;
+    n += 3;
+
+    // GLA, dk = dv = 1: S0 = 1·2 = 2, o0 = 2; S1 = 0.5·2 + 1·3 = 4, o1 = 4.
+    let ones = f32s(b, &[1, 2, 1], &[1., 1.])?;
+    let vv = f32s(b, &[1, 2, 1], &[2., 3.])?;
+    let lg = f32s(b, &[1, 2, 1], &[0., 0.5f32.ln()])?;
+    for chunk in [1, 2, 16] {
+        let what = format!("gla chunk {chunk}");
+        let (sh, v) = read_f32(b, b.gla(&ones, &ones, &vv, &lg, chunk), &what).await?;
+        assert_shape(&what, &sh, &[1, 2, 1])?;
+        close(&what, &v, &[2.0, 4.0], 1e-6)?;
+        n += 1;
+    }
+
+    // Last token of sequences of lengths 2 and 3 in a [2, 3, 1] batch.
+    let x = f32s(b, &[2, 3, 1], &[1., 2., 3., 4., 5., 6.])?;
+    let (sh, v) = read_f32(b, b.last_token(&x, &[2, 3]), "last_token").await?;
+    assert_shape("last_token", &sh, &[2, 1])?;
+    close("last_token", &v, &[2.0, 6.0], 0.0)?;
+    n += 1;
+
+    // BitLinear: x = [3, 4] -> ŷ = x / sqrt(12.5) = [0.8485, 1.1314]; s = 127 / 1.1314 = 112.25;
+    // q = [round(95.25), 127] = [95, 127]; T = [+1, −1], β = 0.5: (95 − 127) / 112.25 · 0.5.
+    let x = f32s(b, &[1, 2], &[3., 4.])?;
+    let norm = f32s(b, &[2], &[1., 1.])?;
+    let packed = u32s(b, &[1, 1], &[1 | (2 << 2)])?;
+    let (sh, v) = read_f32(b, b.bit_linear(&x, &norm, &packed, 0.5, 1e-6), "bit_linear").await?;
+    assert_shape("bit_linear", &sh, &[1, 1])?;
+    let s = 127.0 / (4.0 / 12.5f64.sqrt());
+    close("bit_linear", &v, &[-32.0 / s * 0.5], 1e-5)?;
+    n += 1;
     Ok(n)
 }
 
@@ -480,6 +541,37 @@ pub async fn bad_inputs<B: Backend>(b: &B) -> Check {
     bad!("ternary packed dtype", b.ternary_matmul(&m23, &m23), |e| matches!(e, Error::DType { expected: DType::U32, got: DType::F32, .. }));
     bad!("ternary x empty", b.ternary_matmul(&empty, &w31), is_empty);
     bad!("ternary packed empty", b.ternary_matmul(&m23, &u32s(b, &[0, 1], &[])?), is_empty);
+
+    // Fused ops.
+    let is_invalid = |e: &Error| matches!(e, Error::Invalid(_));
+    let x236 = f32s(b, &[2, 3, 6], &[0.; 36])?;
+    let t36 = f32s(b, &[3, 6], &[0.; 18])?;
+    bad!("rope odd head dim", b.rope(&a213, &f32s(b, &[1, 3], &[0.; 3])?, &f32s(b, &[1, 3], &[0.; 3])?), is_shape);
+    bad!("rope table shape", b.rope(&x236, &m23, &t36), is_shape);
+    bad!("rope rank", b.rope(&m23, &t36, &t36), is_shape);
+    bad!("rope dtype", b.rope(&ints, &t36, &t36), is_dtype);
+    bad!("rope empty", b.rope(&empty, &t36, &t36), is_empty);
+    let k136 = f32s(b, &[1, 3, 6], &[0.; 18])?;
+    let k336 = f32s(b, &[3, 3, 6], &[0.; 54])?;
+    bad!("attention kv heads do not divide", b.attention(&x236, &k336, &k336, 1.0, None), is_shape);
+    bad!("attention T differs", b.attention(&x236, &f32s(b, &[1, 2, 6], &[0.; 12])?, &k136, 1.0, None), is_shape);
+    bad!("attention head dim differs", b.attention(&x236, &f32s(b, &[1, 3, 5], &[0.; 15])?, &k136, 1.0, None), is_shape);
+    bad!("attention window 0", b.attention(&x236, &k136, &k136, 1.0, Some(0)), is_invalid);
+    bad!("attention rank", b.attention(&m23, &k136, &k136, 1.0, None), is_shape);
+    bad!("gla chunk 0", b.gla(&x236, &x236, &x236, &x236, 0), is_invalid);
+    bad!("gla k shape", b.gla(&x236, &k136, &x236, &x236, 4), is_shape);
+    bad!("gla v length", b.gla(&x236, &x236, &f32s(b, &[2, 2, 6], &[0.; 24])?, &x236, 4), is_shape);
+    bad!("gla dtype", b.gla(&x236, &x236, &x236, &ints, 4), is_dtype);
+    bad!("last_token length 0", b.last_token(&x236, &[1, 0]), is_shape);
+    bad!("last_token length > T", b.last_token(&x236, &[4, 1]), is_shape);
+    bad!("last_token count", b.last_token(&x236, &[1]), is_shape);
+    bad!("last_token rank", b.last_token(&m23, &[1, 1]), is_shape);
+    let n2 = f32s(b, &[2], &[1.; 2])?;
+    let n3 = f32s(b, &[3], &[1.; 3])?;
+    bad!("bit_linear norm shape", b.bit_linear(&m23, &n2, &w31, 1.0, 1e-6), is_shape);
+    bad!("bit_linear eps", b.bit_linear(&m23, &n3, &w31, 1.0, 0.0), is_invalid);
+    bad!("bit_linear packed shape", b.bit_linear(&x217, &f32s(b, &[17], &[1.; 17])?, &w31, 1.0, 1e-6), is_shape);
+    bad!("bit_linear packed dtype", b.bit_linear(&m23, &n3, &m23, 1.0, 1e-6), |e| matches!(e, Error::DType { expected: DType::U32, got: DType::F32, .. }));
     Ok(n)
 }
 
@@ -708,6 +800,123 @@ pub async fn parity<R: Backend, T: Backend>(reference: &R, test: &T, seed: u64) 
     n += parity_data_movement(reference, test, &mut rng).await?;
     n += parity_scans(reference, test, &mut rng).await?;
     n += parity_ternary(reference, test, &mut rng).await?;
+    n += parity_fused(reference, test, &mut rng).await?;
+    Ok(n)
+}
+
+/// The fused model ops (`rope`, `attention`, `gla`, `last_token`, `bit_linear`) against the
+/// reference backend's composition of primitive ops, at awkward sizes and past the kernels'
+/// tile and workgroup-memory limits (where the GPU falls back to the composition).
+async fn parity_fused<R: Backend, T: Backend>(reference: &R, test: &T, rng: &mut SplitMix64) -> Check {
+    let mut n = 0;
+    for (heads, t, hd) in [(1usize, 1usize, 2usize), (3, 7, 6), (4, 33, 64), (2, 130, 32)] {
+        let x = HostTensor::f32(&[heads, t, hd], rng.vec_f32(heads * t * hd, -1.0, 1.0)).unwrap();
+        let (cos, sin) = crate::nn::rope::tables(t, hd, 10_000.0, 3).map_err(|e| e.to_string())?;
+        let what = format!("rope {heads}x{t}x{hd}");
+        let (got, want) = both!(reference, test, &[x, cos, sin], what, |be, i| be.rope(&i[0], &i[1], &i[2]));
+        let ones = vec![2f32; want.numel()];
+        within(&what, got.as_f32("p").unwrap(), want.as_f32("p").unwrap(), &ones, tolerance::ELEMENTWISE_ABS, tolerance::ELEMENTWISE_REL)?;
+        n += 1;
+    }
+
+    // (nh, kvh, T, hd, dv, window); dv 300 is past the kernel's MAXD (composed path).
+    let att: [(usize, usize, usize, usize, usize, Option<usize>); 7] = [
+        (1, 1, 1, 1, 1, None),
+        (4, 4, 7, 16, 16, None),
+        (4, 2, 65, 32, 32, None),
+        (2, 1, 130, 64, 64, Some(5)),
+        (3, 3, 17, 5, 9, Some(1)),
+        (2, 2, 70, 3, 257, Some(200)),
+        (2, 2, 9, 8, 300, None),
+    ];
+    for (nh, kvh, t, hd, dv, window) in att {
+        let q = HostTensor::f32(&[nh, t, hd], rng.vec_f32(nh * t * hd, -2.0, 2.0)).unwrap();
+        let k = HostTensor::f32(&[kvh, t, hd], rng.vec_f32(kvh * t * hd, -2.0, 2.0)).unwrap();
+        let v = HostTensor::f32(&[kvh, t, dv], rng.vec_f32(kvh * t * dv, -1.0, 1.0)).unwrap();
+        let scale = 1.0 / (hd as f32).sqrt();
+        let what = format!("attention nh {nh} kvh {kvh} T {t} hd {hd} dv {dv} window {window:?}");
+        let (got, want) = both!(reference, test, &[q, k, v], what, |be, i| be.attention(&i[0], &i[1], &i[2], scale, window));
+        // Outputs are convex combinations of values in [-1, 1): bound 1 per element.
+        let ones = vec![1f32; want.numel()];
+        within(&what, got.as_f32("p").unwrap(), want.as_f32("p").unwrap(), &ones, tolerance::ELEMENTWISE_ABS, tolerance::ROW_REL)?;
+        n += 1;
+    }
+
+    // (N, T, dk, dv, chunk); dk 300 shrinks the kernel's chunk to 6 and its tile to 3 columns.
+    let gla: [(usize, usize, usize, usize, usize); 7] =
+        [(1, 1, 1, 1, 16), (2, 7, 32, 64, 16), (3, 33, 17, 5, 16), (2, 100, 64, 64, 16), (1, 50, 128, 40, 4), (2, 19, 300, 7, 16), (1, 40, 8, 8, 64)];
+    for (nh, t, dk, dv, chunk) in gla {
+        let q = rng.vec_f32(nh * t * dk, -1.0, 1.0);
+        let k = rng.vec_f32(nh * t * dk, -1.0, 1.0);
+        let v = rng.vec_f32(nh * t * dv, -1.0, 1.0);
+        let lg = rng.vec_f32(nh * t * dk, -1.0, 0.0);
+        // Scale: the same recurrence on magnitudes, |o_t| <= |q_t| S⁺_t with S⁺ from |k|, |v|.
+        let mut scale = vec![0f32; nh * t * dv];
+        for h in 0..nh {
+            let mut st = vec![0f64; dk * dv];
+            for i in 0..t {
+                let r = (h * t + i) * dk;
+                for d in 0..dk {
+                    let a = (lg[r + d] as f64).exp();
+                    for c in 0..dv {
+                        st[d * dv + c] = a * st[d * dv + c] + (k[r + d].abs() * v[(h * t + i) * dv + c].abs()) as f64;
+                    }
+                }
+                for c in 0..dv {
+                    scale[(h * t + i) * dv + c] = (0..dk).map(|d| q[r + d].abs() as f64 * st[d * dv + c]).sum::<f64>() as f32;
+                }
+            }
+        }
+        let sh = [nh, t, dk];
+        let inputs = [
+            HostTensor::f32(&sh, q).unwrap(),
+            HostTensor::f32(&sh, k).unwrap(),
+            HostTensor::f32(&[nh, t, dv], v).unwrap(),
+            HostTensor::f32(&sh, lg).unwrap(),
+        ];
+        let what = format!("gla N {nh} T {t} dk {dk} dv {dv} chunk {chunk}");
+        let (got, want) = both!(reference, test, &inputs, what, |be, i| be.gla(&i[0], &i[1], &i[2], &i[3], chunk));
+        within(&what, got.as_f32("p").unwrap(), want.as_f32("p").unwrap(), &scale, tolerance::MATMUL_ABS, tolerance::SCAN_REL)?;
+        n += 1;
+    }
+
+    for (bt, t, h, lengths) in [(1usize, 1usize, 1usize, vec![1usize]), (3, 7, 5, vec![7, 1, 4]), (2, 300, 129, vec![300, 17])] {
+        let x = HostTensor::f32(&[bt, t, h], rng.vec_f32(bt * t * h, -1.0, 1.0)).unwrap();
+        let what = format!("last_token {bt}x{t}x{h}");
+        let (got, want) = both!(reference, test, std::slice::from_ref(&x), what, |be, i| be.last_token(&i[0], &lengths));
+        same_bits(&what, &got, &want)?;
+        n += 1;
+    }
+
+    // BitLinear: the two backends' RMSNorms differ in summation order, so an activation within
+    // an ulp of a rounding boundary may land on the neighbouring 8-bit code on one of them. Each
+    // such flip moves an output by one step β · max|ŷ| / 127 (the weight is ±1); allow two.
+    for (m, k, nn) in [(1usize, 1usize, 1usize), (3, 17, 5), (7, 300, 129), (17, 1000, 33), (2, 64, 70)] {
+        let values: Vec<i8> = (0..nn * k).map(|_| rng.below(3) as i8 - 1).collect();
+        let words = ternary::pack(&values, nn, k).map_err(|e| e.to_string())?;
+        let xv = rng.vec_f32(m * k, -3.0, 3.0);
+        let normv = rng.vec_f32(k, 0.5, 1.5);
+        let beta = 0.37f32;
+        let eps = 1e-6f32;
+        let mut scale = vec![0f32; m * nn];
+        for r in 0..m {
+            let row = &xv[r * k..(r + 1) * k];
+            let inv = 1.0 / (row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / k as f64 + eps as f64).sqrt();
+            let amax = row.iter().zip(&normv).map(|(&v, &w)| (v as f64 * inv * w as f64).abs()).fold(1e-5, f64::max);
+            for c in 0..nn {
+                scale[r * nn + c] = (beta as f64 * amax / 127.0) as f32;
+            }
+        }
+        let inputs = [
+            HostTensor::f32(&[m, k], xv).unwrap(),
+            HostTensor::f32(&[k], normv).unwrap(),
+            HostTensor::u32(&[nn, ternary::words_per_row(k)], words).unwrap(),
+        ];
+        let what = format!("bit_linear {m}x{k}x{nn}");
+        let (got, want) = both!(reference, test, &inputs, what, |be, i| be.bit_linear(&i[0], &i[1], &i[2], beta, eps));
+        within(&what, got.as_f32("p").unwrap(), want.as_f32("p").unwrap(), &scale, 1e-5, 2.0)?;
+        n += 1;
+    }
     Ok(n)
 }
 

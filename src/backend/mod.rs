@@ -12,6 +12,7 @@
 //! Every op validates shapes and dtypes *before* any work with the shared checks in [`check`], so
 //! both backends return the same typed [`Error`] for the same bad input.
 
+pub mod composite;
 pub mod conformance;
 pub mod cpu;
 pub mod gpu;
@@ -275,7 +276,7 @@ pub struct BackendInfo {
 /// Ops are synchronous and may be lazy (the GPU records them); [`Backend::read`] is the only
 /// async step and the only place data comes back to the host.
 #[allow(async_fn_in_trait)]
-pub trait Backend {
+pub trait Backend: Sized {
     type Tensor: TensorMeta + Clone;
 
     fn info(&self) -> BackendInfo;
@@ -333,6 +334,44 @@ pub trait Backend {
     /// using only additions and subtractions: x `[M, K]` f32 -> `[M, N]`. With integer-valued x
     /// (8-bit quantised activations) the result is exact.
     fn ternary_matmul(&self, x: &Self::Tensor, packed: &Self::Tensor) -> Result<Self::Tensor>;
+
+    // ---- fused model ops ----
+    //
+    // Each has a default written in the primitive ops above ([`composite`]): that is the CPU
+    // path and the slow twin every fused GPU kernel is tested against.
+
+    /// Rotary embedding, rotate-half style: x `[N, T, hd]`, tables cos/sin `[T, hd]`
+    /// ([`crate::nn::rope::tables`]) -> `x·cos + rotate_half(x)·sin` `[N, T, hd]`.
+    fn rope(&self, x: &Self::Tensor, cos: &Self::Tensor, sin: &Self::Tensor) -> Result<Self::Tensor> {
+        composite::rope(self, x, cos, sin)
+    }
+
+    /// Causal softmax attention with grouped-query heads: q `[nh, T, hd]`, k `[kvh, T, hd]`,
+    /// v `[kvh, T, dv]` (query head h reads kv head `h / (nh / kvh)`), scores scaled by `scale`,
+    /// query t sees keys `t − window + 1 ..= t` (all `..= t` without a window) -> `[nh, T, dv]`.
+    fn attention(&self, q: &Self::Tensor, k: &Self::Tensor, v: &Self::Tensor, scale: f32, window: Option<usize>) -> Result<Self::Tensor> {
+        composite::attention(self, q, k, v, scale, window)
+    }
+
+    /// Gated linear attention, chunkwise (specs/models.md §3.4): q (already scaled), k
+    /// `[N, T, dk]`, v `[N, T, dv]`, log forget gates `lg ≤ 0` `[N, T, dk]`, chunk length `chunk`
+    /// -> o `[N, T, dv]` with `S_t = diag(exp lg_t) S_{t−1} + k_tᵀ v_t`, `o_t = q_t S_t`.
+    fn gla(&self, q: &Self::Tensor, k: &Self::Tensor, v: &Self::Tensor, lg: &Self::Tensor, chunk: usize) -> Result<Self::Tensor> {
+        composite::gla_chunked(self, q, k, v, lg, chunk)
+    }
+
+    /// Last-token pooling: x `[B, T, H]` -> `[B, H]`, row `lengths[b] − 1` of sequence b (right
+    /// padding: the last real token).
+    fn last_token(&self, x: &Self::Tensor, lengths: &[usize]) -> Result<Self::Tensor> {
+        composite::last_token(self, x, lengths)
+    }
+
+    /// BitLinear (specs/models.md §4.3): x `[M, K]` -> `[M, N]`,
+    /// `(β / s) · Σ_i q_i T_{j,i}` with `ŷ = RMSNorm(x; norm, eps)`, `s = 127 / max(max|ŷ|, 1e-5)`
+    /// per row and `q = clamp(round(ŷ·s), −128, 127)` (8-bit activations); T packed `[N, ⌈K/16⌉]`.
+    fn bit_linear(&self, x: &Self::Tensor, norm: &Self::Tensor, packed: &Self::Tensor, beta: f32, eps: f32) -> Result<Self::Tensor> {
+        composite::bit_linear(self, x, norm, packed, beta, eps)
+    }
 }
 
 /// Packed ternary weights: 2 bits per weight, 16 weights per u32, little end first
@@ -585,6 +624,92 @@ pub mod check {
             [n, w] if w == ternary::words_per_row(k) => Ok((m, k, n)),
             ref s => Err(Error::Shape { op: OP, detail: format!("packed weights must be [N, {}] for K = {k}, got {s:?}", ternary::words_per_row(k)) }),
         }
+    }
+
+    fn rank3(op: &'static str, what: &str, x: &impl TensorMeta) -> Result<(usize, usize, usize)> {
+        f32_nonempty(op, x)?;
+        match *x.shape() {
+            [a, b, c] => Ok((a, b, c)),
+            ref s => Err(Error::Shape { op, detail: format!("{what} must be rank 3, got {s:?}") }),
+        }
+    }
+
+    /// Returns `(n, t, hd)`.
+    pub fn rope(x: &impl TensorMeta, cos: &impl TensorMeta, sin: &impl TensorMeta) -> Result<(usize, usize, usize)> {
+        const OP: &str = "rope";
+        let (n, t, hd) = rank3(OP, "x [N, T, hd]", x)?;
+        f32_nonempty(OP, cos)?;
+        f32_nonempty(OP, sin)?;
+        if hd % 2 != 0 || cos.shape() != [t, hd] || sin.shape() != [t, hd] {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("x {:?} needs an even head dim and cos/sin tables [{t}, {hd}], got {:?} and {:?}", x.shape(), cos.shape(), sin.shape()),
+            });
+        }
+        Ok((n, t, hd))
+    }
+
+    /// Returns `(nh, kvh, t, hd, dv)`.
+    pub fn attention(q: &impl TensorMeta, k: &impl TensorMeta, v: &impl TensorMeta, window: Option<usize>) -> Result<(usize, usize, usize, usize, usize)> {
+        const OP: &str = "attention";
+        let (nh, t, hd) = rank3(OP, "q [nh, T, hd]", q)?;
+        let (kvh, tk, hdk) = rank3(OP, "k [kvh, T, hd]", k)?;
+        let (kvv, tv, dv) = rank3(OP, "v [kvh, T, dv]", v)?;
+        if tk != t || tv != t || hdk != hd || kvv != kvh || nh % kvh != 0 {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("q {:?}, k {:?}, v {:?}: need k [kvh, {t}, {hd}], v [kvh, {t}, dv] with kvh dividing {nh}", q.shape(), k.shape(), v.shape()),
+            });
+        }
+        if window == Some(0) {
+            return Err(Error::Invalid("attention: a window must be at least 1 token".into()));
+        }
+        Ok((nh, kvh, t, hd, dv))
+    }
+
+    /// Returns `(n, t, dk, dv)`.
+    pub fn gla(q: &impl TensorMeta, k: &impl TensorMeta, v: &impl TensorMeta, lg: &impl TensorMeta, chunk: usize) -> Result<(usize, usize, usize, usize)> {
+        const OP: &str = "gla";
+        let (n, t, dk) = rank3(OP, "q [N, T, dk]", q)?;
+        rank3(OP, "k [N, T, dk]", k)?;
+        rank3(OP, "lg [N, T, dk]", lg)?;
+        let (nv, tv, dv) = rank3(OP, "v [N, T, dv]", v)?;
+        if k.shape() != q.shape() || lg.shape() != q.shape() || nv != n || tv != t {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("q {:?}, k {:?}, lg {:?} must match and v {:?} must be [{n}, {t}, dv]", q.shape(), k.shape(), lg.shape(), v.shape()),
+            });
+        }
+        if chunk == 0 {
+            return Err(Error::Invalid("gla: the chunk length must be positive".into()));
+        }
+        Ok((n, t, dk, dv))
+    }
+
+    /// Returns `(b, t, h)`.
+    pub fn last_token(x: &impl TensorMeta, lengths: &[usize]) -> Result<(usize, usize, usize)> {
+        const OP: &str = "last_token";
+        let (b, t, h) = rank3(OP, "x [B, T, H]", x)?;
+        if lengths.len() != b {
+            return Err(Error::Shape { op: OP, detail: format!("{} lengths for a batch of {b}", lengths.len()) });
+        }
+        if let Some((i, &l)) = lengths.iter().enumerate().find(|(_, &l)| l == 0 || l > t) {
+            return Err(Error::Shape { op: OP, detail: format!("sequence {i} has length {l}, outside 1..={t}") });
+        }
+        Ok((b, t, h))
+    }
+
+    /// Returns `(m, k, n)`.
+    pub fn bit_linear(x: &impl TensorMeta, norm: &impl TensorMeta, packed: &impl TensorMeta, eps: f32) -> Result<(usize, usize, usize)> {
+        let (m, k, n) = ternary_matmul(x, packed)?;
+        f32_nonempty("bit_linear", norm)?;
+        if norm.shape() != [k] {
+            return Err(Error::Shape { op: "bit_linear", detail: format!("norm weight must be [{k}], got {:?}", norm.shape()) });
+        }
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(Error::Invalid(format!("bit_linear: eps must be a positive finite number, got {eps}")));
+        }
+        Ok((m, k, n))
     }
 
     /// Returns `(rows, d)` for ops over the last dim.

@@ -12,7 +12,7 @@
 
 use super::config::{Cfg, Common};
 use super::{load_mlp, pre_norm_block, take_norm, Mlp};
-use crate::backend::{Backend, Binary, HostTensor, TensorMeta, Unary};
+use crate::backend::{composite, Backend, Binary, HostTensor, TensorMeta, Unary};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
 use crate::nn::{linear::Linear, merge_heads, repeat_heads, scalar, split_heads};
@@ -21,8 +21,7 @@ use crate::nn::{linear::Linear, merge_heads, repeat_heads, scalar, split_heads};
 pub const GATE_LOGIT_NORMALIZER: f32 = 16.0;
 /// `gate_low_rank_dim` default (also readable from `gk_proj.0.weight`'s rows).
 pub const GATE_LOW_RANK_DIM: usize = 16;
-/// A large finite negative number for masked exponents (WGSL may assume no infinities).
-pub const MASK_NEG: f32 = -1e30;
+pub use crate::backend::composite::MASK_NEG;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GlaMode {
@@ -179,7 +178,7 @@ impl<B: Backend> GlaAttention<B> {
         let q = be.unary(Unary::Affine { mul: (c.dk() as f32).powf(-0.5), add: 0.0 }, &q)?;
         let o = match mode {
             GlaMode::Recurrent => recurrent(be, &q, &k, &v, &lg)?,
-            GlaMode::Chunked(len) => chunked(be, &q, &k, &v, &lg, len)?,
+            GlaMode::Chunked(len) => be.gla(&q, &k, &v, &lg, len)?,
         }; // [nh, T, dv]
         let o = be.rms_norm(&o, &self.g_norm, eps)?;
         let mut o = merge_heads(be, &o)?; // [T, V]
@@ -208,50 +207,10 @@ pub fn recurrent<B: Backend>(be: &B, q: &B::Tensor, k: &B::Tensor, v: &B::Tensor
     be.concat(&refs, 1)
 }
 
-/// Chunkwise-parallel form (§3.4), every exponent ≤ 0: inside a chunk the pairwise decays
-/// `exp(B_t − B_j)` (j ≤ t) weight `q_t · k_j`; across chunks the state carries the past.
+/// Chunkwise-parallel form (§3.4): the primitive-op composition ([`composite::gla_chunked`]),
+/// i.e. what the CPU runs and what the fused `gla.wgsl` kernel is checked against.
 pub fn chunked<B: Backend>(be: &B, q: &B::Tensor, k: &B::Tensor, v: &B::Tensor, lg: &B::Tensor, chunk: usize) -> Result<B::Tensor> {
-    if chunk == 0 {
-        return Err(Error::Invalid("GLA chunk length must be positive".into()));
-    }
-    let (nh, t, dk) = dims3(q)?;
-    let dv = v.shape()[2];
-    let mut s = be.upload(&HostTensor::f32(&[nh, dk, dv], vec![0.0; nh * dk * dv])?)?;
-    let mut outs = Vec::new();
-    let mut start = 0;
-    while start < t {
-        let l = chunk.min(t - start);
-        let cut = |x: &B::Tensor| be.narrow(x, 1, start, l); // [nh, L, X]
-        let (qc, kc, vc) = (cut(q)?, cut(k)?, cut(v)?);
-        // B_t = Σ_{j ≤ t} G_j inside the chunk: cumsum runs over the last dim.
-        let bc = be.permute(&be.cumsum(&be.permute(&cut(lg)?, &[0, 2, 1])?)?, &[0, 2, 1])?; // [nh, L, dk]
-        // Inter-chunk: (q ⊙ exp(B_t)) · S_in.
-        let inter = be.matmul(&be.binary(Binary::Mul, &qc, &be.unary(Unary::Exp, &bc)?)?, &s, false)?; // [nh, L, dv]
-        // Intra-chunk: A[t, j] = Σ_d q_t[d] k_j[d] exp(B_t[d] − B_j[d]) for j ≤ t.
-        let bt = be.reshape(&bc, &[nh, l, 1, dk])?;
-        let bj = be.reshape(&bc, &[nh, 1, l, dk])?;
-        let mask = be.upload(&chunk_mask(l)?)?; // [L, L, 1]
-        let e = be.unary(Unary::Exp, &be.binary(Binary::Add, &be.binary(Binary::Sub, &bt, &bj)?, &mask)?)?; // [nh, L, L, dk]
-        let qk = be.binary(Binary::Mul, &be.reshape(&qc, &[nh, l, 1, dk])?, &be.reshape(&kc, &[nh, 1, l, dk])?)?;
-        let a = be.reduce(crate::backend::Reduce::Sum, &be.binary(Binary::Mul, &qk, &e)?)?; // [nh, L, L, 1]
-        let intra = be.matmul(&be.reshape(&a, &[nh, l, l])?, &vc, false)?; // [nh, L, dv]
-        outs.push(be.binary(Binary::Add, &inter, &intra)?);
-        // Outgoing state: diag(exp(B_last)) S_in + Σ_j (k_j ⊙ exp(B_last − B_j))ᵀ v_j.
-        let blast = be.narrow(&bc, 1, l - 1, 1)?; // [nh, 1, dk]
-        let kd = be.binary(Binary::Mul, &kc, &be.unary(Unary::Exp, &be.binary(Binary::Sub, &blast, &bc)?)?)?; // [nh, L, dk]
-        let decay = be.permute(&be.unary(Unary::Exp, &blast)?, &[0, 2, 1])?; // [nh, dk, 1]
-        let carried = be.matmul(&be.permute(&kd, &[0, 2, 1])?, &vc, false)?; // [nh, dk, dv]
-        s = be.binary(Binary::Add, &be.binary(Binary::Mul, &decay, &s)?, &carried)?;
-        start += l;
-    }
-    let refs: Vec<&B::Tensor> = outs.iter().collect();
-    be.concat(&refs, 1)
-}
-
-/// `[L, L, 1]`: 0 where j ≤ t, [`MASK_NEG`] above the diagonal (those exponents would be positive).
-fn chunk_mask(l: usize) -> Result<HostTensor> {
-    let m = (0..l * l).map(|i| if i % l <= i / l { 0.0 } else { MASK_NEG }).collect();
-    HostTensor::f32(&[l, l, 1], m)
+    composite::gla_chunked(be, q, k, v, lg, chunk)
 }
 
 fn dims3(x: &impl TensorMeta) -> Result<(usize, usize, usize)> {

@@ -259,8 +259,9 @@ impl<B: Backend> Model<B> {
     /// ids `[T]` -> class logits `[1, C]` of `task`'s head (see [`Model::head`]).
     pub fn classify_task(&self, be: &B, ids: &[u32], task: Option<&str>) -> Result<B::Tensor> {
         let score = self.head(task)?;
-        let h = self.hidden(be, ids)?;
-        let last = be.narrow(&h, 0, h.shape()[0] - 1, 1)?; // [1, H]
+        let h = self.hidden(be, ids)?; // [T, H]
+        let (t, hd) = (h.shape()[0], h.shape()[1]);
+        let last = be.last_token(&be.reshape(&h, &[1, t, hd])?, &[t])?; // [1, H]
         be.matmul(&last, score, true)
     }
 }

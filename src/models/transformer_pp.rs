@@ -4,10 +4,10 @@
 
 use super::config::{Cfg, Common};
 use super::{load_mlp, pre_norm_block, take_norm, Mlp};
-use crate::backend::{Backend, Binary, HostTensor, TensorMeta, Unary};
+use crate::backend::{Backend, TensorMeta};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
-use crate::nn::{linear::Linear, merge_heads, repeat_heads, rope, split_heads};
+use crate::nn::{linear::Linear, merge_heads, rope, split_heads};
 
 /// Attention settings (specs/models.md §2.1).
 #[derive(Clone, Debug, PartialEq)]
@@ -114,10 +114,9 @@ impl<B: Backend> Transformer<B> {
         let a = &self.attn;
         let (cos, sin) = rope::tables(t, a.head_dim, a.rope_theta, 0)?;
         let (cos, sin) = (be.upload(&cos)?, be.upload(&sin)?);
-        let mask = be.upload(&causal_mask(t, a.window)?)?;
         let eps = self.common.norm_eps;
         for blk in &self.blocks {
-            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.attn.forward(be, h, a, &cos, &sin, &mask))?;
+            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.attn.forward(be, h, a, &cos, &sin))?;
             if let Some(t) = taps.as_deref_mut() {
                 t.push(x.clone());
             }
@@ -128,8 +127,7 @@ impl<B: Backend> Transformer<B> {
 
 impl<B: Backend> Attention<B> {
     /// h `[T, H]` -> `[T, H]`.
-    fn forward(&self, be: &B, h: &B::Tensor, a: &AttnConfig, cos: &B::Tensor, sin: &B::Tensor, mask: &B::Tensor) -> Result<B::Tensor> {
-        let g = a.heads / a.kv_heads;
+    fn forward(&self, be: &B, h: &B::Tensor, a: &AttnConfig, cos: &B::Tensor, sin: &B::Tensor) -> Result<B::Tensor> {
         let mut q = split_heads(be, &self.q.forward(be, h)?, a.heads)?; // [nh, T, hd]
         let mut k = split_heads(be, &self.k.forward(be, h)?, a.kv_heads)?; // [kvh, T, hd]
         let v = split_heads(be, &self.v.forward(be, h)?, a.kv_heads)?; // [kvh, T, hd]
@@ -137,26 +135,11 @@ impl<B: Backend> Attention<B> {
             q = be.rms_norm(&q, qn, QK_NORM_EPS)?;
             k = be.rms_norm(&k, kn, QK_NORM_EPS)?;
         }
-        let q = rope::apply(be, &q, cos, sin, a.head_dim)?;
-        let k = repeat_heads(be, &rope::apply(be, &k, cos, sin, a.head_dim)?, g)?; // [nh, T, hd]
-        let v = repeat_heads(be, &v, g)?;
-        let scores = be.matmul(&q, &k, true)?; // [nh, T, T]
-        let scores = be.unary(Unary::Affine { mul: 1.0 / (a.head_dim as f32).sqrt(), add: 0.0 }, &scores)?;
-        let p = be.softmax(&be.binary(Binary::Add, &scores, mask)?)?;
-        let o = be.matmul(&p, &v, false)?; // [nh, T, hd]
+        let q = be.rope(&q, cos, sin)?;
+        let k = be.rope(&k, cos, sin)?;
+        let o = be.attention(&q, &k, &v, 1.0 / (a.head_dim as f32).sqrt(), a.window)?; // [nh, T, hd]
         self.o.forward(be, &merge_heads(be, &o)?)
     }
 }
 
-/// `[T, T]`: 0 where query t may see key j (j ≤ t, and within the window), a huge negative
-/// number elsewhere (finite: WGSL may assume no infinities).
-pub fn causal_mask(t: usize, window: Option<usize>) -> Result<HostTensor> {
-    let mut m = vec![super::gla::MASK_NEG; t * t];
-    for q in 0..t {
-        let lo = window.map_or(0, |w| (q + 1).saturating_sub(w));
-        for j in lo..=q {
-            m[q * t + j] = 0.0;
-        }
-    }
-    HostTensor::f32(&[t, t], m)
-}
+pub use crate::backend::composite::causal_mask;

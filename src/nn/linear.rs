@@ -6,7 +6,7 @@
 //!   RMSNorm (eps 1e-6), 8-bit absmax activations per token, absmean ternary weights kept packed
 //!   (2 bits each) and multiplied with additions and subtractions only.
 
-use crate::backend::{ternary, Backend, Binary, HostTensor, Reduce, TensorMeta, Unary};
+use crate::backend::{ternary, Backend, Binary, HostTensor, TensorMeta};
 use crate::error::{Error, Result};
 
 /// RMSNorm eps inside BitLinear: the fused function's default, 1e-6 (not the module's printed 1e-8).
@@ -120,25 +120,11 @@ impl<B: Backend> BitLinear<B> {
     /// x `[T, K]` -> `[T, N]`: `(β / s_x) · Σ_i q_i T_{j,i}` with `q = clamp(round(ŷ · s_x), −128, 127)`,
     /// `s_x = 127 / max(max|ŷ|, 1e-5)`, `ŷ = RMSNorm(x)` (specs/models.md §4.3).
     pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
-        let y = be.rms_norm(x, &self.norm, BITLINEAR_NORM_EPS)?; // [T, K]
-        let (q, s) = quantize_activations(be, &y)?;
-        let acc = be.ternary_matmul(&q, &self.packed)?; // exact integer sums, [T, N]
-        let out = be.binary(Binary::Div, &acc, &s)?;
-        be.unary(Unary::Affine { mul: self.beta, add: 0.0 }, &out)
+        be.bit_linear(x, &self.norm, &self.packed, self.beta, BITLINEAR_NORM_EPS)
     }
 }
 
-/// Per-token absmax 8-bit quantisation: y `[T, K]` -> (q `[T, K]` integers in [−128, 127] as f32,
-/// s `[T, 1]`) with `s = 127 / max(max|y|, 1e-5)` and `q = clamp(round(y · s), −128, 127)`,
-/// rounding half away from zero like the fused Triton kernel.
-pub fn quantize_activations<B: Backend>(be: &B, y: &B::Tensor) -> Result<(B::Tensor, B::Tensor)> {
-    let amax = be.reduce(Reduce::Max, &be.unary(Unary::Abs, y)?)?; // [T, 1]
-    let amax = be.unary(Unary::Clamp { lo: ACT_SCALE_FLOOR, hi: f32::MAX }, &amax)?;
-    let s = be.binary(Binary::Div, &super::scalar(be, 127.0)?, &amax)?; // [T, 1]
-    let q = be.unary(Unary::Round, &be.binary(Binary::Mul, y, &s)?)?;
-    let q = be.unary(Unary::Clamp { lo: -128.0, hi: 127.0 }, &q)?;
-    Ok((q, s))
-}
+pub use crate::backend::composite::quantize_activations;
 
 #[cfg(test)]
 mod tests {

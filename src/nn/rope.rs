@@ -28,15 +28,7 @@ pub fn tables(t: usize, hd: usize, theta: f64, offset: usize) -> Result<(HostTen
     Ok((HostTensor::f32(&[t, hd], cos)?, HostTensor::f32(&[t, hd], sin)?))
 }
 
-/// Apply RoPE to `x [nh, T, hd]` with uploaded tables `[T, hd]`:
-/// `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [−x₂, x₁]`.
-pub fn apply<B: Backend>(be: &B, x: &B::Tensor, cos: &B::Tensor, sin: &B::Tensor, hd: usize) -> Result<B::Tensor> {
-    use crate::backend::{Binary, Unary};
-    let half = hd / 2;
-    let x1 = be.narrow(x, 2, 0, half)?;
-    let x2 = be.narrow(x, 2, half, half)?;
-    let rot = be.concat(&[&be.unary(Unary::Neg, &x2)?, &x1], 2)?;
-    let a = be.binary(Binary::Mul, x, cos)?;
-    let b = be.binary(Binary::Mul, &rot, sin)?;
-    be.binary(Binary::Add, &a, &b)
+/// Apply RoPE to `x [nh, T, hd]` with uploaded tables `[T, hd]` (the backend's fused op).
+pub fn apply<B: Backend>(be: &B, x: &B::Tensor, cos: &B::Tensor, sin: &B::Tensor) -> Result<B::Tensor> {
+    be.rope(x, cos, sin)
 }

@@ -22,7 +22,7 @@ pub mod kernels;
 
 pub use context::GpuContext;
 
-use crate::backend::{check, Backend, BackendInfo, Binary, Data, HostTensor, Reduce, TensorMeta, Unary};
+use crate::backend::{check, composite, Backend, BackendInfo, Binary, Data, HostTensor, Reduce, TensorMeta, Unary};
 use crate::error::{DType, Error, Result};
 use std::cell::RefCell;
 use std::future::Future;
@@ -448,6 +448,43 @@ impl Backend for GpuBackend {
         let dims = check::ternary_matmul(x, packed)?;
         self.own_all(&[x, packed])?;
         kernels::ternary_matmul::run(self, x, packed, dims)
+    }
+
+    fn rope(&self, x: &GpuTensor, cos: &GpuTensor, sin: &GpuTensor) -> Result<GpuTensor> {
+        let (_, t, hd) = check::rope(x, cos, sin)?;
+        self.own_all(&[x, cos, sin])?;
+        kernels::rope::run(self, x, cos, sin, t, hd)
+    }
+
+    fn attention(&self, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, scale: f32, window: Option<usize>) -> Result<GpuTensor> {
+        let dims = check::attention(q, k, v, window)?;
+        self.own_all(&[q, k, v])?;
+        if dims.3 > kernels::attention::MAX_HEAD_DIM || dims.4 > kernels::attention::MAX_HEAD_DIM {
+            return composite::attention(self, q, k, v, scale, window);
+        }
+        kernels::attention::run(self, q, k, v, scale, window, dims)
+    }
+
+    fn gla(&self, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, lg: &GpuTensor, chunk: usize) -> Result<GpuTensor> {
+        let dims = check::gla(q, k, v, lg, chunk)?;
+        self.own_all(&[q, k, v, lg])?;
+        match kernels::gla::geometry(chunk, dims.2, dims.3) {
+            Some(geo) => kernels::gla::run(self, q, k, v, lg, dims, geo),
+            None => composite::gla_chunked(self, q, k, v, lg, chunk),
+        }
+    }
+
+    fn last_token(&self, x: &GpuTensor, lengths: &[usize]) -> Result<GpuTensor> {
+        let dims = check::last_token(x, lengths)?;
+        self.own(x)?;
+        kernels::last_token::run(self, x, lengths, dims)
+    }
+
+    fn bit_linear(&self, x: &GpuTensor, norm: &GpuTensor, packed: &GpuTensor, beta: f32, eps: f32) -> Result<GpuTensor> {
+        let (m, k, n) = check::bit_linear(x, norm, packed, eps)?;
+        self.own_all(&[x, norm, packed])?;
+        let (q, s) = kernels::quantize_i8::run(self, x, norm, eps, m, k)?;
+        kernels::ternary_matmul_i8::run(self, &q, &s, packed, beta, (m, k, n))
     }
 }
 

@@ -5,16 +5,22 @@
 //! three ops, has `permute`, `narrow` and `concat` instead). Shapes and dtypes were already
 //! checked by `backend::check` when these are called.
 
+pub mod attention;
 pub mod binary;
 pub mod copy;
 pub mod cumsum;
 pub mod gather;
+pub mod gla;
+pub mod last_token;
 pub mod matmul;
+pub mod quantize_i8;
 pub mod reduce;
 pub mod rms_norm;
+pub mod rope;
 pub mod scan;
 pub mod softmax;
 pub mod ternary_matmul;
+pub mod ternary_matmul_i8;
 pub mod unary;
 
 use crate::error::{Error, Result};
@@ -33,17 +39,23 @@ pub struct Kernel {
 pub const WG: u32 = 256;
 
 /// All kernels, for tests and for warming the pipeline cache.
-pub const ALL: [&Kernel; 11] = [
+pub const ALL: [&Kernel; 17] = [
+    &attention::KERNEL,
     &binary::KERNEL,
     &copy::KERNEL,
     &cumsum::KERNEL,
     &gather::KERNEL,
+    &gla::KERNEL,
+    &last_token::KERNEL,
     &matmul::KERNEL,
+    &quantize_i8::KERNEL,
     &reduce::KERNEL,
     &rms_norm::KERNEL,
+    &rope::KERNEL,
     &scan::KERNEL,
     &softmax::KERNEL,
     &ternary_matmul::KERNEL,
+    &ternary_matmul_i8::KERNEL,
     &unary::KERNEL,
 ];
 
