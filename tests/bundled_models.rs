@@ -123,3 +123,89 @@ fn a_lost_gpu_device_is_an_error_and_the_cpu_path_still_answers() {
     let c = cpu.read_sync(&cm.classify(&cpu, &ids).unwrap()).unwrap();
     assert_eq!(c.shape, vec![1, 2]);
 }
+
+fn gpu_context() -> Option<std::sync::Arc<trilemma::backend::gpu::GpuContext>> {
+    match pollster::block_on(trilemma::backend::gpu::GpuContext::acquire()) {
+        Ok(c) => Some(c),
+        Err(e) if std::env::var("TRILEMMA_REQUIRE_GPU").as_deref() == Ok("1") => panic!("GPU required: {e}"),
+        Err(e) => {
+            eprintln!("SKIP: no GPU adapter ({e})");
+            None
+        }
+    }
+}
+
+const SENTENCES: [&str; 3] = ["a gripping , funny and ultimately moving film", "dull , lifeless and far too long", "it is what it is"];
+
+#[test]
+fn weights_over_the_binding_limit_are_split_and_give_the_same_answers() {
+    use trilemma::backend::gpu::GpuBackend;
+    use trilemma::backend::{tolerance, Backend};
+    let Some(ctx) = gpu_context() else { return };
+    for folder in FOLDERS {
+        let ck = Checkpoint::load_dir(&assets().join("models").join(folder)).unwrap();
+        let tk = TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap()).unwrap();
+        let gpu = GpuBackend::new(ctx.clone());
+        // 300 kB bindings: the [8192, 128] embedding table (4 MiB) goes up in 15 row blocks (an
+        // output must still fit one binding: the LM logits [9, 8192] take 295 kB).
+        gpu.limit_binding_bytes(Some(300_000));
+        gpu.check_fits(&ck.tensors).expect("split matrices only need one row to fit");
+        let gm = Model::load(&gpu, ck.clone()).unwrap();
+        assert_eq!(gm.embeddings.blocks.len(), 8192usize.div_ceil(300_000 / 512), "{folder}");
+        let cpu = CpuBackend::new();
+        let cm = Model::load(&cpu, ck).unwrap();
+        for s in SENTENCES {
+            let ids = tk.encode(s).unwrap().ids;
+            let g = pollster::block_on(async { gpu.read(&gm.classify(&gpu, &ids)?).await }).unwrap();
+            let c = cpu.read_sync(&cm.classify(&cpu, &ids).unwrap()).unwrap();
+            let (g, c) = (g.as_f32("g").unwrap().to_vec(), c.as_f32("c").unwrap().to_vec());
+            let diff = g.iter().zip(&c).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(diff <= tolerance::model_logits_abs(cm.common.arch), "{folder} {s:?}: {g:?} vs {c:?}");
+            // The LM head (tied to the split embeddings for the float models) too.
+            if let (Some(_), true) = (&gm.lm_head, folder != "hgrn_bit") {
+                let gl = pollster::block_on(async { gpu.read(&gm.lm_logits(&gpu, &ids)?).await }).unwrap();
+                let cl = cpu.read_sync(&cm.lm_logits(&cpu, &ids).unwrap()).unwrap();
+                assert_eq!(gl.shape, vec![ids.len(), 8192]);
+                let d = gl.as_f32("g").unwrap().iter().zip(cl.as_f32("c").unwrap()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(d <= tolerance::MODEL_LOGITS_ABS, "{folder} LM logits differ by {d}");
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_out_of_memory_is_an_error_and_the_cpu_path_still_answers() {
+    use trilemma::backend::gpu::GpuBackend;
+    use trilemma::backend::Backend;
+    let Some(ctx) = gpu_context() else { return };
+    let ck = Checkpoint::load_dir(&assets().join("models").join("transformer")).unwrap();
+    let tk = TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap()).unwrap();
+    let ids = tk.encode(SENTENCES[0]).unwrap().ids;
+    let gpu = GpuBackend::new(ctx.clone());
+    // A budget smaller than the weights: refused before anything is uploaded, with the numbers.
+    ctx.set_memory_budget(Some(ctx.memory().allocated + 1_000_000));
+    let err = gpu.check_fits(&ck.tensors).unwrap_err().to_string();
+    assert!(err.contains("does not fit") && err.contains("budget"), "{err}");
+    ctx.set_memory_budget(None);
+
+    let gm = Model::load(&gpu, ck.clone()).unwrap();
+    let first = pollster::block_on(async { gpu.read(&gm.classify(&gpu, &ids)?).await }).unwrap();
+    // Buffers are pooled: the same forward pass again allocates nothing new.
+    let held = ctx.memory().allocated;
+    let again = pollster::block_on(async { gpu.read(&gm.classify(&gpu, &ids)?).await }).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(ctx.memory().allocated, held, "a repeated forward pass should reuse its pooled buffers");
+
+    // Out of memory mid-run: room for the weights but not for a longer input's activations.
+    let long: Vec<u32> = ids.iter().cycle().take(120).copied().collect();
+    ctx.set_memory_budget(Some(ctx.memory().allocated + 4096));
+    let err = pollster::block_on(async { gpu.read(&gm.classify(&gpu, &long)?).await }).unwrap_err();
+    assert!(matches!(&err, trilemma::Error::Gpu(m) if m.contains("out of GPU memory")), "{err:?}");
+    // What the page and `eval` then do: the CPU path answers.
+    let cpu = CpuBackend::new();
+    let cm = Model::load(&cpu, ck).unwrap();
+    assert_eq!(cpu.read_sync(&cm.classify(&cpu, &long).unwrap()).unwrap().shape, vec![1, 2]);
+    // And the GPU works again once memory is available.
+    ctx.set_memory_budget(None);
+    assert!(pollster::block_on(async { gpu.read(&gm.classify(&gpu, &long)?).await }).is_ok());
+}

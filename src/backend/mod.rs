@@ -281,6 +281,12 @@ pub trait Backend: Sized {
 
     fn info(&self) -> BackendInfo;
 
+    /// The largest tensor, in bytes, this backend can hold in one buffer binding; models split
+    /// larger weight matrices into row blocks ([`crate::nn::linear::RowBlocks`]).
+    fn max_tensor_bytes(&self) -> u64 {
+        u64::MAX
+    }
+
     /// Copy a host tensor to the device. Empty tensors are allowed here (ops refuse them).
     fn upload(&self, t: &HostTensor) -> Result<Self::Tensor>;
 

@@ -17,7 +17,7 @@ pub mod transformer_pp;
 use crate::backend::{Backend, Binary, HostTensor, TensorMeta, Unary};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
-use crate::nn::linear::{Linear, TernaryWeights};
+use crate::nn::linear::{Linear, RowBlocks, TernaryWeights};
 pub use config::{Arch, Common};
 
 /// Take the first tensor found under any of `names` (current name first, legacy names after).
@@ -124,7 +124,8 @@ pub enum Body<B: Backend> {
 /// A loaded model: embeddings, body, final norm, and whichever heads the folder has.
 pub struct Model<B: Backend> {
     pub common: Common,
-    pub embeddings: B::Tensor,
+    /// `[N, H]`, in row blocks when larger than the backend's binding limit.
+    pub embeddings: RowBlocks<B>,
     pub body: Body<B>,
     pub norm: B::Tensor,
     /// `[N, H]` dense (or tied to the embeddings), or a BitLinear for HGRN-bit. `None` for a
@@ -144,7 +145,7 @@ impl<B: Backend> Model<B> {
         let common = Common::parse(&ck.config)?;
         let (h, n) = (common.hidden, common.vocab);
         let emb = take_any(&mut ck, &["model.embeddings.weight".into(), "model.embed_tokens.weight".into()], &[n, h])?;
-        let embeddings = be.upload(&emb)?;
+        let embeddings = RowBlocks::upload(be, &emb)?;
         let body = match common.arch {
             Arch::Transformer => Body::Transformer(transformer_pp::Transformer::load(be, &mut ck, &common)?),
             Arch::Gla => Body::Gla(gla::Gla::load(be, &mut ck, &common)?),
@@ -213,7 +214,7 @@ impl<B: Backend> Model<B> {
         if ids.is_empty() {
             return Err(Error::Invalid("no tokens to run".into()));
         }
-        let x = be.gather(&self.embeddings, ids)?; // [T, H]
+        let x = self.embeddings.gather(be, ids)?; // [T, H]
         let x = match &self.body {
             Body::Transformer(m) => m.forward(be, x, taps)?,
             Body::Gla(m) => m.forward(be, x, taps)?,

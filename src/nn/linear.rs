@@ -61,6 +61,99 @@ impl TernaryWeights {
     }
 }
 
+/// A row-major `[N, K]` f32 matrix on a backend, in row blocks that each fit the backend's
+/// largest binding ([`Backend::max_tensor_bytes`]): one block on every device for the bundled
+/// models, several for an embedding table past WebGPU's 128 MiB default binding size.
+#[derive(Debug)]
+pub struct RowBlocks<B: Backend> {
+    /// `[n_i, K]` blocks in row order, Σ n_i = N.
+    pub blocks: Vec<B::Tensor>,
+    pub n: usize,
+    pub k: usize,
+}
+
+impl<B: Backend> Clone for RowBlocks<B> {
+    fn clone(&self) -> Self {
+        Self { blocks: self.blocks.clone(), n: self.n, k: self.k }
+    }
+}
+
+impl<B: Backend> RowBlocks<B> {
+    /// Upload `w` `[N, K]`, split into as few row blocks as the binding limit allows.
+    pub fn upload(be: &B, w: &HostTensor) -> Result<Self> {
+        let (n, k) = match *w.shape.as_slice() {
+            [n, k] => (n, k),
+            ref s => return Err(Error::Invalid(format!("a weight matrix must be [N, K], got {s:?}"))),
+        };
+        let row_bytes = (k as u64).saturating_mul(4).max(1);
+        let max = be.max_tensor_bytes();
+        let rows_per_block = usize::try_from(max / row_bytes).unwrap_or(usize::MAX);
+        if rows_per_block == 0 {
+            return Err(Error::Gpu(format!("one row of a [{n}, {k}] weight takes {row_bytes} bytes, over the binding limit of {max} bytes")));
+        }
+        if rows_per_block >= n {
+            return Ok(Self { blocks: vec![be.upload(w)?], n, k });
+        }
+        let v = w.as_f32("weight")?;
+        let blocks = (0..n)
+            .step_by(rows_per_block)
+            .map(|r0| {
+                let r1 = (r0 + rows_per_block).min(n);
+                be.upload(&HostTensor::f32(&[r1 - r0, k], v[r0 * k..r1 * k].to_vec())?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { blocks, n, k })
+    }
+
+    /// One block (the matrix was not split).
+    pub fn single(t: B::Tensor) -> Result<Self> {
+        match *t.shape() {
+            [n, k] => Ok(Self { blocks: vec![t], n, k }),
+            ref s => Err(Error::Invalid(format!("a weight matrix must be [N, K], got {s:?}"))),
+        }
+    }
+
+    /// x `[M, K]` -> `x · Wᵀ` `[M, N]`: one product per block, joined along the columns.
+    pub fn matmul_t(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        if let [w] = self.blocks.as_slice() {
+            return be.matmul(x, w, true);
+        }
+        let parts = self.blocks.iter().map(|w| be.matmul(x, w, true)).collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&B::Tensor> = parts.iter().collect();
+        be.concat(&refs, x.shape().len() - 1)
+    }
+
+    /// Rows `ids` -> `[T, K]` (an embedding lookup). Split tables gather from each block the ids
+    /// it holds, then put the rows back in token order with one more gather.
+    pub fn gather(&self, be: &B, ids: &[u32]) -> Result<B::Tensor> {
+        if let [w] = self.blocks.as_slice() {
+            return be.gather(w, ids);
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.n) {
+            return Err(Error::Index { op: "gather", index: bad as usize, size: self.n });
+        }
+        let mut parts = Vec::new();
+        let mut order = vec![0u32; ids.len()];
+        let (mut r0, mut done) = (0usize, 0u32);
+        for w in &self.blocks {
+            let rows = w.shape()[0];
+            let local: Vec<(usize, u32)> =
+                ids.iter().enumerate().filter(|(_, &i)| (r0..r0 + rows).contains(&(i as usize))).map(|(t, &i)| (t, i - r0 as u32)).collect();
+            if !local.is_empty() {
+                for (j, &(t, _)) in local.iter().enumerate() {
+                    order[t] = done + j as u32;
+                }
+                done += local.len() as u32;
+                parts.push(be.gather(w, &local.iter().map(|&(_, i)| i).collect::<Vec<_>>())?);
+            }
+            r0 += rows;
+        }
+        let refs: Vec<&B::Tensor> = parts.iter().collect();
+        let stacked = be.concat(&refs, 0)?; // [T, K] in block order
+        be.gather(&stacked, &order)
+    }
+}
+
 /// A BitLinear layer on a backend.
 #[derive(Clone, Debug)]
 pub struct BitLinear<B: Backend> {
@@ -75,13 +168,13 @@ pub struct BitLinear<B: Backend> {
 
 #[derive(Clone, Debug)]
 pub enum Linear<B: Backend> {
-    Dense { w: B::Tensor, b: Option<B::Tensor> },
+    Dense { w: RowBlocks<B>, b: Option<B::Tensor> },
     Bit(BitLinear<B>),
 }
 
 impl<B: Backend> Linear<B> {
     pub fn dense(be: &B, w: &HostTensor, b: Option<&HostTensor>) -> Result<Self> {
-        Ok(Linear::Dense { w: be.upload(w)?, b: b.map(|b| be.upload(b)).transpose()? })
+        Ok(Linear::Dense { w: RowBlocks::upload(be, w)?, b: b.map(|b| be.upload(b)).transpose()? })
     }
 
     pub fn bit(be: &B, t: &TernaryWeights, norm: &HostTensor) -> Result<Self> {
@@ -96,7 +189,7 @@ impl<B: Backend> Linear<B> {
     /// Output features N.
     pub fn out_features(&self) -> usize {
         match self {
-            Linear::Dense { w, .. } => w.shape()[0],
+            Linear::Dense { w, .. } => w.n,
             Linear::Bit(b) => b.n,
         }
     }
@@ -105,7 +198,7 @@ impl<B: Backend> Linear<B> {
     pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
         match self {
             Linear::Dense { w, b } => {
-                let y = be.matmul(x, w, true)?;
+                let y = w.matmul_t(be, x)?;
                 match b {
                     Some(b) => be.binary(Binary::Add, &y, b),
                     None => Ok(y),

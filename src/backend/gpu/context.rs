@@ -20,6 +20,18 @@ pub struct GpuContext {
     pipelines: Mutex<HashMap<&'static str, wgpu::ComputePipeline>>,
     /// Messages of uncaptured errors and device loss, drained by the next `read`.
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Bytes of every buffer our backends hold (in use or pooled), its peak, and an optional cap.
+    memory: Mutex<Memory>,
+}
+
+/// GPU memory accounting of one device (WebGPU does not report free memory: this counts what we
+/// allocated). `budget` caps it: an allocation past the cap is refused as out of memory, the same
+/// error a real allocation failure gives, so callers take the same fallback path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Memory {
+    pub allocated: u64,
+    pub peak: u64,
+    pub budget: Option<u64>,
 }
 
 /// Lock a mutex, ignoring poisoning: the guarded data (a cache, a message list) stays valid even
@@ -98,6 +110,7 @@ impl GpuContext {
             queue,
             pipelines: Mutex::new(HashMap::new()),
             uncaptured,
+            memory: Mutex::new(Memory::default()),
         }))
     }
 
@@ -132,6 +145,40 @@ impl GpuContext {
     /// demand).
     pub fn simulate_device_loss(&self) {
         self.device.destroy();
+    }
+
+    /// Bytes allocated now, the peak, and the budget.
+    pub fn memory(&self) -> Memory {
+        *lock(&self.memory)
+    }
+
+    /// Cap the bytes of GPU buffers (`None`: no cap beyond the device's own). Used to leave room
+    /// for other work on a shared GPU, and by tests to force the out-of-memory fallback.
+    pub fn set_memory_budget(&self, budget: Option<u64>) {
+        lock(&self.memory).budget = budget;
+    }
+
+    /// Count `bytes` as allocated, or refuse with [`Error::Gpu`] ("out of GPU memory") when that
+    /// would pass the budget.
+    pub(crate) fn reserve(&self, bytes: u64) -> Result<()> {
+        let mut m = lock(&self.memory);
+        let after = m.allocated.saturating_add(bytes);
+        if let Some(budget) = m.budget {
+            if after > budget {
+                return Err(Error::Gpu(format!(
+                    "out of GPU memory: {bytes} more bytes would make {after}, over the budget of {budget} bytes ({} in use)",
+                    m.allocated
+                )));
+            }
+        }
+        m.allocated = after;
+        m.peak = m.peak.max(after);
+        Ok(())
+    }
+
+    pub(crate) fn release(&self, bytes: u64) {
+        let mut m = lock(&self.memory);
+        m.allocated = m.allocated.saturating_sub(bytes);
     }
 
     pub fn info(&self) -> BackendInfo {

@@ -20,7 +20,7 @@
 mod context;
 pub mod kernels;
 
-pub use context::GpuContext;
+pub use context::{GpuContext, Memory};
 
 use crate::backend::{check, composite, Backend, BackendInfo, Binary, Data, HostTensor, Reduce, TensorMeta, Unary};
 use crate::error::{DType, Error, Result};
@@ -35,7 +35,7 @@ use std::sync::Arc;
 /// zero-sized bindings); `shape` is the truth about its length.
 #[derive(Clone, Debug)]
 pub struct GpuTensor {
-    buffer: Arc<wgpu::Buffer>,
+    buffer: Arc<PooledBuffer>,
     shape: Vec<usize>,
     dtype: DType,
     /// Id of the [`GpuBackend`] whose pending commands produce this buffer's contents.
@@ -44,7 +44,88 @@ pub struct GpuTensor {
 
 impl GpuTensor {
     pub fn buffer(&self) -> &wgpu::Buffer {
-        &self.buffer
+        self.buffer.get()
+    }
+}
+
+/// Free output buffers of one backend by byte size, reused by later ops instead of allocating
+/// (a forward pass allocates the same sizes layer after layer). Per backend, never shared: a
+/// buffer freed while this backend's pending commands still read it may only be rewritten by
+/// commands recorded after those reads, i.e. by this backend's own later ops.
+struct Pool {
+    ctx: Arc<GpuContext>,
+    free: std::sync::Mutex<std::collections::HashMap<u64, Vec<wgpu::Buffer>>>,
+}
+
+impl Pool {
+    fn take(&self, size: u64) -> Option<wgpu::Buffer> {
+        context::lock(&self.free).get_mut(&size).and_then(Vec::pop)
+    }
+
+    /// Give every free buffer back to the device.
+    fn trim(&self) {
+        let drained: Vec<(u64, Vec<wgpu::Buffer>)> = context::lock(&self.free).drain().collect();
+        for (size, bufs) in drained {
+            self.ctx.release(size * bufs.len() as u64);
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.trim();
+    }
+}
+
+/// A storage buffer that goes back to its backend's [`Pool`] (op outputs) or to the device
+/// (uploads: the queue writes them before the submission's commands run, so reusing one that
+/// pending commands still read would be a hazard) when the last tensor using it drops.
+pub struct PooledBuffer {
+    buffer: Option<wgpu::Buffer>,
+    size: u64,
+    pooled: bool,
+    pool: Arc<Pool>,
+}
+
+impl PooledBuffer {
+    fn get(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("a PooledBuffer holds its buffer until dropped")
+    }
+}
+
+impl std::fmt::Debug for PooledBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledBuffer").field("size", &self.size).field("pooled", &self.pooled).finish()
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            if self.pooled {
+                context::lock(&self.pool.free).entry(self.size).or_default().push(b);
+            } else {
+                self.pool.ctx.release(self.size);
+            }
+        }
+    }
+}
+
+/// The buffer size an output of `bytes` gets: a power of two up to 4 KiB, then multiples of an
+/// eighth of the power of two below (at most 12.5% slack), so near sizes share pooled buffers;
+/// never past `max`.
+pub fn size_class(bytes: u64, max: u64) -> u64 {
+    let b = bytes.max(256);
+    let class = if b <= 4096 {
+        b.next_power_of_two()
+    } else {
+        let step = (1u64 << (63 - b.leading_zeros())) / 8;
+        b.div_ceil(step) * step
+    };
+    if class > max {
+        bytes.max(4)
+    } else {
+        class
     }
 }
 
@@ -75,6 +156,9 @@ pub struct GpuBackend {
     encoder: RefCell<Option<wgpu::CommandEncoder>>,
     /// Popped error scopes of ops since the last `read`.
     scopes: RefCell<Vec<ScopeFuture>>,
+    pool: Arc<Pool>,
+    /// A binding size below the device's, when set ([`GpuBackend::limit_binding_bytes`]).
+    binding_cap: std::cell::Cell<Option<u64>>,
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -91,11 +175,20 @@ fn bytes_of(numel: usize) -> u64 {
 impl GpuBackend {
     pub fn new(ctx: Arc<GpuContext>) -> Self {
         Self {
-            ctx,
             id: NEXT_BACKEND_ID.fetch_add(1, Ordering::Relaxed),
             encoder: RefCell::new(None),
             scopes: RefCell::new(Vec::new()),
+            pool: Arc::new(Pool { ctx: ctx.clone(), free: std::sync::Mutex::new(std::collections::HashMap::new()) }),
+            binding_cap: std::cell::Cell::new(None),
+            ctx,
         }
+    }
+
+    /// Treat `bytes` as the largest buffer binding (below the device's): weights larger than that
+    /// are split into row blocks when a model loads. For leaving headroom, and for tests of the
+    /// splitting on devices whose limit is far larger than any test model.
+    pub fn limit_binding_bytes(&self, bytes: Option<u64>) {
+        self.binding_cap.set(bytes);
     }
 
     /// Acquire a device ([`GpuContext::acquire`]) and wrap it.
@@ -156,19 +249,20 @@ impl GpuBackend {
     /// The largest buffer this device can hold and bind, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
         let lim = &self.ctx.limits;
-        lim.max_storage_buffer_binding_size.min(lim.max_buffer_size)
+        let device = lim.max_storage_buffer_binding_size.min(lim.max_buffer_size);
+        self.binding_cap.get().map_or(device, |cap| cap.min(device))
     }
 
     /// Refuse a checkpoint whose weights this device cannot hold, before anything is uploaded:
     /// see [`check_fit`].
     pub fn check_fits(&self, tensors: &std::collections::BTreeMap<String, HostTensor>) -> Result<u64> {
-        check_fit(tensors, self.max_binding_bytes())
+        let m = self.ctx.memory();
+        check_fit(tensors, self.max_binding_bytes(), m.budget.map(|b| b.saturating_sub(m.allocated)))
     }
 
     /// Refuse buffers the device cannot hold or bind, before wgpu sees them.
     fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
-        let lim = &self.ctx.limits;
-        let max = lim.max_storage_buffer_binding_size.min(lim.max_buffer_size);
+        let max = self.max_binding_bytes();
         if bytes > max {
             return Err(Error::Gpu(format!(
                 "{what}: {bytes} bytes exceed this device's storage buffer limit of {max} bytes"
@@ -184,34 +278,42 @@ impl GpuBackend {
         let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         let bytes = numel.map_or(u64::MAX, bytes_of);
         self.check_size("output", bytes)?;
-        let buffer = self.scoped(|| {
+        let size = size_class(bytes, self.max_binding_bytes());
+        let buffer = match self.pool.take(size) {
+            Some(b) => b,
+            None => self.create_buffer(size)?,
+        };
+        Ok(GpuTensor { buffer: Arc::new(PooledBuffer { buffer: Some(buffer), size, pooled: true, pool: self.pool.clone() }), shape: shape.to_vec(), dtype, owner: self.id })
+    }
+
+    /// A new storage buffer of `size` bytes, counted against the device's memory budget (when
+    /// over it, this backend's free buffers go back first).
+    fn create_buffer(&self, size: u64) -> Result<wgpu::Buffer> {
+        if self.ctx.reserve(size).is_err() {
+            self.pool.trim();
+            self.ctx.reserve(size)?;
+        }
+        Ok(self.scoped(|| {
             self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: None,
-                size: bytes.max(4),
+                size,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
-        });
-        Ok(GpuTensor { buffer: Arc::new(buffer), shape: shape.to_vec(), dtype, owner: self.id })
+        }))
     }
 
     /// Upload raw 32-bit words as a storage buffer (ids for gather, tensor data).
-    pub(crate) fn upload_words(&self, what: &str, words: &[u8]) -> Result<wgpu::Buffer> {
+    pub(crate) fn upload_words(&self, what: &str, words: &[u8]) -> Result<Arc<PooledBuffer>> {
         self.check_size(what, words.len() as u64)?;
-        Ok(self.scoped(|| {
-            let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: None,
-                size: (words.len() as u64).max(4),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            // Staged in the queue and applied before the next submission, i.e. before any
-            // recorded op that reads it runs.
-            if !words.is_empty() {
-                self.ctx.queue.write_buffer(&buffer, 0, words);
-            }
-            buffer
-        }))
+        let size = (words.len() as u64).max(4);
+        let buffer = self.create_buffer(size)?;
+        // Staged in the queue and applied before the next submission, i.e. before any recorded
+        // op that reads it runs.
+        if !words.is_empty() {
+            self.scoped(|| self.ctx.queue.write_buffer(&buffer, 0, words));
+        }
+        Ok(Arc::new(PooledBuffer { buffer: Some(buffer), size, pooled: false, pool: self.pool.clone() }))
     }
 
     /// Record one dispatch of `kernel`: `buffers` bound at 0.. in order, then `params` as a
@@ -284,13 +386,17 @@ impl Backend for GpuBackend {
         self.ctx.info()
     }
 
+    fn max_tensor_bytes(&self) -> u64 {
+        self.max_binding_bytes()
+    }
+
     fn upload(&self, h: &HostTensor) -> Result<GpuTensor> {
         let bytes: &[u8] = match &h.data {
             Data::F32(v) => bytemuck::cast_slice(v),
             Data::U32(v) => bytemuck::cast_slice(v),
         };
         let buffer = self.upload_words("upload", bytes)?;
-        Ok(GpuTensor { buffer: Arc::new(buffer), shape: h.shape.clone(), dtype: h.dtype(), owner: self.id })
+        Ok(GpuTensor { buffer, shape: h.shape.clone(), dtype: h.dtype(), owner: self.id })
     }
 
     async fn read(&self, t: &GpuTensor) -> Result<HostTensor> {
@@ -310,7 +416,7 @@ impl Backend for GpuBackend {
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
-                encoder.copy_buffer_to_buffer(&t.buffer, 0, &staging, 0, bytes);
+                encoder.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes);
                 staging
             });
             self.ctx.queue.submit([encoder.finish()]);
@@ -566,17 +672,29 @@ mod tests {
     }
 }
 
-/// Every weight tensor must fit one storage binding of `max_binding` bytes (tensors are not split
-/// across buffers yet). Returns the total weight bytes, or an error with the numbers naming the
-/// largest tensor that does not fit.
-pub fn check_fit(tensors: &std::collections::BTreeMap<String, HostTensor>, max_binding: u64) -> Result<u64> {
+/// Whether a checkpoint's weights can live on this GPU, before anything is uploaded: an f32
+/// matrix `[N, K]` larger than one binding of `max_binding` bytes is split into row blocks
+/// ([`crate::nn::linear::RowBlocks`]), so it only needs one row to fit; any other tensor must fit
+/// whole; and all of them together must fit `free` bytes (what the memory budget leaves, when one
+/// is set). Returns the total weight bytes, or an error with the numbers.
+pub fn check_fit(tensors: &std::collections::BTreeMap<String, HostTensor>, max_binding: u64, free: Option<u64>) -> Result<u64> {
     let bytes = |t: &HostTensor| t.numel() as u64 * 4;
     let total: u64 = tensors.values().map(bytes).sum();
-    if let Some((name, t)) = tensors.iter().filter(|(_, t)| bytes(t) > max_binding).max_by_key(|(_, t)| bytes(t)) {
+    // The smallest piece each tensor can be uploaded in.
+    let piece = |t: &HostTensor| match (t.shape.as_slice(), t.dtype()) {
+        ([_, k], DType::F32) => *k as u64 * 4,
+        _ => bytes(t),
+    };
+    if let Some((name, t)) = tensors.iter().filter(|(_, t)| piece(t) > max_binding).max_by_key(|(_, t)| piece(t)) {
         return Err(Error::Gpu(format!(
-            "this model does not fit the GPU: tensor {name} {:?} takes {} bytes, but the adapter binds at most {max_binding} bytes per buffer ({total} bytes of weights in all); run it on the CPU",
+            "this model does not fit the GPU: tensor {name} {:?} needs {} bytes in one buffer, but the adapter binds at most {max_binding} bytes per buffer ({total} bytes of weights in all); run it on the CPU",
             t.shape,
-            bytes(t)
+            piece(t)
+        )));
+    }
+    if let Some(free) = free.filter(|&f| total > f) {
+        return Err(Error::Gpu(format!(
+            "this model does not fit the GPU: its weights take {total} bytes, but only {free} bytes of the GPU memory budget are free; run it on the CPU"
         )));
     }
     Ok(total)
@@ -591,8 +709,28 @@ mod fit_tests {
         let mut t = std::collections::BTreeMap::new();
         t.insert("small".to_string(), HostTensor::f32(&[4], vec![0.0; 4]).unwrap());
         t.insert("big".to_string(), HostTensor::f32(&[8, 4], vec![0.0; 32]).unwrap());
-        assert_eq!(check_fit(&t, 128).unwrap(), 144);
-        let err = check_fit(&t, 100).unwrap_err().to_string();
-        assert!(err.contains("big") && err.contains("128 bytes") && err.contains("at most 100") && err.contains("144 bytes"), "{err}");
+        assert_eq!(check_fit(&t, 128, None).unwrap(), 144);
+        // A matrix over the limit is split by rows: one 16-byte row must fit.
+        assert_eq!(check_fit(&t, 100, None).unwrap(), 144);
+        let err = check_fit(&t, 15, None).unwrap_err().to_string();
+        assert!(err.contains("small") && err.contains("16 bytes") && err.contains("at most 15") && err.contains("144 bytes"), "{err}");
+        // The memory budget counts every tensor.
+        let err = check_fit(&t, 128, Some(143)).unwrap_err().to_string();
+        assert!(err.contains("144 bytes") && err.contains("only 143 bytes"), "{err}");
+        assert!(check_fit(&t, 128, Some(144)).is_ok());
+    }
+
+    #[test]
+    fn size_classes_are_coarse_enough_to_share_and_never_exceed_the_limit() {
+        assert_eq!(size_class(0, u64::MAX), 256);
+        assert_eq!(size_class(300, u64::MAX), 512);
+        assert_eq!(size_class(4096, u64::MAX), 4096);
+        // Past 4 KiB: eighths of the power of two below, so at most 12.5% slack.
+        assert_eq!(size_class(4097, u64::MAX), 4608);
+        for b in [5000u64, 70_001, 1 << 20, (1 << 20) + 1, 123_456_789] {
+            let c = size_class(b, u64::MAX);
+            assert!(c >= b && (c - b) as f64 <= b as f64 / 8.0, "{b} -> {c}");
+        }
+        assert_eq!(size_class(1000, 600), 1000);
     }
 }

@@ -31,6 +31,6 @@ pub fn run(be: &GpuBackend, table: &GpuTensor, ids: &[u32], n: usize, d: usize) 
     let ids_buf = be.upload_words("gather ids", bytemuck::cast_slice(ids))?;
     let y = be.alloc(&[t, d], DType::F32)?;
     let groups = be.grid(u64::from(n_out.div_ceil(WG)))?;
-    be.dispatch(&KERNEL, &[table.buffer(), &ids_buf, y.buffer()], bytemuck::bytes_of(&params), groups);
+    be.dispatch(&KERNEL, &[table.buffer(), ids_buf.get(), y.buffer()], bytemuck::bytes_of(&params), groups);
     Ok(y)
 }

@@ -28,6 +28,6 @@ pub fn run(be: &GpuBackend, x: &GpuTensor, lengths: &[usize], (b, t, h): (usize,
     let lens = be.upload_words("last_token lengths", bytemuck::cast_slice(&lens))?;
     let y = be.alloc(&[b, h], DType::F32)?;
     let groups = be.grid(u64::from(total.div_ceil(WG)))?;
-    be.dispatch(&KERNEL, &[x.buffer(), &lens, y.buffer()], bytemuck::bytes_of(&params), groups);
+    be.dispatch(&KERNEL, &[x.buffer(), lens.get(), y.buffer()], bytemuck::bytes_of(&params), groups);
     Ok(y)
 }
