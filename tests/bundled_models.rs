@@ -209,3 +209,39 @@ fn gpu_out_of_memory_is_an_error_and_the_cpu_path_still_answers() {
     ctx.set_memory_budget(None);
     assert!(pollster::block_on(async { gpu.read(&gm.classify(&gpu, &long)?).await }).is_ok());
 }
+
+#[test]
+fn a_padded_batch_gives_each_sequence_its_own_answer() {
+    use trilemma::backend::gpu::GpuBackend;
+    use trilemma::backend::{tolerance, Backend};
+    let examples = load_split(&assets(), Task::Sst2, Split::Validation).unwrap();
+    let ctx = gpu_context();
+    for folder in FOLDERS {
+        let ck = Checkpoint::load_dir(&assets().join("models").join(folder)).unwrap();
+        let tk = TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap()).unwrap();
+        // 13 sentences of different lengths (the longest sets the padding of the others).
+        let seqs: Vec<Vec<u32>> = examples.iter().step_by(67).map(|e| tk.encode_example(&e.text_a, None).unwrap()).collect();
+        let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+        let cpu = CpuBackend::new();
+        let cm = Model::load(&cpu, ck.clone()).unwrap();
+        let tol = tolerance::model_logits_abs(cm.common.arch);
+        let batch = cpu.read_sync(&cm.classify_batch(&cpu, &refs, None).unwrap()).unwrap();
+        assert_eq!(batch.shape, vec![refs.len(), 2]);
+        let bv = batch.as_f32("b").unwrap();
+        for (i, s) in refs.iter().enumerate() {
+            let one = cpu.read_sync(&cm.classify(&cpu, s).unwrap()).unwrap();
+            let d = one.as_f32("o").unwrap().iter().zip(&bv[2 * i..2 * i + 2]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(d <= tol, "{folder}: sequence {i} (length {}) differs by {d} in a batch on the CPU", s.len());
+        }
+        if let Some(ctx) = &ctx {
+            let gpu = GpuBackend::new(ctx.clone());
+            let gm = Model::load(&gpu, ck).unwrap();
+            let g = pollster::block_on(async { gpu.read(&gm.classify_batch(&gpu, &refs, None)?).await }).unwrap();
+            let d = g.as_f32("g").unwrap().iter().zip(bv).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(d <= tol, "{folder}: GPU batch differs from the CPU batch by {d}");
+        }
+        // Bad batches are errors, not panics.
+        assert!(cm.classify_batch(&cpu, &[], None).is_err());
+        assert!(cm.classify_batch(&cpu, &[refs[0], &[]], None).is_err());
+    }
+}

@@ -143,11 +143,12 @@ impl<B: Backend> Gla<B> {
         Ok(Self { common: common.clone(), cfg, blocks, mode: GlaMode::Chunked(16) })
     }
 
-    /// x `[T, H]` -> `[T, H]` before the final norm; `taps` collects each block's output.
-    pub fn forward(&self, be: &B, mut x: B::Tensor, mut taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
+    /// x `[B·T, H]` (`b` right-padded sequences) -> `[B·T, H]` before the final norm; `taps`
+    /// collects each block's output.
+    pub fn forward(&self, be: &B, mut x: B::Tensor, b: usize, mut taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
         let eps = self.common.norm_eps;
         for blk in &self.blocks {
-            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.attn.forward(be, h, &self.cfg, eps, self.mode))?;
+            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.attn.forward(be, h, b, &self.cfg, eps, self.mode))?;
             if let Some(t) = taps.as_deref_mut() {
                 t.push(x.clone());
             }
@@ -157,12 +158,12 @@ impl<B: Backend> Gla<B> {
 }
 
 impl<B: Backend> GlaAttention<B> {
-    /// h `[T, H]` -> `[T, H]`.
-    pub fn forward(&self, be: &B, h: &B::Tensor, c: &GlaConfig, eps: f32, mode: GlaMode) -> Result<B::Tensor> {
+    /// h `[B·T, H]` (`b` sequences) -> `[B·T, H]`.
+    pub fn forward(&self, be: &B, h: &B::Tensor, b: usize, c: &GlaConfig, eps: f32, mode: GlaMode) -> Result<B::Tensor> {
         let g = c.heads / c.kv_heads;
-        let mut q = split_heads(be, &self.q.forward(be, h)?, c.heads)?; // [nh, T, dk]
-        let mut k = repeat_heads(be, &split_heads(be, &self.k.forward(be, h)?, c.kv_heads)?, g)?; // [nh, T, dk]
-        let v = repeat_heads(be, &split_heads(be, &self.v.forward(be, h)?, c.kv_heads)?, g)?; // [nh, T, dv]
+        let mut q = split_heads(be, &self.q.forward(be, h)?, b, c.heads)?; // [B·nh, T, dk]
+        let mut k = repeat_heads(be, &split_heads(be, &self.k.forward(be, h)?, b, c.kv_heads)?, g)?; // [B·nh, T, dk]
+        let v = repeat_heads(be, &split_heads(be, &self.v.forward(be, h)?, b, c.kv_heads)?, g)?; // [B·nh, T, dv]
         // Gate logits from x̂ through the low-rank pair, then the log forget gate G ≤ 0.
         let z = self.gk1.forward(be, &self.gk0.forward(be, h)?)?; // [T, K/g]
         let mut lg = be.unary(Unary::LogSigmoid, &z)?;
@@ -170,7 +171,7 @@ impl<B: Backend> GlaAttention<B> {
         if let Some(m) = c.clamp_min {
             lg = be.binary(Binary::Max, &lg, &scalar(be, m)?)?;
         }
-        let lg = repeat_heads(be, &split_heads(be, &lg, c.kv_heads)?, g)?; // [nh, T, dk]
+        let lg = repeat_heads(be, &split_heads(be, &lg, b, c.kv_heads)?, g)?; // [B·nh, T, dk]
         if c.relu_feature_map {
             q = be.unary(Unary::Relu, &q)?;
             k = be.unary(Unary::Relu, &k)?;
@@ -181,7 +182,7 @@ impl<B: Backend> GlaAttention<B> {
             GlaMode::Chunked(len) => be.gla(&q, &k, &v, &lg, len)?,
         }; // [nh, T, dv]
         let o = be.rms_norm(&o, &self.g_norm, eps)?;
-        let mut o = merge_heads(be, &o)?; // [T, V]
+        let mut o = merge_heads(be, &o, b)?; // [B·T, V]
         if let Some(gp) = &self.g {
             o = be.binary(Binary::Mul, &o, &be.unary(Unary::Silu, &gp.forward(be, h)?)?)?;
         }

@@ -11,7 +11,7 @@
 
 use super::config::{Cfg, Common};
 use super::{load_mlp, pre_norm_block, take_bit, Mlp};
-use crate::backend::{Backend, Binary, HostTensor, Unary};
+use crate::backend::{Backend, Binary, HostTensor, TensorMeta, Unary};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
 use crate::nn::{linear::Linear, scalar};
@@ -106,11 +106,12 @@ impl<B: Backend> HgrnBit<B> {
         Ok(Self { common: common.clone(), width: d, blocks })
     }
 
-    /// x `[T, H]` -> `[T, H]` before the final norm; `taps` collects each block's output.
-    pub fn forward(&self, be: &B, mut x: B::Tensor, mut taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
+    /// x `[B·T, H]` (`b` right-padded sequences) -> `[B·T, H]` before the final norm; `taps`
+    /// collects each block's output.
+    pub fn forward(&self, be: &B, mut x: B::Tensor, b: usize, mut taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
         let eps = self.common.norm_eps;
         for blk in &self.blocks {
-            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.mixer.forward(be, h, eps))?;
+            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.mixer.forward(be, h, b, eps))?;
             if let Some(t) = taps.as_deref_mut() {
                 t.push(x.clone());
             }
@@ -120,17 +121,30 @@ impl<B: Backend> HgrnBit<B> {
 }
 
 impl<B: Backend> Mlgru<B> {
-    /// x̂ `[T, H]` -> `[T, H]`; all four BitLinears read the same x̂.
-    pub fn forward(&self, be: &B, xh: &B::Tensor, eps: f32) -> Result<B::Tensor> {
+    /// x̂ `[B·T, H]` (`b` sequences) -> `[B·T, H]`; all four BitLinears read the same x̂.
+    pub fn forward(&self, be: &B, xh: &B::Tensor, b: usize, eps: f32) -> Result<B::Tensor> {
         let mut f = be.unary(Unary::Sigmoid, &self.f.forward(be, xh)?)?; // [T, D]
         if let Some((gamma, one_minus)) = &self.floor {
             f = be.binary(Binary::Add, gamma, &be.binary(Binary::Mul, one_minus, &f)?)?;
         }
         let one_minus_f = be.binary(Binary::Sub, &scalar(be, 1.0)?, &f)?;
         let c = be.binary(Binary::Mul, &be.unary(Unary::Silu, &self.i.forward(be, xh)?)?, &one_minus_f)?;
-        let h = be.scan(&f, &c)?; // [T, D]
+        let h = scan_sequences(be, &f, &c, b)?; // [B·T, D]
         let g = be.rms_norm(&self.g.forward(be, xh)?, &self.g_norm, eps)?;
         let o = be.binary(Binary::Mul, &g, &be.unary(Unary::Silu, &h)?)?;
         self.o.forward(be, &o)
     }
+}
+
+/// The recurrence `h_t = f_t ⊙ h_{t−1} + c_t` of each of `b` sequences: f, c `[B·T, D]`. The
+/// scan op runs over dim 0 of `[T, D]`, so the sequences go side by side as `[T, B·D]`.
+fn scan_sequences<B: Backend>(be: &B, f: &B::Tensor, c: &B::Tensor, b: usize) -> Result<B::Tensor> {
+    if b == 1 {
+        return be.scan(f, c);
+    }
+    let (bt, d) = (f.shape()[0], f.shape()[1]);
+    let t = bt / b;
+    let side = |x: &B::Tensor| -> Result<B::Tensor> { be.reshape(&be.permute(&be.reshape(x, &[b, t, d])?, &[1, 0, 2])?, &[t, b * d]) };
+    let h = be.scan(&side(f)?, &side(c)?)?; // [T, B·D]
+    be.reshape(&be.permute(&be.reshape(&h, &[t, b, d])?, &[1, 0, 2])?, &[bt, d])
 }

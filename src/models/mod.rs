@@ -211,16 +211,46 @@ impl<B: Backend> Model<B> {
     }
 
     fn run(&self, be: &B, ids: &[u32], taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
-        if ids.is_empty() {
-            return Err(Error::Invalid("no tokens to run".into()));
+        self.run_batch(be, &[ids], taps).map(|(h, _)| h)
+    }
+
+    /// Right-pad `seqs` to the longest and run them as one batch: final-normed hidden states
+    /// `[B·T, H]` and each sequence's length. Every architecture is causal, so the padding after a
+    /// sequence's last token never reaches it: each row equals that sequence run alone (up to the
+    /// summation order of the larger products).
+    fn run_batch(&self, be: &B, seqs: &[&[u32]], taps: Option<&mut Vec<B::Tensor>>) -> Result<(B::Tensor, Vec<usize>)> {
+        if seqs.is_empty() {
+            return Err(Error::Invalid("no sequences to run".into()));
         }
-        let x = self.embeddings.gather(be, ids)?; // [T, H]
+        if let Some(i) = seqs.iter().position(|s| s.is_empty()) {
+            return Err(Error::Invalid(format!("no tokens to run (sequence {i} of the batch is empty)")));
+        }
+        let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let t = *lengths.iter().max().expect("non-empty batch");
+        let b = seqs.len();
+        let mut ids = Vec::with_capacity(b * t);
+        for s in seqs {
+            ids.extend_from_slice(s);
+            // Padding: any valid id (0) — causality keeps it from the real tokens.
+            ids.resize(ids.len() + t - s.len(), 0);
+        }
+        let x = self.embeddings.gather(be, &ids)?; // [B·T, H]
         let x = match &self.body {
-            Body::Transformer(m) => m.forward(be, x, taps)?,
-            Body::Gla(m) => m.forward(be, x, taps)?,
-            Body::HgrnBit(m) => m.forward(be, x, taps)?,
+            Body::Transformer(m) => m.forward(be, x, b, taps)?,
+            Body::Gla(m) => m.forward(be, x, b, taps)?,
+            Body::HgrnBit(m) => m.forward(be, x, b, taps)?,
         };
-        be.rms_norm(&x, &self.norm, self.common.norm_eps)
+        Ok((be.rms_norm(&x, &self.norm, self.common.norm_eps)?, lengths))
+    }
+
+    /// Class logits `[B, C]` of `task`'s head (see [`Model::head`]) for a batch of token
+    /// sequences, run together (on the GPU: one submission when the result is read).
+    pub fn classify_batch(&self, be: &B, seqs: &[&[u32]], task: Option<&str>) -> Result<B::Tensor> {
+        let score = self.head(task)?;
+        let (h, lengths) = self.run_batch(be, seqs, None)?; // [B·T, H]
+        let (bt, hd) = (h.shape()[0], h.shape()[1]);
+        let last = be.last_token(&be.reshape(&h, &[seqs.len(), bt / seqs.len(), hd])?, &lengths)?; // [B, H]
+        be.matmul(&last, score, true)
     }
 
     /// ids `[T]` -> next-token logits `[T, N]`.
@@ -259,10 +289,6 @@ impl<B: Backend> Model<B> {
 
     /// ids `[T]` -> class logits `[1, C]` of `task`'s head (see [`Model::head`]).
     pub fn classify_task(&self, be: &B, ids: &[u32], task: Option<&str>) -> Result<B::Tensor> {
-        let score = self.head(task)?;
-        let h = self.hidden(be, ids)?; // [T, H]
-        let (t, hd) = (h.shape()[0], h.shape()[1]);
-        let last = be.last_token(&be.reshape(&h, &[1, t, hd])?, &[t])?; // [1, H]
-        be.matmul(&last, score, true)
+        self.classify_batch(be, &[ids], task)
     }
 }

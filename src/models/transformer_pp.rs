@@ -108,15 +108,16 @@ impl<B: Backend> Transformer<B> {
         Ok(Self { common: common.clone(), attn: a, blocks })
     }
 
-    /// x `[T, H]` (embeddings) -> `[T, H]` before the final norm; `taps` collects each block's output.
-    pub fn forward(&self, be: &B, mut x: B::Tensor, mut taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
-        let t = x.shape()[0];
+    /// x `[B·T, H]` (embeddings of `b` right-padded sequences) -> `[B·T, H]` before the final
+    /// norm; `taps` collects each block's output.
+    pub fn forward(&self, be: &B, mut x: B::Tensor, b: usize, mut taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
+        let t = x.shape()[0] / b;
         let a = &self.attn;
         let (cos, sin) = rope::tables(t, a.head_dim, a.rope_theta, 0)?;
         let (cos, sin) = (be.upload(&cos)?, be.upload(&sin)?);
         let eps = self.common.norm_eps;
         for blk in &self.blocks {
-            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.attn.forward(be, h, a, &cos, &sin))?;
+            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.attn.forward(be, h, b, a, &cos, &sin))?;
             if let Some(t) = taps.as_deref_mut() {
                 t.push(x.clone());
             }
@@ -126,19 +127,19 @@ impl<B: Backend> Transformer<B> {
 }
 
 impl<B: Backend> Attention<B> {
-    /// h `[T, H]` -> `[T, H]`.
-    fn forward(&self, be: &B, h: &B::Tensor, a: &AttnConfig, cos: &B::Tensor, sin: &B::Tensor) -> Result<B::Tensor> {
-        let mut q = split_heads(be, &self.q.forward(be, h)?, a.heads)?; // [nh, T, hd]
-        let mut k = split_heads(be, &self.k.forward(be, h)?, a.kv_heads)?; // [kvh, T, hd]
-        let v = split_heads(be, &self.v.forward(be, h)?, a.kv_heads)?; // [kvh, T, hd]
+    /// h `[B·T, H]` -> `[B·T, H]`.
+    fn forward(&self, be: &B, h: &B::Tensor, b: usize, a: &AttnConfig, cos: &B::Tensor, sin: &B::Tensor) -> Result<B::Tensor> {
+        let mut q = split_heads(be, &self.q.forward(be, h)?, b, a.heads)?; // [B·nh, T, hd]
+        let mut k = split_heads(be, &self.k.forward(be, h)?, b, a.kv_heads)?; // [B·kvh, T, hd]
+        let v = split_heads(be, &self.v.forward(be, h)?, b, a.kv_heads)?; // [B·kvh, T, hd]
         if let Some((qn, kn)) = &self.qk_norm {
             q = be.rms_norm(&q, qn, QK_NORM_EPS)?;
             k = be.rms_norm(&k, kn, QK_NORM_EPS)?;
         }
         let q = be.rope(&q, cos, sin)?;
         let k = be.rope(&k, cos, sin)?;
-        let o = be.attention(&q, &k, &v, 1.0 / (a.head_dim as f32).sqrt(), a.window)?; // [nh, T, hd]
-        self.o.forward(be, &merge_heads(be, &o)?)
+        let o = be.attention(&q, &k, &v, 1.0 / (a.head_dim as f32).sqrt(), a.window)?; // [B·nh, T, hd]
+        self.o.forward(be, &merge_heads(be, &o, b)?)
     }
 }
 

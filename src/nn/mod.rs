@@ -20,19 +20,23 @@ pub fn repeat_heads<B: Backend>(be: &B, x: &B::Tensor, g: usize) -> Result<B::Te
     be.reshape(&y, &[s[0] * g, s[1], s[2]])
 }
 
-/// `[T, nh·X] -> [nh, T, X]`: split the last dim into heads and bring heads first.
-pub fn split_heads<B: Backend>(be: &B, x: &B::Tensor, nh: usize) -> Result<B::Tensor> {
+/// `[B·T, nh·X] -> [B·nh, T, X]`: split the last dim into heads and bring heads before tokens
+/// (sequence b's head h is row block `b·nh + h`).
+pub fn split_heads<B: Backend>(be: &B, x: &B::Tensor, b: usize, nh: usize) -> Result<B::Tensor> {
     let s = x.shape().to_vec();
-    let per = s[1] / nh;
-    let y = be.reshape(x, &[s[0], nh, per])?;
-    be.permute(&y, &[1, 0, 2])
+    let (t, per) = (s[0] / b, s[1] / nh);
+    let y = be.reshape(x, &[b, t, nh, per])?;
+    let y = be.permute(&y, &[0, 2, 1, 3])?;
+    be.reshape(&y, &[b * nh, t, per])
 }
 
-/// `[nh, T, X] -> [T, nh·X]`: the inverse of [`split_heads`].
-pub fn merge_heads<B: Backend>(be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+/// `[B·nh, T, X] -> [B·T, nh·X]`: the inverse of [`split_heads`].
+pub fn merge_heads<B: Backend>(be: &B, x: &B::Tensor, b: usize) -> Result<B::Tensor> {
     let s = x.shape().to_vec();
-    let y = be.permute(x, &[1, 0, 2])?;
-    be.reshape(&y, &[s[1], s[0] * s[2]])
+    let nh = s[0] / b;
+    let y = be.reshape(x, &[b, nh, s[1], s[2]])?;
+    let y = be.permute(&y, &[0, 2, 1, 3])?;
+    be.reshape(&y, &[b * s[1], nh * s[2]])
 }
 
 /// Upload a scalar as a `[1]` tensor (broadcasts against anything).
