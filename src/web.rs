@@ -372,8 +372,9 @@ fn weight_bytes(ck: &Checkpoint) -> (usize, usize) {
     (stored, f32_equiv)
 }
 
-/// Time every bundled model on the first `n` SST-2 validation sentences, one at a time, on the
-/// CPU (wasm) and on WebGPU when there is one: examples per second for each.
+/// Time every bundled model on the first `n` SST-2 validation sentences, in the evaluation's
+/// length-sorted batches (`eval::logits`), on the CPU (wasm) and on WebGPU when there is one:
+/// examples per second for each.
 #[wasm_bindgen]
 pub async fn bench(n: usize, on_progress: js_sys::Function) -> std::result::Result<JsValue, JsError> {
     let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before bench()"))?;
@@ -426,45 +427,29 @@ pub async fn bench(n: usize, on_progress: js_sys::Function) -> std::result::Resu
         report(&format!("{}: CPU", l.architecture), i as f64 / total);
         let cpu = CpuBackend::new();
         let t0 = now_ms();
-        let mut ok = true;
-        let mut cpu_rows = Vec::with_capacity(ids.len());
-        for x in &ids {
-            match async { cpu.read(&l.cpu.classify(&cpu, x)?).await }.await {
-                Ok(h) => cpu_rows.push(h.as_f32("logits").map(|v| v.to_vec()).unwrap_or_default()),
-                Err(e) => {
-                    row.error = Some(e.to_string());
-                    ok = false;
-                    break;
-                }
+        let cpu_rows = match crate::eval::logits(&cpu, &l.cpu, &l.tokenizer, Task::Sst2, &examples).await {
+            Ok(r) => {
+                row.cpu_examples_per_s = Some(r.len() as f64 / ((now_ms() - t0) / 1000.0).max(1e-9));
+                r
             }
-        }
-        if ok {
-            row.cpu_examples_per_s = Some(ids.len() as f64 / ((now_ms() - t0) / 1000.0).max(1e-9));
-        }
+            Err(e) => {
+                row.error = Some(e.to_string());
+                Vec::new()
+            }
+        };
         if let Some((gbe, gm)) = &l.gpu {
             report(&format!("{}: WebGPU", l.architecture), (i as f64 + 0.5) / total);
-            // One warm-up example: the first dispatches compile the pipelines.
-            if let Some(x) = ids.first() {
-                let _ = async { gbe.read(&gm.classify(gbe, x)?).await }.await;
-            }
+            // Warm-up: the first dispatches compile the pipelines.
+            let _ = crate::eval::logits(gbe, gm, &l.tokenizer, Task::Sst2, &examples[..examples.len().min(1)]).await;
             let t0 = now_ms();
-            let mut ok = true;
-            let mut gpu_rows = Vec::with_capacity(ids.len());
-            for x in &ids {
-                match async { gbe.read(&gm.classify(gbe, x)?).await }.await {
-                    Ok(h) => gpu_rows.push(h.as_f32("logits").map(|v| v.to_vec()).unwrap_or_default()),
-                    Err(e) => {
-                        row.error = Some(format!("WebGPU: {e}"));
-                        ok = false;
-                        break;
+            match crate::eval::logits(gbe, gm, &l.tokenizer, Task::Sst2, &examples).await {
+                Err(e) => row.error = Some(format!("WebGPU: {e}")),
+                Ok(gpu_rows) => {
+                    row.gpu_examples_per_s = Some(gpu_rows.len() as f64 / ((now_ms() - t0) / 1000.0).max(1e-9));
+                    if let Ok(a) = crate::eval::agreement(&cpu_rows, &gpu_rows) {
+                        row.same_labels = Some(a.same_labels);
+                        row.max_abs_diff = Some(a.max_abs_diff);
                     }
-                }
-            }
-            if ok {
-                row.gpu_examples_per_s = Some(ids.len() as f64 / ((now_ms() - t0) / 1000.0).max(1e-9));
-                if let Ok(a) = crate::eval::agreement(&cpu_rows, &gpu_rows) {
-                    row.same_labels = Some(a.same_labels);
-                    row.max_abs_diff = Some(a.max_abs_diff);
                 }
             }
         }
@@ -487,6 +472,23 @@ pub fn simulate_gpu_loss() -> std::result::Result<bool, JsError> {
     Ok(match &session.gpu {
         Some(ctx) => {
             ctx.simulate_device_loss();
+            true
+        }
+        None => false,
+    })
+}
+
+/// Cap the GPU memory at what is allocated now plus `headroom` bytes (negative: lift the cap).
+/// The page sends this with `?simulate=gpu-oom` and a headroom of 4 KiB, so the next run's
+/// activations do not fit: the runs then complete on the CPU and say "out of GPU memory" (the
+/// out-of-memory fallback test). Returns whether there is a GPU.
+#[wasm_bindgen]
+pub fn set_gpu_memory_headroom(headroom: f64) -> std::result::Result<bool, JsError> {
+    let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() first"))?;
+    Ok(match &session.gpu {
+        Some(ctx) => {
+            let budget = (headroom >= 0.0).then(|| ctx.memory().allocated.saturating_add(headroom as u64));
+            ctx.set_memory_budget(budget);
             true
         }
         None => false,

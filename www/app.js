@@ -250,9 +250,12 @@ worker.addEventListener('message', (e) => {
       setProgress('ready', 1);
       setBusy(false);
       setState('ready');
-      // `?simulate=gpu-lost` destroys the GPU device first (the fallback test).
-      if (new URLSearchParams(window.location.search).get('simulate') === 'gpu-lost') {
-        worker.postMessage({ type: 'simulate-gpu-loss' });
+      // `?simulate=gpu-lost` destroys the GPU device first, `?simulate=gpu-oom` leaves it no
+      // memory for activations (the fallback tests).
+      {
+        const simulate = new URLSearchParams(window.location.search).get('simulate');
+        if (simulate === 'gpu-lost') worker.postMessage({ type: 'simulate-gpu-loss' });
+        if (simulate === 'gpu-oom') worker.postMessage({ type: 'simulate-gpu-oom' });
       }
       if (!autoRan) {
         autoRan = true;

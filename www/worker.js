@@ -1,10 +1,10 @@
 // The Trilemma core in a module Web Worker, so the page never freezes while it works.
 //
 // Messages in:  {type: 'run', task, text, textPair} | {type: 'bench', n}
-//               | {type: 'simulate-gpu-loss'} (tests of the CPU fallback)
+//               | {type: 'simulate-gpu-loss'} | {type: 'simulate-gpu-oom'} (tests of the CPU fallback)
 // Messages out: {type: 'ready', report} | {type: 'progress', stage, fraction}
 //               | {type: 'result', report} | {type: 'error', message}
-import init, { start, classify, bench, simulate_gpu_loss } from './trilemma.js';
+import init, { start, classify, bench, simulate_gpu_loss, set_gpu_memory_headroom } from './trilemma.js';
 
 /** A readable message for anything thrown by wasm, the browser or our own code. */
 function describe(err) {
@@ -38,7 +38,7 @@ const ready = (async () => {
 
 self.addEventListener('message', (e) => {
   const msg = e.data;
-  if (!msg || !['run', 'bench', 'simulate-gpu-loss'].includes(msg.type)) return;
+  if (!msg || !['run', 'bench', 'simulate-gpu-loss', 'simulate-gpu-oom'].includes(msg.type)) return;
   queue = queue.then(async () => {
     if (!(await ready)) {
       fail('the Trilemma core did not start, so nothing can run');
@@ -48,6 +48,10 @@ self.addEventListener('message', (e) => {
       const onProgress = (stage, fraction) => postMessage({ type: 'progress', stage, fraction });
       if (msg.type === 'simulate-gpu-loss') {
         simulate_gpu_loss();
+        return;
+      }
+      if (msg.type === 'simulate-gpu-oom') {
+        set_gpu_memory_headroom(4096);
         return;
       }
       if (msg.type === 'bench') {

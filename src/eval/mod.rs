@@ -15,23 +15,63 @@ use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::text::TextTokenizer;
 
-/// Predicted labels of `model` on `examples` with `task`'s head (MNLI mismatched uses the MNLI
-/// head), one unpadded sequence at a time on the CPU backend. A head whose class count differs
-/// from the task's is refused.
-pub fn predict_cpu(be: &CpuBackend, model: &Model<CpuBackend>, tk: &TextTokenizer, task: Task, examples: &[Example]) -> Result<Vec<u32>> {
+/// Sequences per batch and padded tokens per batch (B·T) of the evaluation loops: large enough
+/// that the products are matrix-sized, small enough that padding and memory stay modest.
+pub const MAX_BATCH: usize = 32;
+pub const MAX_BATCH_TOKENS: usize = 2048;
+
+/// Group example indices into batches of similar length (sorted by length, ties by index, so the
+/// grouping — and the numbers — depend only on the inputs): at most `max_batch` sequences and
+/// `max_tokens` padded tokens each (a longer sequence gets a batch of its own).
+pub fn batches(lengths: &[usize], max_batch: usize, max_tokens: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| (lengths[i], i));
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    for i in order {
+        // Sorted ascending: this sequence is the longest so far, so it sets the padding.
+        if !cur.is_empty() && (cur.len() >= max_batch.max(1) || (cur.len() + 1) * lengths[i] > max_tokens) {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.push(i);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn check_head<B: Backend>(model: &Model<B>, task: Task) -> Result<&'static str> {
     let head_task = task.model_task().name();
     let classes = model.head(Some(head_task))?.shape()[0];
     if classes != task.num_labels() as usize {
         return Err(Error::Invalid(format!("the model's head for {task} has {classes} classes, but {task} has {}", task.num_labels())));
     }
-    examples
-        .iter()
-        .map(|e| {
-            let ids = tk.encode_example(&e.text_a, e.text_b.as_deref())?;
-            let logits = be.read_sync(&model.classify_task(be, &ids, Some(head_task))?)?;
-            Ok(crate::demo::top_k(logits.as_f32("logits")?, 1)[0].0 as u32)
-        })
-        .collect()
+    Ok(head_task)
+}
+
+fn encode_all(tk: &TextTokenizer, examples: &[Example]) -> Result<Vec<Vec<u32>>> {
+    examples.iter().map(|e| tk.encode_example(&e.text_a, e.text_b.as_deref())).collect()
+}
+
+/// Predicted labels of `model` on `examples` with `task`'s head (MNLI mismatched uses the MNLI
+/// head) on the CPU backend, in length-sorted batches ([`batches`]). A head whose class count
+/// differs from the task's is refused.
+pub fn predict_cpu(be: &CpuBackend, model: &Model<CpuBackend>, tk: &TextTokenizer, task: Task, examples: &[Example]) -> Result<Vec<u32>> {
+    let head_task = check_head(model, task)?;
+    let seqs = encode_all(tk, examples)?;
+    let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
+    let mut preds = vec![0u32; examples.len()];
+    for batch in batches(&lengths, MAX_BATCH, MAX_BATCH_TOKENS) {
+        let refs: Vec<&[u32]> = batch.iter().map(|&i| seqs[i].as_slice()).collect();
+        let logits = be.read_sync(&model.classify_batch(be, &refs, Some(head_task))?)?;
+        let v = logits.as_f32("logits")?;
+        let c = v.len() / batch.len();
+        for (row, &i) in batch.iter().enumerate() {
+            preds[i] = crate::demo::top_k(&v[row * c..(row + 1) * c], 1)[0].0 as u32;
+        }
+    }
+    Ok(preds)
 }
 
 /// One task scored on one split, with the majority-class baseline beside it.
@@ -66,17 +106,21 @@ pub fn evaluate_cpu(
 }
 
 /// Class logits of `model` for every example (one `[C]` row each), with `task`'s head, on any
-/// backend: the GPU path reads back only each example's final logits.
+/// backend, in length-sorted batches ([`batches`]): the GPU path reads back only each batch's
+/// final logits (one submission per batch).
 pub async fn logits<B: Backend>(be: &B, model: &Model<B>, tk: &TextTokenizer, task: Task, examples: &[Example]) -> Result<Vec<Vec<f32>>> {
-    let head_task = task.model_task().name();
-    let classes = model.head(Some(head_task))?.shape()[0];
-    if classes != task.num_labels() as usize {
-        return Err(Error::Invalid(format!("the model's head for {task} has {classes} classes, but {task} has {}", task.num_labels())));
-    }
-    let mut out = Vec::with_capacity(examples.len());
-    for e in examples {
-        let ids = tk.encode_example(&e.text_a, e.text_b.as_deref())?;
-        out.push(be.read(&model.classify_task(be, &ids, Some(head_task))?).await?.as_f32("logits")?.to_vec());
+    let head_task = check_head(model, task)?;
+    let seqs = encode_all(tk, examples)?;
+    let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
+    let mut out = vec![Vec::new(); examples.len()];
+    for batch in batches(&lengths, MAX_BATCH, MAX_BATCH_TOKENS) {
+        let refs: Vec<&[u32]> = batch.iter().map(|&i| seqs[i].as_slice()).collect();
+        let logits = be.read(&model.classify_batch(be, &refs, Some(head_task))?).await?;
+        let v = logits.as_f32("logits")?;
+        let c = v.len() / batch.len();
+        for (row, &i) in batch.iter().enumerate() {
+            out[i] = v[row * c..(row + 1) * c].to_vec();
+        }
     }
     Ok(out)
 }
@@ -104,4 +148,22 @@ pub fn agreement(a: &[Vec<f32>], b: &[Vec<f32>]) -> Result<Agreement> {
     let differing: Vec<usize> = (0..a.len()).filter(|&i| la[i] != lb[i]).collect();
     let max_abs_diff = a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0f32, f32::max);
     Ok(Agreement { n: a.len(), same_labels: a.len() - differing.len(), max_abs_diff, differing })
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::batches;
+
+    #[test]
+    fn batches_group_by_length_and_respect_both_limits() {
+        let lengths = [5, 1, 9, 5, 2, 100, 3];
+        let b = batches(&lengths, 3, 20);
+        // Sorted: 1(1) 2(4) 3(6) | 5(0) 5(3) | 9(2) | 100(5)  — 3·5 = 15 but 3·9 = 27 > 20.
+        assert_eq!(b, vec![vec![1, 4, 6], vec![0, 3], vec![2], vec![5]]);
+        let mut all: Vec<usize> = b.concat();
+        all.sort();
+        assert_eq!(all, (0..lengths.len()).collect::<Vec<_>>());
+        assert!(batches(&[], 4, 10).is_empty());
+        assert_eq!(batches(&[7, 7], 0, 0), vec![vec![0], vec![1]]);
+    }
 }

@@ -261,29 +261,34 @@ test('without a WebGPU adapter the page runs on the CPU and says why', { timeout
   assert.deepEqual(problems, [], `the page reported problems:\n  ${problems.join('\n  ')}`);
 });
 
-test('a GPU device lost after loading: the runs complete on the CPU and say why', { timeout: 10 * 60_000 }, async (t) => {
-  const { server, url } = await serveStatic(DIST, { port: 0 });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  const problems = [];
-  page.on('pageerror', (err) => problems.push(`uncaught page error: ${err.message}`));
-  t.after(async () => {
-    mkdirSync(RESULTS, { recursive: true });
-    await page.screenshot({ path: join(RESULTS, 'e2e-gpu-lost.png'), fullPage: true }).catch(() => {});
-    await browser.close();
-    server.close();
+for (const [mode, what, why] of [
+  ['gpu-lost', 'a GPU device lost after loading', /WebGPU/],
+  ['gpu-oom', 'the GPU out of memory after loading', /out of GPU memory/],
+]) {
+  test(`${what}: the runs complete on the CPU and say why`, { timeout: 10 * 60_000 }, async (t) => {
+    const { server, url } = await serveStatic(DIST, { port: 0 });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const problems = [];
+    page.on('pageerror', (err) => problems.push(`uncaught page error: ${err.message}`));
+    t.after(async () => {
+      mkdirSync(RESULTS, { recursive: true });
+      await page.screenshot({ path: join(RESULTS, `e2e-${mode}.png`), fullPage: true }).catch(() => {});
+      await browser.close();
+      server.close();
+    });
+    await page.goto(`${url}?simulate=${mode}`);
+    await page.waitForFunction(() => Number(document.body.dataset.finished) >= 1, null, { timeout: RUN_TIMEOUT });
+    assert.equal(await page.getAttribute('body', 'data-state'), 'done', `the run failed: ${await page.locator('#error').textContent()}`);
+    const rows = page.locator('#models-table tbody tr');
+    assert.equal(await rows.count(), ARCHS.length);
+    for (let i = 0; i < ARCHS.length; i++) {
+      assert.equal(await rows.nth(i).getAttribute('data-cpu-label'), 'positive', `${ARCHS[i]} on the CPU`);
+      assert.equal(await rows.nth(i).getAttribute('data-gpu-label'), null, `${ARCHS[i]}: no GPU result (${mode})`);
+    }
+    const note = await page.locator('#gpu-note').textContent();
+    assert.match(note, why, `the page says why the GPU results are missing: ${note}`);
+    t.diagnostic(note.slice(0, 200));
+    assert.deepEqual(problems, [], `the page reported problems:\n  ${problems.join('\n  ')}`);
   });
-  await page.goto(`${url}?simulate=gpu-lost`);
-  await page.waitForFunction(() => Number(document.body.dataset.finished) >= 1, null, { timeout: RUN_TIMEOUT });
-  assert.equal(await page.getAttribute('body', 'data-state'), 'done', `the run failed: ${await page.locator('#error').textContent()}`);
-  const rows = page.locator('#models-table tbody tr');
-  assert.equal(await rows.count(), ARCHS.length);
-  for (let i = 0; i < ARCHS.length; i++) {
-    assert.equal(await rows.nth(i).getAttribute('data-cpu-label'), 'positive', `${ARCHS[i]} on the CPU`);
-    assert.equal(await rows.nth(i).getAttribute('data-gpu-label'), null, `${ARCHS[i]}: no GPU result from a lost device`);
-  }
-  const note = await page.locator('#gpu-note').textContent();
-  assert.match(note, /WebGPU/, `the page says why the GPU results are missing: ${note}`);
-  t.diagnostic(note.slice(0, 200));
-  assert.deepEqual(problems, [], `the page reported problems:\n  ${problems.join('\n  ')}`);
-});
+}
