@@ -57,3 +57,39 @@ fn logits_uses_the_named_task_head() {
     assert!(ok);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["label_name"], "positive");
 }
+
+#[test]
+fn eval_records_the_backend_choice_what_ran_and_why() {
+    let run = |backend: &str| -> serde_json::Value {
+        let (ok, out, err) = trilemma(&["eval", "--model", "assets/models/hgrn_bit", "--task", "sst2", "--limit", "8", "--backend", backend]);
+        assert!(ok, "--backend {backend}: {err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let cpu = run("cpu");
+    assert_eq!(cpu["backend_choice"], "cpu");
+    assert_eq!(cpu["backend"]["kind"], "cpu");
+    assert!(cpu["fallback"].as_str().unwrap().contains("CPU backend was chosen"));
+    let webgpu = run("webgpu");
+    assert_eq!(webgpu["backend_choice"], "webgpu");
+    let auto = run("auto");
+    assert_eq!(auto["backend_choice"], "auto");
+    match webgpu["backend"]["kind"].as_str().unwrap() {
+        "webgpu" => {
+            assert!(webgpu["fallback"].is_null(), "{webgpu}");
+            assert!(webgpu["backend"]["device"].as_str().unwrap().len() > 3, "the adapter is named");
+            // The same predictions whichever backend ran.
+            assert_eq!(webgpu["accuracy"], cpu["accuracy"]);
+            // On a software rasterizer (lavapipe here) auto prefers the CPU, and says why.
+            if webgpu["backend"]["device"].as_str().unwrap().contains("Cpu") {
+                assert_eq!(auto["backend"]["kind"], "cpu");
+                assert!(auto["fallback"].as_str().unwrap().contains("software"), "{auto}");
+            }
+        }
+        _ => {
+            eprintln!("SKIP: no GPU adapter ({})", webgpu["fallback"]);
+            assert!(webgpu["fallback"].as_str().unwrap().contains("no GPU"));
+        }
+    }
+    let (ok, _, err) = trilemma(&["eval", "--model", "assets/models/gla", "--task", "sst2", "--backend", "gpu"]);
+    assert!(!ok && err.contains("auto"), "{err}");
+}

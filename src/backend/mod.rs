@@ -271,6 +271,44 @@ pub struct BackendInfo {
     pub device: String,
 }
 
+/// Which backend an experiment asks for (a field of the experiment spec, recorded in results
+/// beside the backend that actually ran).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// WebGPU on a hardware GPU; the CPU path when the only adapter is a software rasterizer
+    /// (SwiftShader, lavapipe: measured far slower than the CPU path, README "Benchmarks") or when
+    /// there is none.
+    #[default]
+    Auto,
+    /// WebGPU on whatever adapter there is, software included.
+    Webgpu,
+    /// The CPU path (candle-core; wasm in the browser).
+    Cpu,
+}
+
+impl BackendChoice {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "webgpu" => Ok(Self::Webgpu),
+            "cpu" => Ok(Self::Cpu),
+            other => Err(Error::Invalid(format!("backend \"{other}\" is not one of auto, webgpu, cpu"))),
+        }
+    }
+
+    /// Whether to try the GPU, given the adapter's kind (`Some(is_software)`) or its absence.
+    /// `Err` carries why the CPU path runs instead, for the results.
+    pub fn use_gpu(self, adapter_is_software: std::result::Result<bool, String>) -> std::result::Result<(), String> {
+        match (self, adapter_is_software) {
+            (Self::Cpu, _) => Err("the CPU backend was chosen".into()),
+            (_, Err(why)) => Err(format!("no GPU: {why}")),
+            (Self::Auto, Ok(true)) => Err("auto: the only adapter is a software rasterizer, slower than the CPU path".into()),
+            (_, Ok(_)) => Ok(()),
+        }
+    }
+}
+
 /// The op set every model is written against.
 ///
 /// Ops are synchronous and may be lazy (the GPU records them); [`Backend::read`] is the only
@@ -761,5 +799,25 @@ pub mod check {
             return Err(Error::Index { op: OP, index: bad as usize, size: n });
         }
         Ok((n, d))
+    }
+}
+
+#[cfg(test)]
+mod choice_tests {
+    use super::BackendChoice;
+
+    #[test]
+    fn backend_choice_parses_serialises_and_decides() {
+        for (s, c) in [("auto", BackendChoice::Auto), ("webgpu", BackendChoice::Webgpu), ("cpu", BackendChoice::Cpu)] {
+            assert_eq!(BackendChoice::parse(s).unwrap(), c);
+            assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{s}\""));
+        }
+        assert!(BackendChoice::parse("gpu").unwrap_err().to_string().contains("auto, webgpu, cpu"));
+        assert_eq!(BackendChoice::default(), BackendChoice::Auto);
+        assert!(BackendChoice::Auto.use_gpu(Ok(false)).is_ok());
+        assert!(BackendChoice::Auto.use_gpu(Ok(true)).unwrap_err().contains("software"));
+        assert!(BackendChoice::Webgpu.use_gpu(Ok(true)).is_ok());
+        assert!(BackendChoice::Webgpu.use_gpu(Err("none".into())).unwrap_err().contains("none"));
+        assert!(BackendChoice::Cpu.use_gpu(Ok(false)).is_err());
     }
 }

@@ -52,9 +52,11 @@ mod cli {
             /// Also write the per-example predictions as CSV here.
             #[arg(long)]
             predictions: Option<PathBuf>,
-            /// cpu (the reference), webgpu (wgpu; Vulkan natively), or both (scores the CPU and
-            /// reports how the GPU's logits and labels compare).
-            #[arg(long, value_enum, default_value_t = EvalBackend::Cpu)]
+            /// auto (a hardware GPU when there is one, else the CPU), webgpu (wgpu on any adapter,
+            /// software included; Vulkan natively), cpu (the reference), or both (scores the CPU
+            /// and reports how the GPU's logits and labels compare). A GPU that fails mid-run
+            /// (lost, out of memory) falls back to the CPU; the JSON says so under "fallback".
+            #[arg(long, value_enum, default_value_t = EvalBackend::Auto)]
             backend: EvalBackend,
         },
         /// Train the default models from scratch (see README "Training"): writes one Hugging Face
@@ -113,8 +115,9 @@ mod cli {
 
     #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
     enum EvalBackend {
-        Cpu,
+        Auto,
         Webgpu,
+        Cpu,
         Both,
     }
 
@@ -227,24 +230,58 @@ mod cli {
         let tok_json = ck.tokenizer_json.clone().ok_or_else(|| format!("{} has no tokenizer.json", dir.display()))?;
         let tk = TextTokenizer::from_json_bytes(&tok_json).map_err(e)?;
         let be = CpuBackend::new();
-        let gpu = if backend == EvalBackend::Cpu {
-            None
+        let choice = match backend {
+            EvalBackend::Auto => trilemma::backend::BackendChoice::Auto,
+            EvalBackend::Cpu => trilemma::backend::BackendChoice::Cpu,
+            EvalBackend::Webgpu | EvalBackend::Both => trilemma::backend::BackendChoice::Webgpu,
+        };
+        let ctx = if choice == trilemma::backend::BackendChoice::Cpu {
+            Err("not asked for".to_string())
         } else {
             quiet_vulkan_loader();
-            let g = pollster::block_on(GpuBackend::acquire()).map_err(e)?;
-            g.check_fits(&ck.tensors).map_err(e)?;
-            let m = Model::load(&g, ck.clone()).map_err(e)?;
-            Some((g, m))
+            pollster::block_on(trilemma::backend::gpu::GpuContext::acquire()).map_err(|err| err.to_string())
         };
+        // Why the CPU path runs instead of the GPU, when it does (recorded in the results).
+        let mut fallback: Option<String> = None;
+        let gpu = match choice.use_gpu(ctx.as_ref().map(|c| c.is_software()).map_err(Clone::clone)) {
+            Ok(()) => {
+                let g = GpuBackend::new(ctx.as_ref().expect("checked above").clone());
+                match g.check_fits(&ck.tensors).and_then(|_| Model::load(&g, ck.clone())) {
+                    Ok(m) => Some((g, m)),
+                    Err(err) => {
+                        fallback = Some(err.to_string());
+                        None
+                    }
+                }
+            }
+            Err(why) => {
+                fallback = Some(why);
+                None
+            }
+        };
+        if backend == EvalBackend::Both && gpu.is_none() {
+            return Err(format!("--backend both needs the GPU: {}", fallback.unwrap_or_default()));
+        }
         let model = Model::load(&be, ck).map_err(e)?;
         if tk.vocab_size() > model.common.vocab {
             return Err(format!("tokenizer.json has {} tokens but config.json's vocab_size is {}", tk.vocab_size(), model.common.vocab));
         }
         let labels = trilemma::data::labels(&examples);
         let t0 = std::time::Instant::now();
-        let (ev, preds, compared) = match (&gpu, backend) {
-            (Some((g, gm)), EvalBackend::Webgpu) => {
-                let rows = pollster::block_on(trilemma::eval::logits(g, gm, &tk, task, &examples)).map_err(e)?;
+        let mut ran_on_gpu = false;
+        let mut gpu_run = None;
+        if let (Some((g, gm)), false) = (&gpu, backend == EvalBackend::Both) {
+            match pollster::block_on(trilemma::eval::logits(g, gm, &tk, task, &examples)) {
+                Ok(rows) => {
+                    ran_on_gpu = true;
+                    gpu_run = Some(rows);
+                }
+                // Lost device, out of memory...: the run continues on the CPU and says why.
+                Err(err) => fallback = Some(format!("WebGPU failed ({err}); ran on the CPU")),
+            }
+        }
+        let (ev, preds, compared) = match gpu_run {
+            Some(rows) => {
                 let seconds = t0.elapsed().as_secs_f64();
                 let preds = trilemma::eval::argmax_rows(&rows);
                 let ev = trilemma::eval::TaskEval {
@@ -257,17 +294,17 @@ mod cli {
                 };
                 (ev, preds, None)
             }
-            _ => {
+            None => {
                 let (ev, preds) = trilemma::eval::evaluate_cpu(&be, &model, &tk, task, split, &examples, &train_labels).map_err(e)?;
-                let compared = match &gpu {
-                    Some((g, gm)) => {
+                let compared = match (&gpu, backend) {
+                    (Some((g, gm)), EvalBackend::Both) => {
                         let t1 = std::time::Instant::now();
                         let cpu_rows = pollster::block_on(trilemma::eval::logits(&be, &model, &tk, task, &examples)).map_err(e)?;
                         let gpu_rows = pollster::block_on(trilemma::eval::logits(g, gm, &tk, task, &examples)).map_err(e)?;
                         let a = trilemma::eval::agreement(&cpu_rows, &gpu_rows).map_err(e)?;
                         Some((a, t1.elapsed().as_secs_f64()))
                     }
-                    None => None,
+                    _ => None,
                 };
                 (ev, preds, compared)
             }
@@ -293,10 +330,12 @@ mod cli {
             "majority_baseline": ev.majority,
             "seconds": ev.seconds,
             "examples_per_second": ev.examples_per_second,
-            "backend": match (&gpu, backend) {
-                (Some((g, _)), EvalBackend::Webgpu) => serde_json::to_value(g.info()).unwrap_or_default(),
+            "backend_choice": choice,
+            "backend": match (&gpu, ran_on_gpu) {
+                (Some((g, _)), true) => serde_json::to_value(g.info()).unwrap_or_default(),
                 _ => serde_json::to_value(be.info()).unwrap_or_default(),
             },
+            "fallback": if backend == EvalBackend::Both { None } else { fallback },
             "gpu_vs_cpu": compared.map(|(a, secs)| serde_json::json!({
                 "gpu": gpu.as_ref().map(|(g, _)| g.info()),
                 "n": a.n,

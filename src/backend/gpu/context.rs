@@ -118,6 +118,12 @@ impl GpuContext {
     /// `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, driver llvmpipe: Mesa 22.3.6 (LLVM 15.0.6)) [fallback: CPU]`
     /// on lavapipe; in headless Chromium (adapter architecture `swiftshader`) it ends in
     /// `[fallback: SwiftShader]`.
+    /// Whether the adapter is a software rasterizer on the CPU (SwiftShader, lavapipe, a
+    /// browser's fallback adapter) rather than a GPU.
+    pub fn is_software(&self) -> bool {
+        self.adapter_info.device_type == wgpu::DeviceType::Cpu
+    }
+
     pub fn adapter_description(&self) -> String {
         let i = &self.adapter_info;
         let name = if i.name.is_empty() { "unnamed adapter" } else { i.name.as_str() };
