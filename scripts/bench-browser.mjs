@@ -1,7 +1,8 @@
 // Browser benchmark (not a test): the page's "Benchmark" panel in headless Chromium, with
 // WebGPU (SwiftShader where there is no GPU) and again without an adapter (the wasm CPU path).
 //
-//   trunk build --release && node scripts/bench-browser.mjs [N]      (N sentences, default 128)
+//   trunk build --release && node scripts/bench-browser.mjs [N] [BATCH]   (N sentences, default 128;
+//                                                                      BATCH sentences per batch, default 32)
 //
 // Prints examples/s per model for the wasm CPU path and WebGPU, the device, and weight bytes.
 import { chromium } from 'playwright-core';
@@ -11,6 +12,7 @@ import { serveStatic } from './static-server.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const N = Number(process.argv[2] ?? 128);
+const BATCH = Number(process.argv[3] ?? 32);
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const FLAGS = ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
 
@@ -23,6 +25,7 @@ async function run(flags) {
     // The page classifies its default text once on start; wait for that, then benchmark.
     await page.waitForFunction(() => Number(document.body.dataset.finished) >= 1, null, { timeout: 300_000 });
     await page.fill('#bench-n', String(N));
+    await page.fill('#bench-batch', String(BATCH));
     await page.click('#bench-run');
     await page.waitForFunction(() => Number(document.body.dataset.finished) >= 2, null, { timeout: 1_800_000 });
     const error = await page.locator('#error').textContent();

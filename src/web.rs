@@ -373,13 +373,17 @@ fn weight_bytes(ck: &Checkpoint) -> (usize, usize) {
 }
 
 /// Time every bundled model on the first `n` SST-2 validation sentences, in the evaluation's
-/// length-sorted batches (`eval::logits`), on the CPU (wasm) and on WebGPU when there is one:
+/// length-sorted batches of up to `batch` sentences (`eval::logits_batched`), on the CPU (wasm)
+/// and on WebGPU when there is one:
 /// examples per second for each.
 #[wasm_bindgen]
-pub async fn bench(n: usize, on_progress: js_sys::Function) -> std::result::Result<JsValue, JsError> {
+pub async fn bench(n: usize, batch: usize, on_progress: js_sys::Function) -> std::result::Result<JsValue, JsError> {
     let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before bench()"))?;
     if n == 0 {
         return Err(JsError::new("the number of sentences must be positive"));
+    }
+    if batch == 0 {
+        return Err(JsError::new("the number of sentences per batch must be positive"));
     }
     let report = |stage: &str, f: f64| {
         let _ = on_progress.call2(&JsValue::NULL, &JsValue::from_str(stage), &JsValue::from_f64(f));
@@ -427,7 +431,7 @@ pub async fn bench(n: usize, on_progress: js_sys::Function) -> std::result::Resu
         report(&format!("{}: CPU", l.architecture), i as f64 / total);
         let cpu = CpuBackend::new();
         let t0 = now_ms();
-        let cpu_rows = match crate::eval::logits(&cpu, &l.cpu, &l.tokenizer, Task::Sst2, &examples).await {
+        let cpu_rows = match crate::eval::logits_batched(&cpu, &l.cpu, &l.tokenizer, Task::Sst2, &examples, batch).await {
             Ok(r) => {
                 row.cpu_examples_per_s = Some(r.len() as f64 / ((now_ms() - t0) / 1000.0).max(1e-9));
                 r
@@ -442,7 +446,7 @@ pub async fn bench(n: usize, on_progress: js_sys::Function) -> std::result::Resu
             // Warm-up: the first dispatches compile the pipelines.
             let _ = crate::eval::logits(gbe, gm, &l.tokenizer, Task::Sst2, &examples[..examples.len().min(1)]).await;
             let t0 = now_ms();
-            match crate::eval::logits(gbe, gm, &l.tokenizer, Task::Sst2, &examples).await {
+            match crate::eval::logits_batched(gbe, gm, &l.tokenizer, Task::Sst2, &examples, batch).await {
                 Err(e) => row.error = Some(format!("WebGPU: {e}")),
                 Ok(gpu_rows) => {
                     row.gpu_examples_per_s = Some(gpu_rows.len() as f64 / ((now_ms() - t0) / 1000.0).max(1e-9));

@@ -245,3 +245,36 @@ fn a_padded_batch_gives_each_sequence_its_own_answer() {
         assert!(cm.classify_batch(&cpu, &[refs[0], &[]], None).is_err());
     }
 }
+
+#[test]
+fn half_precision_weights_on_the_gpu_match_the_cpu_twin() {
+    use trilemma::backend::gpu::GpuBackend;
+    use trilemma::backend::tolerance;
+    let examples = load_split(&assets(), Task::Sst2, Split::Validation).unwrap();
+    let sample: Vec<_> = examples.iter().step_by(29).cloned().collect(); // 31 sentences
+    let ctx = gpu_context();
+    for folder in ["transformer", "gla"] {
+        let ck = Checkpoint::load_dir(&assets().join("models").join(folder)).unwrap();
+        let tk = TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap()).unwrap();
+        let f32_cpu = CpuBackend::new();
+        let half_cpu = CpuBackend::with_half_weights();
+        let full = Model::load(&f32_cpu, ck.clone()).unwrap();
+        let half = Model::load(&half_cpu, ck.clone()).unwrap();
+        assert!(half.lm_head.is_some());
+        let a = pollster::block_on(trilemma::eval::logits(&f32_cpu, &full, &tk, Task::Sst2, &sample)).unwrap();
+        let b = pollster::block_on(trilemma::eval::logits(&half_cpu, &half, &tk, Task::Sst2, &sample)).unwrap();
+        let f16_vs_f32 = trilemma::eval::agreement(&a, &b).unwrap();
+        eprintln!("{folder}: f16 weights vs f32 on {} sentences: {} same labels, max |Δ logit| {:.2e}", sample.len(), f16_vs_f32.same_labels, f16_vs_f32.max_abs_diff);
+        // Rounding weights to 11 significant bits moves the logits a little, not the answers.
+        assert!(f16_vs_f32.max_abs_diff < 0.05, "{folder}: {}", f16_vs_f32.max_abs_diff);
+        if let Some(ctx) = &ctx {
+            let gpu = GpuBackend::new(ctx.clone());
+            gpu.set_half_weights(true);
+            let gm = Model::load(&gpu, ck).unwrap();
+            let g = pollster::block_on(trilemma::eval::logits(&gpu, &gm, &tk, Task::Sst2, &sample)).unwrap();
+            let gpu_vs_cpu = trilemma::eval::agreement(&b, &g).unwrap();
+            assert_eq!(gpu_vs_cpu.same_labels, sample.len(), "{folder}");
+            assert!(gpu_vs_cpu.max_abs_diff <= tolerance::MODEL_LOGITS_ABS, "{folder}: {}", gpu_vs_cpu.max_abs_diff);
+        }
+    }
+}

@@ -21,6 +21,7 @@ const el = {
   models: $('models'),
   benchForm: $('bench-form'),
   benchN: $('bench-n'),
+  benchBatch: $('bench-batch'),
   benchRun: $('bench-run'),
   benchTable: $('bench-table'),
   version: $('version'),
@@ -310,7 +311,7 @@ el.benchForm.addEventListener('submit', (e) => {
   setBusy(true);
   setState('running');
   setProgress('benchmark: starting', 0);
-  worker.postMessage({ type: 'bench', n: Number(el.benchN.value) });
+  worker.postMessage({ type: 'bench', n: Number(el.benchN.value), batch: Number(el.benchBatch.value) });
 });
 
 el.form.addEventListener('submit', (e) => {

@@ -1,6 +1,6 @@
 // The Trilemma core in a module Web Worker, so the page never freezes while it works.
 //
-// Messages in:  {type: 'run', task, text, textPair} | {type: 'bench', n}
+// Messages in:  {type: 'run', task, text, textPair} | {type: 'bench', n, batch}
 //               | {type: 'simulate-gpu-loss'} | {type: 'simulate-gpu-oom'} (tests of the CPU fallback)
 // Messages out: {type: 'ready', report} | {type: 'progress', stage, fraction}
 //               | {type: 'result', report} | {type: 'error', message}
@@ -55,7 +55,7 @@ self.addEventListener('message', (e) => {
         return;
       }
       if (msg.type === 'bench') {
-        const report = await bench(Math.max(0, Math.floor(Number(msg.n) || 0)), onProgress);
+        const report = await bench(Math.max(0, Math.floor(Number(msg.n) || 0)), Math.max(0, Math.floor(Number(msg.batch) || 0)), onProgress);
         postMessage({ type: 'bench-result', report });
         return;
       }

@@ -8,7 +8,7 @@
 //!
 //! Each returns the number of checks run, or a message naming the first failure.
 
-use super::{check, ternary, tolerance, Backend, Binary, Data, HostTensor, Reduce, Unary};
+use super::{check, half_pairs, ternary, tolerance, Backend, Binary, Data, HostTensor, Reduce, Unary};
 use crate::error::{DType, Error};
 use crate::rng::SplitMix64;
 
@@ -223,6 +223,14 @@ async fn golden_fused<B: Backend>(b: &B) -> Check {
     let (sh, v) = read_f32(b, b.last_token(&x, &[2, 3]), "last_token").await?;
     assert_shape("last_token", &sh, &[2, 1])?;
     close("last_token", &v, &[2.0, 6.0], 0.0)?;
+    n += 1;
+
+    // f16 weights: 1, 0.5, 2, −1 and 3 are exact halves; K = 3 pads each row with a zero half.
+    let x = f32s(b, &[1, 3], &[1., 2., 4.])?;
+    let w = half_pairs::pack(&[1.0, 0.5, 2.0, -1.0, 3.0, 0.25], 2, 3).map_err(|e| e.to_string())?;
+    let (sh, v) = read_f32(b, b.matmul_f16(&x, &u32s(b, &[2, 2], &w)?), "matmul_f16").await?;
+    assert_shape("matmul_f16", &sh, &[1, 2])?;
+    close("matmul_f16", &v, &[10.0, 6.0], 0.0)?;
     n += 1;
 
     // BitLinear: x = [3, 4] -> ŷ = x / sqrt(12.5) = [0.8485, 1.1314]; s = 127 / 1.1314 = 112.25;
@@ -568,6 +576,10 @@ pub async fn bad_inputs<B: Backend>(b: &B) -> Check {
     bad!("last_token rank", b.last_token(&m23, &[1, 1]), is_shape);
     let n2 = f32s(b, &[2], &[1.; 2])?;
     let n3 = f32s(b, &[3], &[1.; 3])?;
+    bad!("matmul_f16 words per row (3 needs 2)", b.matmul_f16(&m23, &w31), is_shape);
+    bad!("matmul_f16 dtype", b.matmul_f16(&m23, &m23), |e| matches!(e, Error::DType { expected: DType::U32, got: DType::F32, .. }));
+    bad!("matmul_f16 x rank", b.matmul_f16(&a213, &w32), is_shape);
+    bad!("matmul_f16 empty", b.matmul_f16(&empty, &w32), is_empty);
     bad!("bit_linear norm shape", b.bit_linear(&m23, &n2, &w31, 1.0, 1e-6), is_shape);
     bad!("bit_linear eps", b.bit_linear(&m23, &n3, &w31, 1.0, 0.0), is_invalid);
     bad!("bit_linear packed shape", b.bit_linear(&x217, &f32s(b, &[17], &[1.; 17])?, &w31, 1.0, 1e-6), is_shape);
@@ -885,6 +897,18 @@ async fn parity_fused<R: Backend, T: Backend>(reference: &R, test: &T, rng: &mut
         let what = format!("last_token {bt}x{t}x{h}");
         let (got, want) = both!(reference, test, std::slice::from_ref(&x), what, |be, i| be.last_token(&i[0], &lengths));
         same_bits(&what, &got, &want)?;
+        n += 1;
+    }
+
+    // f16 weights: both backends decode the same halves, so only the summation order differs.
+    for (m, k, nn) in [(1usize, 1usize, 1usize), (7, 13, 5), (33, 65, 17), (64, 64, 64), (3, 257, 129), (130, 128, 9)] {
+        let wv = rng.vec_f32(nn * k, -1.0, 1.0);
+        let words = half_pairs::pack(&wv, nn, k).map_err(|e| e.to_string())?;
+        let inputs = [HostTensor::f32(&[m, k], rng.vec_f32(m * k, -1.0, 1.0)).unwrap(), HostTensor::u32(&[nn, half_pairs::words_per_row(k)], words).unwrap()];
+        let what = format!("matmul_f16 {m}x{k}x{nn}");
+        let (got, want) = both!(reference, test, &inputs, what, |be, i| be.matmul_f16(&i[0], &i[1]));
+        let scale = vec![k as f32; want.numel()];
+        within(&what, got.as_f32("p").unwrap(), want.as_f32("p").unwrap(), &scale, tolerance::MATMUL_ABS, tolerance::MATMUL_REL)?;
         n += 1;
     }
 

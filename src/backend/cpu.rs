@@ -40,11 +40,19 @@ impl TensorMeta for CpuTensor {
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct CpuBackend;
+pub struct CpuBackend {
+    half_weights: bool,
+}
 
 impl CpuBackend {
     pub fn new() -> Self {
-        CpuBackend
+        CpuBackend { half_weights: false }
+    }
+
+    /// A CPU backend whose models keep dense weights in f16 ([`Backend::half_weights`]): the
+    /// reference for a GPU model loaded the same way.
+    pub fn with_half_weights() -> Self {
+        CpuBackend { half_weights: true }
     }
 
     /// Synchronous read for native callers (the CPU path never waits on anything).
@@ -68,6 +76,10 @@ impl Backend for CpuBackend {
 
     fn info(&self) -> BackendInfo {
         BackendInfo { kind: "cpu".into(), device: format!("candle-core CPU ({})", std::env::consts::ARCH) }
+    }
+
+    fn half_weights(&self) -> bool {
+        self.half_weights
     }
 
     fn upload(&self, h: &HostTensor) -> Result<CpuTensor> {
@@ -194,15 +206,29 @@ impl Backend for CpuBackend {
     }
 
     fn scan(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        let (t, _) = check::scan(a, b)?;
-        // Written step by step from candle ops: the readable definition, and differentiable.
-        let mut h = b.t.narrow(0, 0, 1)?;
-        let mut rows = vec![h.clone()];
+        let (t, d) = check::scan(a, b)?;
+        // A plain loop over host rows: one pass instead of ~3 tensor ops per step (which made
+        // HGRN-bit the slowest model on the CPU). `a * h + b` rounds exactly as the former
+        // candle ops (a multiply, then an add; Rust does not fuse them).
+        let av = a.t.flatten_all()?.to_vec1::<f32>()?;
+        let mut h = b.t.flatten_all()?.to_vec1::<f32>()?;
         for i in 1..t {
-            h = ((a.t.narrow(0, i, 1)? * &h)? + b.t.narrow(0, i, 1)?)?;
-            rows.push(h.clone());
+            let (prev, cur) = h.split_at_mut(i * d);
+            let prev = &prev[(i - 1) * d..];
+            for ((hc, &hp), &ac) in cur[..d].iter_mut().zip(prev).zip(&av[i * d..(i + 1) * d]) {
+                *hc += ac * hp;
+            }
         }
-        CpuTensor::new(Tensor::cat(&rows, 0)?)
+        CpuTensor::new(Tensor::from_vec(h, (t, d), &Device::Cpu)?)
+    }
+
+    fn matmul_f16(&self, x: &CpuTensor, w: &CpuTensor) -> Result<CpuTensor> {
+        let (_, k, n) = check::matmul_f16(x, w)?;
+        // The slow twin: decode the halves to f32, then the ordinary product.
+        let words = w.t.flatten_all()?.to_vec1::<u32>()?;
+        let wf = super::half_pairs::unpack(&words, n, k)?;
+        let wt = CpuTensor::new(Tensor::from_vec(wf, (n, k), &Device::Cpu)?)?;
+        self.matmul(x, &wt, true)
     }
 
     fn ternary_matmul(&self, x: &CpuTensor, packed: &CpuTensor) -> Result<CpuTensor> {
@@ -239,10 +265,12 @@ pub fn ternary_matmul_host(x: &[f32], packed: &[u32], m: usize, k: usize, n: usi
         }
     }
     let mut out = vec![0f32; m * n];
-    for r in 0..n {
-        let row = &packed[r * wpr..(r + 1) * wpr];
-        for i in 0..m {
-            let xi = &x[i * k..(i + 1) * k];
+    // Inputs outermost: one activation row stays in cache while every (small, packed) weight row
+    // passes over it.
+    for i in 0..m {
+        let xi = &x[i * k..(i + 1) * k];
+        for r in 0..n {
+            let row = &packed[r * wpr..(r + 1) * wpr];
             let mut acc = 0f32;
             for (w, &word) in row.iter().enumerate() {
                 let base = w * super::ternary::PER_WORD;

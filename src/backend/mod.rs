@@ -325,6 +325,12 @@ pub trait Backend: Sized {
         u64::MAX
     }
 
+    /// Whether models loaded on this backend store their dense projection weights in f16
+    /// ([`Backend::matmul_f16`]: half the memory and bandwidth; embeddings and heads stay f32).
+    fn half_weights(&self) -> bool {
+        false
+    }
+
     /// Copy a host tensor to the device. Empty tensors are allowed here (ops refuse them).
     fn upload(&self, t: &HostTensor) -> Result<Self::Tensor>;
 
@@ -378,6 +384,10 @@ pub trait Backend: Sized {
     /// using only additions and subtractions: x `[M, K]` f32 -> `[M, N]`. With integer-valued x
     /// (8-bit quantised activations) the result is exact.
     fn ternary_matmul(&self, x: &Self::Tensor, packed: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// `x · Wᵀ` with W `[N, K]` stored in half precision ([`half_pairs`]: u32 `[N, ceil(K/2)]`),
+    /// products and sums in f32: x `[M, K]` -> `[M, N]`.
+    fn matmul_f16(&self, x: &Self::Tensor, w: &Self::Tensor) -> Result<Self::Tensor>;
 
     // ---- fused model ops ----
     //
@@ -494,6 +504,48 @@ pub mod ternary {
                     2 => -1,
                     _ => return Err(Error::Invalid(format!("ternary unpack: invalid code 3 at [{r}, {j}]"))),
                 });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Half-precision weights, two per u32: element `(n, k)` of `[N, K]` is half `k % 2` (low
+/// first) of word `n · ⌈K/2⌉ + k / 2`, IEEE binary16 rounded to nearest even; an odd K pads each
+/// row with a zero half.
+pub mod half_pairs {
+    use crate::error::{Error, Result};
+
+    pub fn words_per_row(k: usize) -> usize {
+        k.div_ceil(2)
+    }
+
+    /// Pack a row-major `[n, k]` f32 matrix (values beyond f16's range become ±inf, as a cast does).
+    pub fn pack(values: &[f32], n: usize, k: usize) -> Result<Vec<u32>> {
+        if Some(values.len()) != n.checked_mul(k) {
+            return Err(Error::Invalid(format!("f16 pack: {} values for [{n}, {k}]", values.len())));
+        }
+        let wpr = words_per_row(k);
+        let mut out = vec![0u32; n * wpr];
+        for r in 0..n {
+            for j in 0..k {
+                let h = half::f16::from_f32(values[r * k + j]).to_bits() as u32;
+                out[r * wpr + j / 2] |= h << (16 * (j % 2));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `[n, k]` f32 values of packed halves.
+    pub fn unpack(words: &[u32], n: usize, k: usize) -> Result<Vec<f32>> {
+        let wpr = words_per_row(k);
+        if Some(words.len()) != n.checked_mul(wpr) {
+            return Err(Error::Invalid(format!("f16 unpack: {} words for [{n}, {k}] (need {n} x {wpr})", words.len())));
+        }
+        let mut out = Vec::with_capacity(n * k);
+        for r in 0..n {
+            for j in 0..k {
+                out.push(half::f16::from_bits((words[r * wpr + j / 2] >> (16 * (j % 2))) as u16).to_f32());
             }
         }
         Ok(out)
@@ -754,6 +806,24 @@ pub mod check {
             return Err(Error::Invalid(format!("bit_linear: eps must be a positive finite number, got {eps}")));
         }
         Ok((m, k, n))
+    }
+
+    /// Returns `(m, k, n)`.
+    pub fn matmul_f16(x: &impl TensorMeta, w: &impl TensorMeta) -> Result<(usize, usize, usize)> {
+        const OP: &str = "matmul_f16";
+        f32_nonempty(OP, x)?;
+        if w.dtype() != DType::U32 {
+            return Err(Error::DType { op: OP, expected: DType::U32, got: w.dtype() });
+        }
+        nonempty(OP, w)?;
+        let (m, k) = match *x.shape() {
+            [m, k] => (m, k),
+            ref s => return Err(Error::Shape { op: OP, detail: format!("x must be [M, K], got {s:?}") }),
+        };
+        match *w.shape() {
+            [n, kw] if kw == half_pairs::words_per_row(k) => Ok((m, k, n)),
+            ref s => Err(Error::Shape { op: OP, detail: format!("f16 weights must be [N, {}] for K = {k}, got {s:?}", half_pairs::words_per_row(k)) }),
+        }
     }
 
     /// Returns `(rows, d)` for ops over the last dim.

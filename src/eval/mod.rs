@@ -109,11 +109,19 @@ pub fn evaluate_cpu(
 /// backend, in length-sorted batches ([`batches`]): the GPU path reads back only each batch's
 /// final logits (one submission per batch).
 pub async fn logits<B: Backend>(be: &B, model: &Model<B>, tk: &TextTokenizer, task: Task, examples: &[Example]) -> Result<Vec<Vec<f32>>> {
+    logits_batched(be, model, tk, task, examples, MAX_BATCH).await
+}
+
+/// [`logits`] with at most `max_batch` sequences per batch (1: one at a time).
+pub async fn logits_batched<B: Backend>(be: &B, model: &Model<B>, tk: &TextTokenizer, task: Task, examples: &[Example], max_batch: usize) -> Result<Vec<Vec<f32>>> {
+    if max_batch == 0 {
+        return Err(Error::Invalid("the batch size must be positive".into()));
+    }
     let head_task = check_head(model, task)?;
     let seqs = encode_all(tk, examples)?;
     let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
     let mut out = vec![Vec::new(); examples.len()];
-    for batch in batches(&lengths, MAX_BATCH, MAX_BATCH_TOKENS) {
+    for batch in batches(&lengths, max_batch, MAX_BATCH_TOKENS) {
         let refs: Vec<&[u32]> = batch.iter().map(|&i| seqs[i].as_slice()).collect();
         let logits = be.read(&model.classify_batch(be, &refs, Some(head_task))?).await?;
         let v = logits.as_f32("logits")?;

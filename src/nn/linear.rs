@@ -169,12 +169,22 @@ pub struct BitLinear<B: Backend> {
 #[derive(Clone, Debug)]
 pub enum Linear<B: Backend> {
     Dense { w: RowBlocks<B>, b: Option<B::Tensor> },
+    /// Weights `[N, K]` stored as f16 pairs (u32 `[N, ⌈K/2⌉]`, [`crate::backend::half_pairs`]).
+    Half { w: B::Tensor, n: usize, b: Option<B::Tensor> },
     Bit(BitLinear<B>),
 }
 
 impl<B: Backend> Linear<B> {
     pub fn dense(be: &B, w: &HostTensor, b: Option<&HostTensor>) -> Result<Self> {
-        Ok(Linear::Dense { w: RowBlocks::upload(be, w)?, b: b.map(|b| be.upload(b)).transpose()? })
+        let b = b.map(|b| be.upload(b)).transpose()?;
+        if be.half_weights() {
+            if let [n, k] = *w.shape.as_slice() {
+                let words = crate::backend::half_pairs::pack(w.as_f32("weight")?, n, k)?;
+                let packed = HostTensor::u32(&[n, crate::backend::half_pairs::words_per_row(k)], words)?;
+                return Ok(Linear::Half { w: be.upload(&packed)?, n, b });
+            }
+        }
+        Ok(Linear::Dense { w: RowBlocks::upload(be, w)?, b })
     }
 
     pub fn bit(be: &B, t: &TernaryWeights, norm: &HostTensor) -> Result<Self> {
@@ -190,6 +200,7 @@ impl<B: Backend> Linear<B> {
     pub fn out_features(&self) -> usize {
         match self {
             Linear::Dense { w, .. } => w.n,
+            Linear::Half { n, .. } => *n,
             Linear::Bit(b) => b.n,
         }
     }
@@ -199,6 +210,13 @@ impl<B: Backend> Linear<B> {
         match self {
             Linear::Dense { w, b } => {
                 let y = w.matmul_t(be, x)?;
+                match b {
+                    Some(b) => be.binary(Binary::Add, &y, b),
+                    None => Ok(y),
+                }
+            }
+            Linear::Half { w, b, .. } => {
+                let y = be.matmul_f16(x, w)?;
                 match b {
                     Some(b) => be.binary(Binary::Add, &y, b),
                     None => Ok(y),

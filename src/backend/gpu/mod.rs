@@ -159,6 +159,8 @@ pub struct GpuBackend {
     pool: Arc<Pool>,
     /// A binding size below the device's, when set ([`GpuBackend::limit_binding_bytes`]).
     binding_cap: std::cell::Cell<Option<u64>>,
+    /// Store dense weights of models loaded from now on in f16 ([`Backend::half_weights`]).
+    half_weights: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -180,6 +182,7 @@ impl GpuBackend {
             scopes: RefCell::new(Vec::new()),
             pool: Arc::new(Pool { ctx: ctx.clone(), free: std::sync::Mutex::new(std::collections::HashMap::new()) }),
             binding_cap: std::cell::Cell::new(None),
+            half_weights: std::cell::Cell::new(false),
             ctx,
         }
     }
@@ -189,6 +192,11 @@ impl GpuBackend {
     /// splitting on devices whose limit is far larger than any test model.
     pub fn limit_binding_bytes(&self, bytes: Option<u64>) {
         self.binding_cap.set(bytes);
+    }
+
+    /// Store the dense weights of models loaded from now on in f16 (`matmul_f16.wgsl`).
+    pub fn set_half_weights(&self, on: bool) {
+        self.half_weights.set(on);
     }
 
     /// Acquire a device ([`GpuContext::acquire`]) and wrap it.
@@ -390,6 +398,10 @@ impl Backend for GpuBackend {
         self.max_binding_bytes()
     }
 
+    fn half_weights(&self) -> bool {
+        self.half_weights.get()
+    }
+
     fn upload(&self, h: &HostTensor) -> Result<GpuTensor> {
         let bytes: &[u8] = match &h.data {
             Data::F32(v) => bytemuck::cast_slice(v),
@@ -554,6 +566,12 @@ impl Backend for GpuBackend {
         let dims = check::ternary_matmul(x, packed)?;
         self.own_all(&[x, packed])?;
         kernels::ternary_matmul::run(self, x, packed, dims)
+    }
+
+    fn matmul_f16(&self, x: &GpuTensor, w: &GpuTensor) -> Result<GpuTensor> {
+        let dims = check::matmul_f16(x, w)?;
+        self.own_all(&[x, w])?;
+        kernels::matmul_f16::run(self, x, w, dims)
     }
 
     fn rope(&self, x: &GpuTensor, cos: &GpuTensor, sin: &GpuTensor) -> Result<GpuTensor> {

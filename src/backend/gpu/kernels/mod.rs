@@ -13,6 +13,7 @@ pub mod gather;
 pub mod gla;
 pub mod last_token;
 pub mod matmul;
+pub mod matmul_f16;
 pub mod quantize_i8;
 pub mod reduce;
 pub mod rms_norm;
@@ -39,7 +40,7 @@ pub struct Kernel {
 pub const WG: u32 = 256;
 
 /// All kernels, for tests and for warming the pipeline cache.
-pub const ALL: [&Kernel; 17] = [
+pub const ALL: [&Kernel; 18] = [
     &attention::KERNEL,
     &binary::KERNEL,
     &copy::KERNEL,
@@ -48,6 +49,7 @@ pub const ALL: [&Kernel; 17] = [
     &gla::KERNEL,
     &last_token::KERNEL,
     &matmul::KERNEL,
+    &matmul_f16::KERNEL,
     &quantize_i8::KERNEL,
     &reduce::KERNEL,
     &rms_norm::KERNEL,
