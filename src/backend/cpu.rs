@@ -264,31 +264,42 @@ pub fn ternary_matmul_host(x: &[f32], packed: &[u32], m: usize, k: usize, n: usi
             return Err(Error::Invalid(format!("ternary_matmul: non-zero padding in row {r}")));
         }
     }
+    // Decode each weight row once into its non-zero entries in increasing j: the index, with
+    // the sign in the top bit. Then every output is a run of additions and subtractions over one
+    // activation row (negating = flipping the sign bit, no multiply), in the same order as the
+    // GPU kernel, so the two give the same bits. Rows are decoded 64 at a time, so the decoded
+    // entries stay small (and in cache) whatever the matrix size.
+    const NEG: u32 = 1 << 31;
+    const ROWS: usize = 64;
     let mut out = vec![0f32; m * n];
-    // Inputs outermost: one activation row stays in cache while every (small, packed) weight row
-    // passes over it.
-    for i in 0..m {
-        let xi = &x[i * k..(i + 1) * k];
-        for r in 0..n {
-            let row = &packed[r * wpr..(r + 1) * wpr];
-            let mut acc = 0f32;
-            for (w, &word) in row.iter().enumerate() {
-                let base = w * super::ternary::PER_WORD;
-                // Visit the non-zero codes in increasing j (the same order as the GPU kernel, so
-                // both give the same bits): jump to the next one with trailing_zeros.
+    let mut entries: Vec<u32> = Vec::with_capacity(ROWS * k);
+    let mut starts = Vec::with_capacity(ROWS + 1);
+    for r0 in (0..n).step_by(ROWS) {
+        let r1 = (r0 + ROWS).min(n);
+        entries.clear();
+        starts.clear();
+        for r in r0..r1 {
+            starts.push(entries.len());
+            for (w, &word) in packed[r * wpr..(r + 1) * wpr].iter().enumerate() {
+                let base = (w * super::ternary::PER_WORD) as u32;
                 let mut bits = word;
                 while bits != 0 {
                     let shift = bits.trailing_zeros() & !1;
-                    let j = base + (shift / 2) as usize;
-                    if (bits >> shift) & 3 == 1 {
-                        acc += xi[j];
-                    } else {
-                        acc -= xi[j];
-                    }
+                    let sign = if (bits >> shift) & 3 == 1 { 0 } else { NEG };
+                    entries.push((base + shift / 2) | sign);
                     bits &= !(3u32 << shift);
                 }
             }
-            out[i * n + r] = acc;
+        }
+        starts.push(entries.len());
+        for (xi, yi) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+            for (r, y) in yi[r0..r1].iter_mut().enumerate() {
+                let mut acc = 0f32;
+                for &e in &entries[starts[r]..starts[r + 1]] {
+                    acc += f32::from_bits(xi[(e & !NEG) as usize].to_bits() ^ (e & NEG));
+                }
+                *y = acc;
+            }
         }
     }
     Ok(out)
