@@ -54,7 +54,7 @@ fn rope_at_position_zero_is_identity() {
     let be = CpuBackend::new();
     let (cos, sin) = trilemma::nn::rope::tables(1, 6, 10_000.0, 0).unwrap();
     let x = HostTensor::f32(&[2, 1, 6], (0..12).map(|i| i as f32 - 3.5).collect()).unwrap();
-    let y = trilemma::nn::rope::apply(&be, &be.upload(&x).unwrap(), &be.upload(&cos).unwrap(), &be.upload(&sin).unwrap()).unwrap();
+    let y = be.rope(&be.upload(&x).unwrap(), &be.upload(&cos).unwrap(), &be.upload(&sin).unwrap()).unwrap();
     assert_eq!(block(be.read(&y)).unwrap(), x);
 }
 

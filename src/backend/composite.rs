@@ -5,7 +5,7 @@
 use super::{check, Backend, Binary, HostTensor, Reduce, Unary};
 use crate::error::Result;
 use crate::nn::linear::ACT_SCALE_FLOOR;
-use crate::nn::repeat_heads;
+use crate::nn::{repeat_heads, scalar};
 
 /// A large finite negative number for masked exponents (WGSL may assume no infinities).
 pub const MASK_NEG: f32 = -1e30;
@@ -107,7 +107,7 @@ pub fn last_token<B: Backend>(be: &B, x: &B::Tensor, lengths: &[usize]) -> Resul
 pub fn quantize_activations<B: Backend>(be: &B, y: &B::Tensor) -> Result<(B::Tensor, B::Tensor)> {
     let amax = be.reduce(Reduce::Max, &be.unary(Unary::Abs, y)?)?; // [T, 1]
     let amax = be.unary(Unary::Clamp { lo: ACT_SCALE_FLOOR, hi: f32::MAX }, &amax)?;
-    let s = be.binary(Binary::Div, &be.upload(&HostTensor::f32(&[1], vec![127.0])?)?, &amax)?; // [T, 1]
+    let s = be.binary(Binary::Div, &scalar(be, 127.0)?, &amax)?; // [T, 1]
     let q = be.unary(Unary::Round, &be.binary(Binary::Mul, y, &s)?)?;
     let q = be.unary(Unary::Clamp { lo: -128.0, hi: 127.0 }, &q)?;
     Ok((q, s))

@@ -9,7 +9,7 @@ pub use metrics::{
 };
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::{Backend, TensorMeta};
+use crate::backend::{Backend, HostTensor, TensorMeta};
 use crate::data::{Example, Split, Task};
 use crate::error::{Error, Result};
 use crate::models::Model;
@@ -41,37 +41,57 @@ pub fn batches(lengths: &[usize], max_batch: usize, max_tokens: usize) -> Vec<Ve
     out
 }
 
-fn check_head<B: Backend>(model: &Model<B>, task: Task) -> Result<&'static str> {
-    let head_task = task.model_task().name();
-    let classes = model.head(Some(head_task))?.shape()[0];
-    if classes != task.num_labels() as usize {
-        return Err(Error::Invalid(format!("the model's head for {task} has {classes} classes, but {task} has {}", task.num_labels())));
-    }
-    Ok(head_task)
+/// The work of one evaluation loop: `task`'s head name (refused when its class count differs
+/// from the task's), every example's token ids, and the length-sorted batches to run them in.
+struct Plan {
+    head_task: &'static str,
+    seqs: Vec<Vec<u32>>,
+    batches: Vec<Vec<usize>>,
 }
 
-fn encode_all(tk: &TextTokenizer, examples: &[Example]) -> Result<Vec<Vec<u32>>> {
-    examples.iter().map(|e| tk.encode_example(&e.text_a, e.text_b.as_deref())).collect()
+impl Plan {
+    fn new<B: Backend>(model: &Model<B>, tk: &TextTokenizer, task: Task, examples: &[Example], max_batch: usize) -> Result<Self> {
+        if max_batch == 0 {
+            return Err(Error::Invalid("the batch size must be positive".into()));
+        }
+        let head_task = task.model_task().name();
+        let classes = model.head(Some(head_task))?.shape()[0];
+        if classes != task.num_labels() as usize {
+            return Err(Error::Invalid(format!("the model's head for {task} has {classes} classes, but {task} has {}", task.num_labels())));
+        }
+        let seqs = examples.iter().map(|e| tk.encode_example(&e.text_a, e.text_b.as_deref())).collect::<Result<Vec<_>>>()?;
+        let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
+        let batches = batches(&lengths, max_batch, MAX_BATCH_TOKENS);
+        Ok(Self { head_task, seqs, batches })
+    }
+
+    /// Batch `b`'s logits, as read back for that batch, into `out` (one row per example).
+    fn scatter(&self, b: usize, logits: &HostTensor, out: &mut [Vec<f32>]) -> Result<()> {
+        let batch = &self.batches[b];
+        let v = logits.as_f32("logits")?;
+        let c = v.len() / batch.len();
+        for (row, &i) in batch.iter().enumerate() {
+            out[i] = v[row * c..(row + 1) * c].to_vec();
+        }
+        Ok(())
+    }
+
+    fn batch(&self, b: usize) -> Vec<&[u32]> {
+        self.batches[b].iter().map(|&i| self.seqs[i].as_slice()).collect()
+    }
 }
 
 /// Predicted labels of `model` on `examples` with `task`'s head (MNLI mismatched uses the MNLI
 /// head) on the CPU backend, in length-sorted batches ([`batches`]). A head whose class count
 /// differs from the task's is refused.
 pub fn predict_cpu(be: &CpuBackend, model: &Model<CpuBackend>, tk: &TextTokenizer, task: Task, examples: &[Example]) -> Result<Vec<u32>> {
-    let head_task = check_head(model, task)?;
-    let seqs = encode_all(tk, examples)?;
-    let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
-    let mut preds = vec![0u32; examples.len()];
-    for batch in batches(&lengths, MAX_BATCH, MAX_BATCH_TOKENS) {
-        let refs: Vec<&[u32]> = batch.iter().map(|&i| seqs[i].as_slice()).collect();
-        let logits = be.read_sync(&model.classify_batch(be, &refs, Some(head_task))?)?;
-        let v = logits.as_f32("logits")?;
-        let c = v.len() / batch.len();
-        for (row, &i) in batch.iter().enumerate() {
-            preds[i] = crate::demo::top_k(&v[row * c..(row + 1) * c], 1)[0].0 as u32;
-        }
+    let plan = Plan::new(model, tk, task, examples, MAX_BATCH)?;
+    let mut rows = vec![Vec::new(); examples.len()];
+    for b in 0..plan.batches.len() {
+        let logits = be.read_sync(&model.classify_batch(be, &plan.batch(b), Some(plan.head_task))?)?;
+        plan.scatter(b, &logits, &mut rows)?;
     }
-    Ok(preds)
+    Ok(argmax_rows(&rows))
 }
 
 /// One task scored on one split, with the majority-class baseline beside it.
@@ -114,21 +134,11 @@ pub async fn logits<B: Backend>(be: &B, model: &Model<B>, tk: &TextTokenizer, ta
 
 /// [`logits`] with at most `max_batch` sequences per batch (1: one at a time).
 pub async fn logits_batched<B: Backend>(be: &B, model: &Model<B>, tk: &TextTokenizer, task: Task, examples: &[Example], max_batch: usize) -> Result<Vec<Vec<f32>>> {
-    if max_batch == 0 {
-        return Err(Error::Invalid("the batch size must be positive".into()));
-    }
-    let head_task = check_head(model, task)?;
-    let seqs = encode_all(tk, examples)?;
-    let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
+    let plan = Plan::new(model, tk, task, examples, max_batch)?;
     let mut out = vec![Vec::new(); examples.len()];
-    for batch in batches(&lengths, max_batch, MAX_BATCH_TOKENS) {
-        let refs: Vec<&[u32]> = batch.iter().map(|&i| seqs[i].as_slice()).collect();
-        let logits = be.read(&model.classify_batch(be, &refs, Some(head_task))?).await?;
-        let v = logits.as_f32("logits")?;
-        let c = v.len() / batch.len();
-        for (row, &i) in batch.iter().enumerate() {
-            out[i] = v[row * c..(row + 1) * c].to_vec();
-        }
+    for b in 0..plan.batches.len() {
+        let logits = be.read(&model.classify_batch(be, &plan.batch(b), Some(plan.head_task))?).await?;
+        plan.scatter(b, &logits, &mut out)?;
     }
     Ok(out)
 }

@@ -12,7 +12,7 @@
 
 use super::config::{Cfg, Common};
 use super::{load_mlp, pre_norm_block, take_norm, Mlp};
-use crate::backend::{composite, Backend, Binary, HostTensor, TensorMeta, Unary};
+use crate::backend::{check, Backend, Binary, HostTensor, Unary};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
 use crate::nn::{linear::Linear, merge_heads, repeat_heads, scalar, split_heads};
@@ -193,8 +193,7 @@ impl<B: Backend> GlaAttention<B> {
 /// Per-step recurrence (§3.3.6): q (already scaled), k `[nh, T, dk]`, v `[nh, T, dv]`, log decay
 /// `[nh, T, dk]` -> o `[nh, T, dv]`.
 pub fn recurrent<B: Backend>(be: &B, q: &B::Tensor, k: &B::Tensor, v: &B::Tensor, lg: &B::Tensor) -> Result<B::Tensor> {
-    let (nh, t, dk) = dims3(q)?;
-    let dv = v.shape()[2];
+    let (nh, t, dk, dv) = check::gla(q, k, v, lg, 1)?; // the same shapes as chunks of one token
     let mut s = be.upload(&HostTensor::f32(&[nh, dk, dv], vec![0.0; nh * dk * dv])?)?;
     let mut outs = Vec::with_capacity(t);
     for i in 0..t {
@@ -208,15 +207,6 @@ pub fn recurrent<B: Backend>(be: &B, q: &B::Tensor, k: &B::Tensor, v: &B::Tensor
     be.concat(&refs, 1)
 }
 
-/// Chunkwise-parallel form (§3.4): the primitive-op composition ([`composite::gla_chunked`]),
-/// i.e. what the CPU runs and what the fused `gla.wgsl` kernel is checked against.
-pub fn chunked<B: Backend>(be: &B, q: &B::Tensor, k: &B::Tensor, v: &B::Tensor, lg: &B::Tensor, chunk: usize) -> Result<B::Tensor> {
-    composite::gla_chunked(be, q, k, v, lg, chunk)
-}
-
-fn dims3(x: &impl TensorMeta) -> Result<(usize, usize, usize)> {
-    match *x.shape() {
-        [a, b, c] => Ok((a, b, c)),
-        ref s => Err(Error::Shape { op: "gla", detail: format!("expected [nh, T, dk], got {s:?}") }),
-    }
-}
+/// Chunkwise-parallel form (§3.4): the primitive-op composition, i.e. what the CPU runs and what
+/// the fused `gla.wgsl` kernel is checked against.
+pub use crate::backend::composite::gla_chunked as chunked;

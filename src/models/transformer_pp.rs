@@ -143,4 +143,3 @@ impl<B: Backend> Attention<B> {
     }
 }
 
-pub use crate::backend::composite::causal_mask;

@@ -207,22 +207,14 @@ impl<B: Backend> Linear<B> {
 
     /// x `[T, K]` -> `[T, N]`.
     pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
-        match self {
-            Linear::Dense { w, b } => {
-                let y = w.matmul_t(be, x)?;
-                match b {
-                    Some(b) => be.binary(Binary::Add, &y, b),
-                    None => Ok(y),
-                }
-            }
-            Linear::Half { w, b, .. } => {
-                let y = be.matmul_f16(x, w)?;
-                match b {
-                    Some(b) => be.binary(Binary::Add, &y, b),
-                    None => Ok(y),
-                }
-            }
-            Linear::Bit(bl) => bl.forward(be, x),
+        let (y, b) = match self {
+            Linear::Dense { w, b } => (w.matmul_t(be, x)?, b),
+            Linear::Half { w, b, .. } => (be.matmul_f16(x, w)?, b),
+            Linear::Bit(bl) => return bl.forward(be, x),
+        };
+        match b {
+            Some(b) => be.binary(Binary::Add, &y, b),
+            None => Ok(y),
         }
     }
 }

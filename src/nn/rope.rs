@@ -2,7 +2,7 @@
 //! (specs/models.md §2.3): for j < hd/2 the pair `(x_j, x_{j+hd/2})` is rotated by
 //! `φ(p, j) = p · θ^(−2j/hd)`.
 
-use crate::backend::{Backend, HostTensor};
+use crate::backend::HostTensor;
 use crate::error::{Error, Result};
 
 /// `cos` and `sin` tables `[T, hd]` for positions `offset..offset+T` (each half repeated, so the
@@ -26,9 +26,4 @@ pub fn tables(t: usize, hd: usize, theta: f64, offset: usize) -> Result<(HostTen
         }
     }
     Ok((HostTensor::f32(&[t, hd], cos)?, HostTensor::f32(&[t, hd], sin)?))
-}
-
-/// Apply RoPE to `x [nh, T, hd]` with uploaded tables `[T, hd]` (the backend's fused op).
-pub fn apply<B: Backend>(be: &B, x: &B::Tensor, cos: &B::Tensor, sin: &B::Tensor) -> Result<B::Tensor> {
-    be.rope(x, cos, sin)
 }
