@@ -31,7 +31,7 @@ pub fn accuracy(preds: &[u32], labels: &[u32]) -> Result<f64> {
 
 /// The 2×2 confusion matrix of a binary task with positive class 1 (the GLUE convention for
 /// MRPC "equivalent" and QQP "duplicate").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BinaryCounts {
     pub true_pos: u64,
     pub false_pos: u64,
@@ -137,7 +137,7 @@ pub fn majority_baseline(task: Task, train_labels: &[u32], eval_labels: &[u32]) 
 /// `score` is the single number GLUE ranks by, as in the GLUE leaderboard and AdvGLUE's
 /// `evaluate.py`: the mean of F1 and accuracy for MRPC/QQP, MCC for CoLA, accuracy otherwise.
 /// (The HF GLUE metric reports only MCC for CoLA; accuracy is extra here, for the E-P-R tables.)
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GlueScore {
     pub task: Task,
     /// Number of examples scored.
@@ -178,7 +178,7 @@ pub fn glue_score(task: Task, preds: &[u32], labels: &[u32]) -> Result<GlueScore
 }
 
 /// The official AdvGLUE score (`evaluate.py`, methods.md §6).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdvGlueScore {
     /// Task scores in the order sst2, qqp, mnli, qnli, rte; `mnli` is the plain mean of the
     /// mnli and mnli-mm scores (not weighted by their sizes 121 and 162).
