@@ -276,3 +276,50 @@ fn trilemma_run_and_report_on_the_command_line() {
     assert!(!ok && err.contains("not a Trilemma results file"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn gpu() -> Option<Arc<trilemma::backend::gpu::GpuContext>> {
+    match pollster::block_on(trilemma::backend::gpu::GpuContext::acquire()) {
+        Ok(c) => Some(c),
+        Err(e) if std::env::var("TRILEMMA_REQUIRE_GPU").as_deref() == Ok("1") => panic!("GPU required: {e}"),
+        Err(e) => {
+            eprintln!("SKIP: no GPU adapter ({e})");
+            None
+        }
+    }
+}
+
+#[test]
+fn a_webgpu_run_matches_the_cpu_and_a_lost_device_hands_over_to_the_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let json = r#"{"models": ["gla", "hgrn_bit"], "tasks": ["sst2", "rte"], "splits": ["validation"], "backend": "webgpu", "limit": 10, "bootstrap": 20, "batch": 4}"#;
+    let s = spec(json);
+    let mut sink = |_: &Progress| {};
+    let mut hooks = NativeHooks::new(&mut sink, Arc::new(AtomicBool::new(false)));
+    let g = native::run(&s, &assets(), Some(ctx.clone()), &mut hooks).unwrap();
+    assert_eq!(g.provenance.backend.kind, "webgpu");
+    assert_eq!(g.provenance.fallback, None);
+    assert!(g.units.iter().all(|u| u.backend == "webgpu" && u.timing.peak_gpu_bytes.unwrap_or(0) > 0));
+    let mut cpu_spec = s.clone();
+    cpu_spec.backend = trilemma::backend::BackendChoice::Cpu;
+    let c = run(&cpu_spec);
+    for (a, b) in g.units.iter().zip(&c.units) {
+        let la: Vec<u32> = a.predictions.iter().map(|p| p.prediction).collect();
+        let lb: Vec<u32> = b.predictions.iter().map(|p| p.prediction).collect();
+        assert_eq!(la, lb, "{} {}: GPU and CPU labels", a.model, a.task);
+    }
+    // The device is lost after the first evaluation: the rest runs on the CPU, and says so.
+    let lose = ctx.clone();
+    let mut on_progress = move |p: &Progress| {
+        if p.unit == 1 && p.done == 0 {
+            lose.simulate_device_loss();
+        }
+    };
+    let mut hooks = NativeHooks::new(&mut on_progress, Arc::new(AtomicBool::new(false)));
+    let r = native::run(&s, &assets(), Some(ctx), &mut hooks).unwrap();
+    assert!(r.status.complete, "the run completes");
+    assert_eq!(r.units.len(), 4);
+    assert_eq!(r.units[0].backend, "webgpu");
+    assert!(r.units[1..].iter().all(|u| u.backend == "cpu"));
+    assert_eq!(r.provenance.backend.kind, "cpu");
+    assert!(r.provenance.fallback.as_deref().unwrap().contains("WebGPU failed"), "{:?}", r.provenance.fallback);
+}

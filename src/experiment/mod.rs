@@ -16,7 +16,10 @@ pub mod spec;
 pub use spec::{Spec, Unit, BUNDLED_MODELS};
 
 use crate::backend::count::{CountBackend, OpCounts};
+use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::{GpuBackend, GpuContext};
 use crate::backend::{Backend, BackendChoice, BackendInfo};
+use std::sync::Arc;
 use crate::data::{AttackLevel, Example, GlueMetric, Split, Task};
 use crate::error::{Error, Result};
 use crate::eval::{self, bootstrap_ci, glue_score};
@@ -133,8 +136,8 @@ pub trait Hooks {
     /// Gives the host a turn between batches (the page: a macrotask, so a cancel message can
     /// arrive); natively nothing.
     fn pause(&self) -> impl Future<Output = ()>;
-    /// Peak memory so far: (wasm heap or process resident bytes, GPU buffer bytes).
-    fn memory(&self) -> (Option<u64>, Option<u64>);
+    /// Peak host memory so far: the wasm heap in the page, resident bytes natively.
+    fn memory(&self) -> Option<u64>;
 }
 
 /// A number with its seeded bootstrap 95% interval.
@@ -391,6 +394,7 @@ fn softmax(logits: &[f32]) -> Vec<f32> {
 pub async fn run_units<B: Backend, H: Hooks>(
     spec: &Spec,
     be: &B,
+    gpu: Option<&GpuContext>,
     models: &[LoadedModel<B>],
     data: &[Dataset],
     units: &mut Vec<UnitResult>,
@@ -450,7 +454,7 @@ pub async fn run_units<B: Backend, H: Hooks>(
             hooks.pause().await;
         }
         let seconds = (hooks.now_ms() - t_unit) / 1000.0;
-        let mut result = score_unit(spec, lm, unit, examples, &plan.seqs, &rows, per_example_ms, seconds, hooks.memory())?;
+        let mut result = score_unit(spec, lm, unit, examples, &plan.seqs, &rows, per_example_ms, seconds, (hooks.memory(), gpu.map(|g| g.memory().peak)))?;
         result.backend = be.info().kind;
         units.push(result);
         before += n;
@@ -572,6 +576,63 @@ fn score_unit<B: Backend>(
         timing,
         predictions,
     })
+}
+
+/// The files of a model folder a run reads and hashes (single-file safetensors checkpoints; the
+/// CLI also reads sharded ones).
+pub const MODEL_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
+
+/// A model folder as `file name -> bytes`, by the spec's model name.
+pub type Folders = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+
+fn load_models<B: Backend>(be: &B, spec: &Spec, folders: &Folders, check: &dyn Fn(&BTreeMap<String, Vec<u8>>) -> Result<()>) -> Result<Vec<LoadedModel<B>>> {
+    spec.models
+        .iter()
+        .map(|m| {
+            let files = folders.get(m).ok_or_else(|| Error::Invalid(format!("the run was given no files for model {m}")))?;
+            check(files)?;
+            LoadedModel::load(be, m, files).map_err(|e| match e {
+                Error::Invalid(msg) => Error::Invalid(format!("model {m}: {msg}")),
+                other => other,
+            })
+        })
+        .collect()
+}
+
+/// Runs a whole spec — the one function behind `trilemma run` and the page. The backend is the
+/// spec's choice: the GPU (`gpu`: the acquired context, or why there is none) when
+/// [`BackendChoice::use_gpu`] accepts it and the models fit, else the CPU; a GPU that fails
+/// mid-run leaves its finished units and the CPU runs the rest. Results say which backend ran
+/// and why the CPU did, when it did.
+pub async fn run<H: Hooks>(spec: &Spec, gpu: std::result::Result<Arc<GpuContext>, String>, folders: &Folders, data: &[Dataset], hooks: &mut H) -> Result<Results> {
+    let t0 = hooks.now_ms();
+    let mut units: Vec<UnitResult> = Vec::new();
+    let mut fallback: Option<String> = None;
+    if spec.backend != BackendChoice::Cpu {
+        match spec.backend.use_gpu(gpu.as_ref().map(|c| c.is_software()).map_err(Clone::clone)) {
+            Ok(()) => {
+                let ctx = gpu.expect("use_gpu accepted a context");
+                let be = GpuBackend::new(ctx.clone());
+                let fits = |files: &BTreeMap<String, Vec<u8>>| be.check_fits(&Checkpoint::from_files(files)?.tensors).map(|_| ());
+                match load_models(&be, spec, folders, &fits) {
+                    Ok(models) => match run_units(spec, &be, Some(&ctx), &models, data, &mut units, hooks).await {
+                        Ok(finished) => {
+                            let prov = Provenance::new(spec, &be, None, &models, data);
+                            return assemble(spec, prov, units, !finished, (hooks.now_ms() - t0) / 1000.0);
+                        }
+                        Err(e) => fallback = Some(format!("WebGPU failed ({e}); the remaining evaluations ran on the CPU")),
+                    },
+                    Err(e) => fallback = Some(format!("the GPU could not hold the models ({e}); ran on the CPU")),
+                }
+            }
+            Err(why) => fallback = Some(why),
+        }
+    }
+    let be = CpuBackend::new();
+    let models = load_models(&be, spec, folders, &|_| Ok(()))?;
+    let finished = run_units(spec, &be, None, &models, data, &mut units, hooks).await?;
+    let prov = Provenance::new(spec, &be, fallback, &models, data);
+    assemble(spec, prov, units, !finished, (hooks.now_ms() - t0) / 1000.0)
 }
 
 /// The results of a run: its units plus the numbers across units.

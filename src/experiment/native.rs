@@ -2,10 +2,9 @@
 //! the backend chosen as the spec asks (wgpu when a GPU is wanted and usable, else the CPU),
 //! a GPU that fails mid-run replaced by the CPU for the remaining units.
 
-use super::{assemble, run_units, Dataset, Hooks, LoadedModel, Progress, Results, Spec, UnitResult, BUNDLED_MODELS};
-use crate::backend::cpu::CpuBackend;
-use crate::backend::gpu::{GpuBackend, GpuContext};
-use crate::backend::{Backend, BackendChoice};
+use super::{Dataset, Folders, Hooks, Progress, Results, Spec, BUNDLED_MODELS};
+use crate::backend::gpu::GpuContext;
+use crate::backend::BackendChoice;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,16 +33,31 @@ pub fn model_exists(assets: &Path, name: &str) -> std::result::Result<(), String
     Ok(())
 }
 
-/// Every regular file of a model folder, by name.
+/// The files of a model folder that the loader reads, by name: `config.json`, `tokenizer.json`
+/// and `model.safetensors`, or `model.safetensors.index.json` with the shards it lists. (Model
+/// cards and other files are neither read nor hashed, so the page and the CLI record the same
+/// files.)
 pub fn read_folder(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
-    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", dir.display()));
+    let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| Error::Io(format!("{}: {e}", dir.join(name).display())));
     let mut files = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        if entry.file_type().map_err(io)?.is_file() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            files.insert(name, std::fs::read(entry.path()).map_err(io)?);
+    for name in ["config.json", "tokenizer.json"] {
+        files.insert(name.to_string(), read(name)?);
+    }
+    if dir.join("model.safetensors").is_file() || !dir.join("model.safetensors.index.json").is_file() {
+        files.insert("model.safetensors".to_string(), read("model.safetensors")?);
+    } else {
+        let index = read("model.safetensors.index.json")?;
+        let v: serde_json::Value = serde_json::from_slice(&index).map_err(|e| Error::Invalid(format!("{}: model.safetensors.index.json: {e}", dir.display())))?;
+        let mut shards: Vec<String> = v["weight_map"].as_object().map(|m| m.values().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default();
+        shards.sort();
+        shards.dedup();
+        for s in shards {
+            if s.contains('/') || s.contains("..") {
+                return Err(Error::Invalid(format!("{}: shard name {s:?} is not a file in the folder", dir.display())));
+            }
+            files.insert(s.clone(), read(&s)?);
         }
+        files.insert("model.safetensors.index.json".to_string(), index);
     }
     Ok(files)
 }
@@ -67,12 +81,11 @@ pub struct NativeHooks<'a> {
     start: std::time::Instant,
     on_progress: &'a mut dyn FnMut(&Progress),
     cancel: Arc<AtomicBool>,
-    gpu: Option<Arc<GpuContext>>,
 }
 
 impl<'a> NativeHooks<'a> {
     pub fn new(on_progress: &'a mut dyn FnMut(&Progress), cancel: Arc<AtomicBool>) -> Self {
-        Self { start: std::time::Instant::now(), on_progress, cancel, gpu: None }
+        Self { start: std::time::Instant::now(), on_progress, cancel }
     }
 }
 
@@ -85,78 +98,29 @@ impl Hooks for NativeHooks<'_> {
         self.start.elapsed().as_secs_f64() * 1000.0
     }
     async fn pause(&self) {}
-    fn memory(&self) -> (Option<u64>, Option<u64>) {
-        (peak_rss(), self.gpu.as_ref().map(|g| g.memory().peak))
+    fn memory(&self) -> Option<u64> {
+        peak_rss()
     }
 }
 
-fn load_models<B: Backend>(be: &B, spec: &Spec, folders: &BTreeMap<String, BTreeMap<String, Vec<u8>>>, check: &dyn Fn(&BTreeMap<String, Vec<u8>>) -> Result<()>) -> Result<Vec<LoadedModel<B>>> {
-    spec.models
-        .iter()
-        .map(|m| {
-            let files = &folders[m];
-            check(files)?;
-            LoadedModel::load(be, m, files).map_err(|e| match e {
-                Error::Invalid(msg) => Error::Invalid(format!("model {m}: {msg}")),
-                other => other,
-            })
-        })
-        .collect()
-}
-
-/// Runs `spec` with bundled data from `assets`. `gpu` is the context to use when the spec wants
-/// WebGPU (`None`: acquire one if needed). Returns the results, complete or as far as they got
-/// when `hooks` cancelled.
+/// Runs `spec` with model folders and bundled data read from `assets`. `gpu` is the context to
+/// use when the spec wants WebGPU (`None`: acquire one if needed). Returns the results, complete
+/// or as far as they got when `hooks` cancelled.
 pub fn run(spec: &Spec, assets: &Path, gpu: Option<Arc<GpuContext>>, hooks: &mut NativeHooks) -> Result<Results> {
-    let folders: BTreeMap<String, BTreeMap<String, Vec<u8>>> =
-        spec.models.iter().map(|m| Ok((m.clone(), read_folder(&model_dir(assets, m))?))).collect::<Result<_>>()?;
+    let folders: Folders = spec.models.iter().map(|m| Ok((m.clone(), read_folder(&model_dir(assets, m))?))).collect::<Result<_>>()?;
     let data: Vec<Dataset> = spec
         .data()
         .into_iter()
         .map(|(task, split)| {
-            let rel = crate::data::bundled_path(task, split)?;
-            let path = assets.join(rel);
+            let path = assets.join(crate::data::bundled_path(task, split)?);
             let bytes = std::fs::read(&path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
             Dataset::from_bytes(task, split, &bytes)
         })
         .collect::<Result<_>>()?;
-    let t0 = std::time::Instant::now();
-    let mut units: Vec<UnitResult> = Vec::new();
-    let mut fallback: Option<String> = None;
-    // The GPU, when the spec asks for it and it is usable.
-    if spec.backend != BackendChoice::Cpu {
-        let ctx = match gpu {
-            Some(c) => Ok(c),
-            None => pollster::block_on(GpuContext::acquire()).map_err(|e| e.to_string()),
-        };
-        match spec.backend.use_gpu(ctx.as_ref().map(|c| c.is_software()).map_err(Clone::clone)) {
-            Ok(()) => {
-                let ctx = ctx.expect("use_gpu accepted a context");
-                let be = GpuBackend::new(ctx.clone());
-                let fits = |files: &BTreeMap<String, Vec<u8>>| be.check_fits(&crate::io::Checkpoint::from_files(files)?.tensors).map(|_| ());
-                match load_models(&be, spec, &folders, &fits) {
-                    Ok(models) => {
-                        hooks.gpu = Some(ctx);
-                        let outcome = pollster::block_on(run_units(spec, &be, &models, &data, &mut units, hooks));
-                        hooks.gpu = None;
-                        match outcome {
-                            Ok(finished) => {
-                                let prov = super::Provenance::new(spec, &be, None, &models, &data);
-                                return assemble(spec, prov, units, !finished, t0.elapsed().as_secs_f64());
-                            }
-                            Err(e) => fallback = Some(format!("WebGPU failed ({e}); the remaining evaluations ran on the CPU")),
-                        }
-                    }
-                    Err(e) => fallback = Some(format!("the GPU could not hold the models ({e}); ran on the CPU")),
-                }
-            }
-            Err(why) => fallback = Some(why),
-        }
-    }
-    let be = CpuBackend::new();
-    let models = load_models(&be, spec, &folders, &|_| Ok(()))?;
-    let finished = pollster::block_on(run_units(spec, &be, &models, &data, &mut units, hooks))?;
-    let fallback = if spec.backend == BackendChoice::Cpu { None } else { fallback };
-    let prov = super::Provenance::new(spec, &be, fallback, &models, &data);
-    assemble(spec, prov, units, !finished, t0.elapsed().as_secs_f64())
+    let gpu = match (spec.backend, gpu) {
+        (BackendChoice::Cpu, _) => Err("the CPU backend was chosen".to_string()),
+        (_, Some(c)) => Ok(c),
+        (_, None) => pollster::block_on(GpuContext::acquire()).map_err(|e| e.to_string()),
+    };
+    pollster::block_on(super::run(spec, gpu, &folders, &data, hooks))
 }

@@ -89,11 +89,11 @@ pub fn body(r: &Results) -> Result<String> {
     let p = &r.provenance;
     let _ = write!(
         h,
-        "<p>Backend: <b>{}</b> ({}){} · asked for <code>{:?}</code> · seed {} · {} bootstrap resamples per interval · Trilemma {} ({}) · {} · {:.1} s</p>",
+        "<p>Backend: <b>{}</b> ({}){} · asked for <code>{}</code> · seed {} · {} bootstrap resamples per interval · Trilemma {} ({}) · {} · {:.1} s</p>",
         esc(&p.backend.kind),
         esc(&p.backend.device),
         p.fallback.as_ref().map(|f| format!(" <span class=\"warn\">— {}</span>", esc(f))).unwrap_or_default(),
-        p.backend_choice,
+        format!("{:?}", p.backend_choice).to_lowercase(),
         p.seed,
         p.bootstrap_resamples,
         esc(&p.crate_version),
