@@ -184,6 +184,35 @@ fn the_engine_reports_the_official_advglue_score_of_a_full_run() {
     assert_eq!(r.robustness.len(), 6);
     let sst2 = r.robustness.iter().find(|g| g.task == Task::Sst2).unwrap();
     assert_eq!(sst2.paired_n, Some(131));
+    // Every number carries an interval around it.
+    let [lo, hi] = adv.official_ci95.unwrap();
+    assert!(lo <= official.score && official.score <= hi && lo < hi, "{lo} {} {hi}", official.score);
+    let inside = |e: &trilemma::experiment::Estimate| e.ci95[0] <= e.value && e.value <= e.ci95[1];
+    for l in &adv.levels {
+        assert!(inside(&l.macro_accuracy) && inside(&l.pooled_accuracy), "{l:?}");
+    }
+    // Paired numbers by hand: the clean original and the adversarial version of each example.
+    let unit = |split| r.units.iter().find(|u| u.task == Task::Sst2 && u.split == split).unwrap();
+    let (adv_u, clean_u) = (unit(Split::AdvGlue), unit(Split::AdvGlueOriginal));
+    let right = |p: &trilemma::experiment::Prediction| p.prediction == p.label;
+    let adv_right: std::collections::BTreeMap<u64, bool> = adv_u.predictions.iter().map(|p| (p.idx, right(p))).collect();
+    let clean_acc = clean_u.predictions.iter().filter(|p| right(p)).count() as f64 / 131.0;
+    let adv_acc = clean_u.predictions.iter().filter(|p| adv_right[&p.idx]).count() as f64 / 131.0;
+    let broken = clean_u.predictions.iter().filter(|p| right(p) && !adv_right[&p.idx]).count();
+    assert_eq!(sst2.clean_accuracy.as_ref().unwrap().value, clean_acc);
+    assert_eq!(sst2.adversarial_accuracy.as_ref().unwrap().value, adv_acc);
+    assert!((sst2.accuracy_drop.as_ref().unwrap().value - (clean_acc - adv_acc)).abs() < 1e-12);
+    assert_eq!(sst2.broken, Some(broken));
+    assert!(inside(sst2.accuracy_drop.as_ref().unwrap()));
+    // Word level pooled over tasks = right answers / 455, by hand.
+    let word_right = r
+        .units
+        .iter()
+        .filter(|u| u.split == Split::AdvGlue)
+        .flat_map(|u| &u.predictions)
+        .filter(|p| p.level == Some(trilemma::data::AttackLevel::Word) && right(p))
+        .count();
+    assert_eq!(adv.levels[0].pooled_accuracy.value, word_right as f64 / 455.0);
     // A limited run has no official score and says why.
     let mut limited = s.clone();
     limited.limit = Some(10);

@@ -288,9 +288,9 @@ impl Provenance {
 pub struct LevelSummary {
     pub level: AttackLevel,
     /// Mean of the per-task accuracies over the tasks that have this level.
-    pub macro_accuracy: f64,
+    pub macro_accuracy: Estimate,
     /// All examples of the level pooled.
-    pub pooled_accuracy: f64,
+    pub pooled_accuracy: Estimate,
     pub n: usize,
     pub tasks: usize,
 }
@@ -301,6 +301,8 @@ pub struct AdvGlueSummary {
     pub model: String,
     /// The official score (`evaluate.py`): present when all six AdvGLUE dev tasks ran in full.
     pub official_score: Option<eval::AdvGlueScore>,
+    /// Its bootstrap 95% interval (each task file resampled on its own).
+    pub official_ci95: Option<[f64; 2]>,
     /// Why the official score is absent.
     pub official_missing: Option<String>,
     pub levels: Vec<LevelSummary>,
@@ -314,13 +316,15 @@ pub struct Robustness {
     pub task: Task,
     /// Paired: examples that have a clean original.
     pub paired_n: Option<usize>,
-    pub clean_accuracy: Option<f64>,
-    pub adversarial_accuracy: Option<f64>,
+    pub clean_accuracy: Option<Estimate>,
+    pub adversarial_accuracy: Option<Estimate>,
+    /// Clean − adversarial accuracy on the same examples (paired resamples).
+    pub accuracy_drop: Option<Estimate>,
     /// Right on the original, wrong on its adversarial version, and the reverse.
     pub broken: Option<usize>,
     pub repaired: Option<usize>,
-    /// GLUE dev accuracy − AdvGLUE accuracy (when both ran).
-    pub dev_minus_advglue: Option<f64>,
+    /// GLUE dev accuracy − AdvGLUE accuracy (when both ran; the two resampled independently).
+    pub dev_minus_advglue: Option<Estimate>,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -635,69 +639,125 @@ pub async fn run<H: Hooks>(spec: &Spec, gpu: std::result::Result<Arc<GpuContext>
     assemble(spec, prov, units, !finished, (hooks.now_ms() - t0) / 1000.0)
 }
 
-/// The results of a run: its units plus the numbers across units.
+/// Predictions and labels of a unit.
+fn pairs(u: &UnitResult) -> (Vec<u32>, Vec<u32>) {
+    u.predictions.iter().map(|p| (p.prediction, p.label)).unzip()
+}
+
+fn correct(u: &UnitResult) -> Vec<bool> {
+    u.predictions.iter().map(|p| p.prediction == p.label).collect()
+}
+
+/// Fraction of `true` among `v[idx]`.
+fn frac(v: &[bool], idx: &[usize]) -> f64 {
+    idx.iter().filter(|&&i| v[i]).count() as f64 / idx.len().max(1) as f64
+}
+
+/// The results of a run: its units plus the numbers across units, each with a seeded bootstrap
+/// 95% interval (strata resampled independently: task files, attack levels per task, the two
+/// splits of a gap; clean and adversarial versions of an example resampled together).
 pub fn assemble(spec: &Spec, provenance: Provenance, units: Vec<UnitResult>, cancelled: bool, seconds: f64) -> Result<Results> {
+    let seed = |what: &str| crate::rng::derive_seed(spec.seed, &format!("bootstrap/{what}"));
     let mut advglue = Vec::new();
     let mut robustness = Vec::new();
     for model in &spec.models {
         let mine: Vec<&UnitResult> = units.iter().filter(|u| &u.model == model).collect();
         let adv: Vec<&UnitResult> = mine.iter().copied().filter(|u| u.split == Split::AdvGlue).collect();
         if !adv.is_empty() {
-            let scores = adv
-                .iter()
-                .map(|u| {
-                    let preds: Vec<u32> = u.predictions.iter().map(|p| p.prediction).collect();
-                    let labels: Vec<u32> = u.predictions.iter().map(|p| p.label).collect();
-                    glue_score(u.task, &preds, &labels)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let (official_score, official_missing) = match eval::advglue_score(&scores) {
-                Ok(s) => (Some(s), None),
-                Err(e) => (None, Some(e.to_string())),
+            let data: Vec<(Task, Vec<u32>, Vec<u32>)> = adv.iter().map(|u| {
+                let (p, l) = pairs(u);
+                (u.task, p, l)
+            }).collect();
+            let scores = data.iter().map(|(t, p, l)| glue_score(*t, p, l)).collect::<Result<Vec<_>>>()?;
+            let (official_score, official_ci95, official_missing) = match eval::advglue_score(&scores) {
+                Ok(s) => {
+                    let sizes: Vec<usize> = data.iter().map(|d| d.1.len()).collect();
+                    let (lo, hi) = eval::metrics::bootstrap_strata(&sizes, spec.bootstrap, seed(&format!("{model}/advglue-score")), |idx| {
+                        let resampled = data
+                            .iter()
+                            .zip(idx)
+                            .map(|((t, p, l), ix)| {
+                                let (bp, bl): (Vec<u32>, Vec<u32>) = ix.iter().map(|&i| (p[i], l[i])).unzip();
+                                // The official score takes the full dev size; a resample has it.
+                                glue_score(*t, &bp, &bl)
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        Ok(eval::advglue_score(&resampled)?.score)
+                    })?;
+                    (Some(s), Some([lo, hi]), None)
+                }
+                Err(e) => (None, None, Some(e.to_string())),
             };
             let mut levels = Vec::new();
             for level in AttackLevel::ALL {
-                let cells: Vec<&Group> = adv.iter().filter_map(|u| u.by_level.iter().find(|g| g.name == level.name())).collect();
+                // Per task: which examples have this level, and whether each was right.
+                let cells: Vec<Vec<bool>> = adv
+                    .iter()
+                    .map(|u| u.predictions.iter().filter(|p| p.level == Some(level)).map(|p| p.prediction == p.label).collect::<Vec<bool>>())
+                    .filter(|c| !c.is_empty())
+                    .collect();
                 if cells.is_empty() {
                     continue;
                 }
-                let n: usize = cells.iter().map(|g| g.n).sum();
-                let correct: f64 = cells.iter().map(|g| g.accuracy.value * g.n as f64).sum();
+                let n: usize = cells.iter().map(Vec::len).sum();
+                let sizes: Vec<usize> = cells.iter().map(Vec::len).collect();
+                let macro_of = |idx: &[Vec<usize>]| cells.iter().zip(idx).map(|(c, ix)| frac(c, ix)).sum::<f64>() / cells.len() as f64;
+                let pooled_of = |idx: &[Vec<usize>]| cells.iter().zip(idx).map(|(c, ix)| frac(c, ix) * c.len() as f64).sum::<f64>() / n as f64;
+                let all: Vec<Vec<usize>> = cells.iter().map(|c| (0..c.len()).collect()).collect();
+                let level_seed = seed(&format!("{model}/level/{}", level.name()));
+                let ci = |f: &dyn Fn(&[Vec<usize>]) -> f64| eval::metrics::bootstrap_strata(&sizes, spec.bootstrap, level_seed, |idx| Ok(f(idx))).map(|(a, b)| [a, b]);
                 levels.push(LevelSummary {
                     level,
-                    macro_accuracy: cells.iter().map(|g| g.accuracy.value).sum::<f64>() / cells.len() as f64,
-                    pooled_accuracy: correct / n as f64,
+                    macro_accuracy: Estimate { value: macro_of(&all), ci95: ci(&macro_of)? },
+                    pooled_accuracy: Estimate { value: pooled_of(&all), ci95: ci(&pooled_of)? },
                     n,
                     tasks: cells.len(),
                 });
             }
-            advglue.push(AdvGlueSummary { model: model.clone(), official_score, official_missing, levels });
+            advglue.push(AdvGlueSummary { model: model.clone(), official_score, official_ci95, official_missing, levels });
         }
         for &task in &spec.tasks {
             let get = |split: Split| mine.iter().copied().find(|u| u.task == task && u.split == split);
             let (dev, adv, clean) = (get(Split::Validation), get(Split::AdvGlue), get(Split::AdvGlueOriginal));
-            let acc = |u: Option<&UnitResult>| u.and_then(|u| u.metric("accuracy")).map(|e| e.value);
             let mut r = Robustness {
                 model: model.clone(),
                 task,
                 paired_n: None,
                 clean_accuracy: None,
                 adversarial_accuracy: None,
+                accuracy_drop: None,
                 broken: None,
                 repaired: None,
-                dev_minus_advglue: acc(dev).zip(acc(adv)).map(|(d, a)| d - a),
+                dev_minus_advglue: None,
             };
+            if let (Some(dev), Some(adv)) = (dev, adv) {
+                let (d, a) = (correct(dev), correct(adv));
+                let all = [(0..d.len()).collect::<Vec<_>>(), (0..a.len()).collect()];
+                let gap = |idx: &[Vec<usize>]| frac(&d, &idx[0]) - frac(&a, &idx[1]);
+                let (lo, hi) = eval::metrics::bootstrap_strata(&[d.len(), a.len()], spec.bootstrap, seed(&format!("{model}/{task}/dev-minus-advglue")), |idx| Ok(gap(idx)))?;
+                r.dev_minus_advglue = Some(Estimate { value: gap(&all), ci95: [lo, hi] });
+            }
             if let (Some(adv), Some(clean)) = (adv, clean) {
                 let by_idx: BTreeMap<u64, &Prediction> = adv.predictions.iter().map(|p| (p.idx, p)).collect();
-                let pairs: Vec<(&Prediction, &Prediction)> = clean.predictions.iter().filter_map(|c| by_idx.get(&c.idx).map(|a| (c, *a))).collect();
-                if !pairs.is_empty() {
-                    let k = pairs.len() as f64;
-                    let right = |p: &Prediction| p.prediction == p.label;
-                    r.paired_n = Some(pairs.len());
-                    r.clean_accuracy = Some(pairs.iter().filter(|(c, _)| right(c)).count() as f64 / k);
-                    r.adversarial_accuracy = Some(pairs.iter().filter(|(_, a)| right(a)).count() as f64 / k);
-                    r.broken = Some(pairs.iter().filter(|(c, a)| right(c) && !right(a)).count());
-                    r.repaired = Some(pairs.iter().filter(|(c, a)| !right(c) && right(a)).count());
+                let matched: Vec<(bool, bool)> = clean
+                    .predictions
+                    .iter()
+                    .filter_map(|c| by_idx.get(&c.idx).map(|a| (c.prediction == c.label, a.prediction == a.label)))
+                    .collect();
+                if !matched.is_empty() {
+                    let (c, a): (Vec<bool>, Vec<bool>) = matched.iter().copied().unzip();
+                    let k = matched.len();
+                    let seed = seed(&format!("{model}/{task}/paired"));
+                    let est = |f: &dyn Fn(&[usize]) -> f64| -> Result<Estimate> {
+                        let (lo, hi) = eval::metrics::bootstrap_strata(&[k], spec.bootstrap, seed, |idx| Ok(f(&idx[0])))?;
+                        Ok(Estimate { value: f(&(0..k).collect::<Vec<_>>()), ci95: [lo, hi] })
+                    };
+                    r.paired_n = Some(k);
+                    r.clean_accuracy = Some(est(&|ix| frac(&c, ix))?);
+                    r.adversarial_accuracy = Some(est(&|ix| frac(&a, ix))?);
+                    r.accuracy_drop = Some(est(&|ix| frac(&c, ix) - frac(&a, ix))?);
+                    r.broken = Some(matched.iter().filter(|(c, a)| *c && !*a).count());
+                    r.repaired = Some(matched.iter().filter(|(c, a)| !*c && *a).count());
                 }
             }
             if r.dev_minus_advglue.is_some() || r.paired_n.is_some() {

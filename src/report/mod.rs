@@ -169,19 +169,9 @@ fn charts_section(r: &Results) -> Result<String> {
                 values: levels
                     .iter()
                     .map(|l| {
-                        // Pooled over the tasks that ran; the interval is bootstrapped from the
-                        // pooled predictions.
-                        let preds: Vec<(u32, u32)> = adv_units(r, m)
-                            .flat_map(|u| u.predictions.iter().filter(|p| p.level == Some(*l)).map(|p| (p.prediction, p.label)))
-                            .collect();
-                        if preds.is_empty() {
-                            return None;
-                        }
-                        let (p, lab): (Vec<u32>, Vec<u32>) = preds.into_iter().unzip();
-                        let acc = crate::eval::accuracy(&p, &lab).ok()?;
-                        let seed = crate::rng::derive_seed(r.spec.seed, &format!("report/level/{m}/{}", l.name()));
-                        let ci = crate::eval::bootstrap_ci(&p, &lab, crate::eval::accuracy, r.spec.bootstrap.min(2000), seed).ok()?;
-                        Some((acc, [ci.0, ci.1]))
+                        let summary = r.advglue.iter().find(|a| &a.model == m)?;
+                        let cell = summary.levels.iter().find(|s| s.level == *l)?;
+                        Some((cell.pooled_accuracy.value, cell.pooled_accuracy.ci95))
                     })
                     .collect(),
             })
@@ -224,7 +214,8 @@ fn advglue_section(r: &Results) -> String {
         let _ = write!(h, "<tr><td class=\"l\">{}</td>", esc(&a.model));
         match &a.official_score {
             Some(s) => {
-                let _ = write!(h, "<td><b>{}</b></td>", pct(s.score));
+                let ci = a.official_ci95.map(|[lo, hi]| format!(" <small>[{}, {}]</small>", pct(lo), pct(hi))).unwrap_or_default();
+                let _ = write!(h, "<td><b>{}</b>{ci}</td>", pct(s.score));
                 for (_, v) in &s.task_scores {
                     let _ = write!(h, "<td>{}</td>", pct(*v));
                 }
@@ -236,7 +227,7 @@ fn advglue_section(r: &Results) -> String {
         for l in crate::data::AttackLevel::ALL {
             match a.levels.iter().find(|s| s.level == l) {
                 Some(s) => {
-                    let _ = write!(h, "<td>{} / {} <small>({}, {} tasks)</small></td>", pct(s.macro_accuracy), pct(s.pooled_accuracy), s.n, s.tasks);
+                    let _ = write!(h, "<td>{} / {} <small>({}, {} tasks)</small></td>", est(&s.macro_accuracy), est(&s.pooled_accuracy), s.n, s.tasks);
                 }
                 None => h += "<td></td>",
             }
@@ -267,21 +258,22 @@ fn robustness_section(r: &Results) -> String {
     if r.robustness.is_empty() {
         return String::new();
     }
-    let mut h = String::from("<h2>Robustness</h2><table><tr><th class=\"l\">model</th><th class=\"l\">task</th><th>paired n</th><th>clean acc.</th><th>adversarial acc.</th><th>broken</th><th>repaired</th><th>GLUE dev − AdvGLUE</th></tr>");
-    let o = |x: Option<f64>| x.map(pct).unwrap_or_default();
+    let mut h = String::from("<h2>Robustness</h2><table><tr><th class=\"l\">model</th><th class=\"l\">task</th><th>paired n</th><th>clean acc.</th><th>adversarial acc.</th><th>drop</th><th>broken</th><th>repaired</th><th>GLUE dev − AdvGLUE</th></tr>");
+    let o = |x: &Option<Estimate>| x.as_ref().map(est).unwrap_or_default();
     let c = |x: Option<usize>| x.map(|v| v.to_string()).unwrap_or_default();
     for g in &r.robustness {
         let _ = write!(
             h,
-            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&g.model),
             g.task,
             c(g.paired_n),
-            o(g.clean_accuracy),
-            o(g.adversarial_accuracy),
+            o(&g.clean_accuracy),
+            o(&g.adversarial_accuracy),
+            o(&g.accuracy_drop),
             c(g.broken),
             c(g.repaired),
-            o(g.dev_minus_advglue)
+            o(&g.dev_minus_advglue)
         );
     }
     h + "</table><p><small>Paired: the AdvGLUE examples that have a clean original (<code>advglue-original</code>), scored clean and attacked; broken = right on the original, wrong when attacked.</small></p>"
