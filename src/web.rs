@@ -501,8 +501,8 @@ pub fn set_gpu_memory_headroom(headroom: f64) -> std::result::Result<bool, JsErr
 
 // ---------------------------------------------------------------- experiments
 
-/// Set by [`cancel_experiment`] (the page's Cancel button: the message reaches the worker while
-/// a run waits between batches), read after every batch.
+/// Set by [`set_experiment_cancelled`] (the page's Cancel button: the message reaches the worker
+/// while a run waits between batches), read after every batch.
 static CANCEL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 struct WebHooks {
@@ -531,11 +531,12 @@ impl crate::experiment::Hooks for WebHooks {
 
 /// Run an experiment spec (JSON) on the bundled models and data — the engine `trilemma run`
 /// uses ([`crate::experiment::run`]). `on_progress(progress)` is called after every batch.
-/// Returns the results JSON (cancelled runs keep their finished evaluations).
+/// Returns the results JSON (cancelled runs keep their finished evaluations). The cancel flag is
+/// the caller's to reset before a run ([`set_experiment_cancelled`]), so a Cancel that arrives
+/// while the run is still queued is not lost.
 #[wasm_bindgen]
 pub async fn run_experiment(spec_json: String, on_progress: js_sys::Function) -> std::result::Result<String, JsError> {
     use crate::experiment::{self, Dataset, Spec, BUNDLED_MODELS};
-    CANCEL.store(false, std::sync::atomic::Ordering::Relaxed);
     let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before run_experiment()"))?;
     let bundled_only = |m: &str| {
         if BUNDLED_MODELS.contains(&m) {
@@ -568,10 +569,11 @@ pub async fn run_experiment(spec_json: String, on_progress: js_sys::Function) ->
     Ok(results.to_json())
 }
 
-/// Ask the running experiment to stop after its current batch.
+/// Ask the running experiment to stop after its current batch (`true`), or clear the request
+/// before starting one (`false`).
 #[wasm_bindgen]
-pub fn cancel_experiment() {
-    CANCEL.store(true, std::sync::atomic::Ordering::Relaxed);
+pub fn set_experiment_cancelled(cancelled: bool) {
+    CANCEL.store(cancelled, std::sync::atomic::Ordering::Relaxed);
 }
 
 fn parse_results(json: &str) -> std::result::Result<crate::experiment::Results, JsError> {

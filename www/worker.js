@@ -7,7 +7,7 @@
 //               | {type: 'result', report} | {type: 'error', message}
 //               | {type: 'experiment-progress', progress} | {type: 'experiment-result', json}
 //               | {type: 'experiment-error', message}
-import init, { start, classify, bench, simulate_gpu_loss, set_gpu_memory_headroom, run_experiment, cancel_experiment } from './trilemma.js';
+import init, { start, classify, bench, simulate_gpu_loss, set_gpu_memory_headroom, run_experiment, set_experiment_cancelled } from './trilemma.js';
 
 /** A readable message for anything thrown by wasm, the browser or our own code. */
 function describe(err) {
@@ -26,6 +26,8 @@ self.addEventListener('unhandledrejection', (e) => fail(e.reason, 'worker error'
 
 // One run at a time: a run that arrives while another is going waits for it.
 let queue = Promise.resolve();
+let experimentRunning = false;
+let cancelPending = false;
 
 const ready = (async () => {
   postMessage({ type: 'progress', stage: 'loading WebAssembly', fraction: 0 });
@@ -41,9 +43,11 @@ const ready = (async () => {
 
 self.addEventListener('message', (e) => {
   const msg = e.data;
-  // Cancel acts at once, outside the queue: the running experiment reads it between batches.
+  // Cancel acts at once, outside the queue: the running experiment reads it between batches;
+  // one still waiting in the queue starts cancelled (and returns no evaluations).
   if (msg?.type === 'cancel-experiment') {
-    cancel_experiment();
+    if (experimentRunning) set_experiment_cancelled(true);
+    else cancelPending = true;
     return;
   }
   if (!msg || !['run', 'bench', 'experiment', 'simulate-gpu-loss', 'simulate-gpu-oom'].includes(msg.type)) return;
@@ -63,11 +67,16 @@ self.addEventListener('message', (e) => {
         return;
       }
       if (msg.type === 'experiment') {
+        set_experiment_cancelled(cancelPending);
+        cancelPending = false;
+        experimentRunning = true;
         try {
           const json = await run_experiment(String(msg.spec ?? ''), (progress) => postMessage({ type: 'experiment-progress', progress }));
           postMessage({ type: 'experiment-result', json });
         } catch (err) {
           postMessage({ type: 'experiment-error', message: describe(err) });
+        } finally {
+          experimentRunning = false;
         }
         return;
       }
