@@ -16,6 +16,7 @@ pub mod composite;
 pub mod conformance;
 pub mod cpu;
 pub mod gpu;
+pub mod simd;
 
 use crate::error::{DType, Error, Result};
 use std::future::Future;

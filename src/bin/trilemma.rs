@@ -110,6 +110,10 @@ mod cli {
             /// Also write the results as JSON here.
             #[arg(long)]
             json: Option<PathBuf>,
+            /// Instead: GFLOP/s of candle's matmul (and the SIMD kernel's portable twin) at the
+            /// models' shapes, single-threaded; JSON on stdout (the wasm side: bench-simd.mjs).
+            #[arg(long)]
+            kernels: bool,
         },
     }
 
@@ -137,7 +141,14 @@ mod cli {
                 eval(&model, &task, &split, limit, &assets, predictions.as_deref(), backend)
             }
             Cmd::Train { arch, assets, out, recipe, seed, max_steps } => train(&arch, &assets, &out, recipe.as_deref(), seed, max_steps),
-            Cmd::Bench { seq_lens, batch, tokens, seed, backend, json } => {
+            Cmd::Bench { kernels: true, .. } => {
+                let t0 = std::time::Instant::now();
+                let clock = move || t0.elapsed().as_secs_f64() * 1e3;
+                let report = trilemma::backend::simd::bench::run(&clock, 50.0, 5, "").map_err(|e| e.to_string())?;
+                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+                Ok(())
+            }
+            Cmd::Bench { seq_lens, batch, tokens, seed, backend, json, kernels: false } => {
                 bench::run(&bench::Params { seq_lens, batch, tokens, seed }, backend != BenchBackend::Gpu, backend != BenchBackend::Cpu, json.as_deref())
             }
         }
