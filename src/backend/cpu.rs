@@ -151,7 +151,9 @@ impl Backend for CpuBackend {
 
     fn matmul(&self, a: &CpuTensor, b: &CpuTensor, trans_b: bool) -> Result<CpuTensor> {
         let (dims, out) = check::matmul(a, b, trans_b)?;
-        if self.kernel {
+        // The kernels pad N to 8-column panels: below 4 columns (a classifier head's [2, H]) most
+        // of every tile is padding and candle's matmul was measured faster (README).
+        if self.kernel && dims.3 >= 4 {
             return self.matmul_kernel(a, b, trans_b, dims, &out);
         }
         let bt = if trans_b { b.t.t()? } else { b.t.clone() };

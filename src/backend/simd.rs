@@ -75,8 +75,17 @@ impl PackedB {
 
     /// Pack columns `j0..j1` of b's `[K, N]` view.
     fn pack_cols(b: &[f32], k: usize, n: usize, trans_b: bool, j0: usize, j1: usize) -> Self {
+        let mut p = PackedB { data: Vec::new(), k, n: 0 };
+        p.repack(b, k, n, trans_b, j0, j1);
+        p
+    }
+
+    /// [`Self::pack_cols`] into this pack's buffer (batched products reuse one buffer).
+    fn repack(&mut self, b: &[f32], k: usize, n: usize, trans_b: bool, j0: usize, j1: usize) {
         let w = j1 - j0;
-        let mut data = vec![0f32; w.div_ceil(NR) * k * NR];
+        let data = &mut self.data;
+        data.clear();
+        data.resize(w.div_ceil(NR) * k * NR, 0.0);
         for j in 0..w {
             let panel = &mut data[(j / NR) * k * NR..];
             let col = j % NR;
@@ -91,7 +100,7 @@ impl PackedB {
                 }
             }
         }
-        PackedB { data, k, n: w }
+        (self.k, self.n) = (k, w);
     }
 
     pub fn k(&self) -> usize {
@@ -204,9 +213,10 @@ unsafe fn pack_rows(a: *const f32, lda: usize, r: usize, k: usize, out: &mut [f3
 
 /// `c[i, j] = Σ_p a[i, p] · b(p, j)` for `i < m`, `j < b.cols`: a rows at stride `lda`, c rows at
 /// stride `ldc`. Callers guarantee every pointer range (see [`gemm_2d`]).
-unsafe fn gemm_view(simd: bool, a: *const f32, lda: usize, m: usize, k: usize, b: BView, c: *mut f32, ldc: usize) {
+unsafe fn gemm_view(simd: bool, a: *const f32, lda: usize, m: usize, k: usize, b: BView, c: *mut f32, ldc: usize, bufs: &mut Buffers) {
     let block = (A_BLOCK_BYTES / (4 * k.max(1)) / MR * MR).max(MR);
-    let mut pa = vec![0f32; block.min(m) * k];
+    let pa = &mut bufs.a;
+    pa.resize(block.min(m) * k, 0.0);
     for i0 in (0..m).step_by(block) {
         let mc = block.min(m - i0);
         let full = mc - mc % MR;
@@ -238,12 +248,28 @@ unsafe fn gemm_view(simd: bool, a: *const f32, lda: usize, m: usize, k: usize, b
     }
 }
 
+/// Packing buffers, reused by the entries of a batched product.
+struct Buffers {
+    /// a's row groups for one block.
+    a: Vec<f32>,
+    /// A b packed per call (transposed, or the partial last strip).
+    b: PackedB,
+}
+
+impl Buffers {
+    fn new() -> Self {
+        Buffers { a: Vec::new(), b: PackedB { data: Vec::new(), k: 0, n: 0 } }
+    }
+}
+
 /// One 2-D product `c = a · b`: a `[M, K]`, b `[K, N]` (`[N, K]` with `trans_b`), c `[M, N]`.
-fn gemm_2d(simd: bool, a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, usize, usize), trans_b: bool) {
+fn gemm_2d(simd: bool, a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, usize, usize), trans_b: bool, bufs: &mut Buffers) {
     assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n);
     if trans_b {
-        let packed = PackedB::pack(b, k, n, true);
-        gemm_packed_2d(simd, a, &packed, c, m);
+        let mut packed = std::mem::replace(&mut bufs.b, PackedB { data: Vec::new(), k: 0, n: 0 });
+        packed.repack(b, k, n, true, 0, n);
+        gemm_packed_2d(simd, a, &packed, c, m, bufs);
+        bufs.b = packed;
         return;
     }
     // In place: whole 8-column strips of the row-major b, row stride N; the partial last strip
@@ -253,19 +279,21 @@ fn gemm_2d(simd: bool, a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, u
     unsafe {
         if whole > 0 {
             let view = BView { ptr: b.as_ptr(), ldb: n, pstride: NR, panels: whole, cols: whole * NR };
-            gemm_view(simd, a.as_ptr(), k, m, k, view, c.as_mut_ptr(), n);
+            gemm_view(simd, a.as_ptr(), k, m, k, view, c.as_mut_ptr(), n, bufs);
         }
         if n % NR != 0 {
-            let tail = PackedB::pack_cols(b, k, n, false, whole * NR, n);
-            gemm_view(simd, a.as_ptr(), k, m, k, tail.view(), c.as_mut_ptr().add(whole * NR), n);
+            let mut tail = std::mem::replace(&mut bufs.b, PackedB { data: Vec::new(), k: 0, n: 0 });
+            tail.repack(b, k, n, false, whole * NR, n);
+            gemm_view(simd, a.as_ptr(), k, m, k, tail.view(), c.as_mut_ptr().add(whole * NR), n, bufs);
+            bufs.b = tail;
         }
     }
 }
 
-fn gemm_packed_2d(simd: bool, a: &[f32], b: &PackedB, c: &mut [f32], m: usize) {
+fn gemm_packed_2d(simd: bool, a: &[f32], b: &PackedB, c: &mut [f32], m: usize, bufs: &mut Buffers) {
     assert!(a.len() == m * b.k && c.len() == m * b.n);
     // SAFETY: the packed view covers k rows of every panel; a and c ranges are checked above.
-    unsafe { gemm_view(simd, a.as_ptr(), b.k, m, b.k, b.view(), c.as_mut_ptr(), b.n) }
+    unsafe { gemm_view(simd, a.as_ptr(), b.k, m, b.k, b.view(), c.as_mut_ptr(), b.n, bufs) }
 }
 
 /// `a · b` (`a · bᵀ` with `trans_b`), contiguous row-major slices in and out.
@@ -294,13 +322,14 @@ fn matmul_with(simd: bool, a: &[f32], b: &[f32], d: Dims, trans_b: bool, b_batch
     if m == 0 || n == 0 || k == 0 {
         return c;
     }
+    let mut bufs = Buffers::new();
     if b_batched {
         for ((ai, bi), ci) in a.chunks_exact(m * k).zip(b.chunks_exact(k * n)).zip(c.chunks_exact_mut(m * n)) {
-            gemm_2d(simd, ai, bi, ci, (m, k, n), trans_b);
+            gemm_2d(simd, ai, bi, ci, (m, k, n), trans_b, &mut bufs);
         }
     } else {
         // One b for every batch entry: the batch is just more rows, [B·M, K] · b.
-        gemm_2d(simd, a, b, &mut c, (batch * m, k, n), trans_b);
+        gemm_2d(simd, a, b, &mut c, (batch * m, k, n), trans_b, &mut bufs);
     }
     c
 }
@@ -323,7 +352,7 @@ fn matmul_packed_with(simd: bool, a: &[f32], b: &PackedB) -> Vec<f32> {
     let m = a.len() / b.k;
     let mut c = vec![0f32; m * b.n];
     if m > 0 && b.n > 0 {
-        gemm_packed_2d(simd, a, b, &mut c, m);
+        gemm_packed_2d(simd, a, b, &mut c, m, &mut Buffers::new());
     }
     c
 }
@@ -737,6 +766,82 @@ pub mod suite {
         Ok(cases)
     }
 
+    /// `CpuBackend` on the kernels: a `Linear`-style weight (`x · Wᵀ`, W rank 2) is packed on its
+    /// first product and the pack is reused (same panels, same bits) by later products and by the
+    /// weight's clones; another tensor (new values, or an op's result from W) gets its own pack;
+    /// activations (`trans_b` off, or a batched b) are never cached; results match candle within
+    /// the matmul tolerance.
+    pub fn backend_cache() -> Result<(), String> {
+        use crate::backend::cpu::{CpuBackend, CpuTensor};
+        use crate::backend::{Backend, Binary, HostTensor, Unary};
+        let e = |e: crate::error::Error| e.to_string();
+        let be = CpuBackend::new().with_matmul_kernel(true);
+        let candle = CpuBackend::new().with_matmul_kernel(false);
+        let mut rng = SplitMix64::new(11);
+        let (m, k, n) = (5, 13, 11);
+        let up = |shape: &[usize], v: Vec<f32>| be.upload(&HostTensor::f32(shape, v).map_err(e)?).map_err(e);
+        let x = up(&[m, k], rng.vec_f32(m * k, -1.0, 1.0))?;
+        let w = up(&[n, k], rng.vec_f32(n * k, -1.0, 1.0))?;
+        let read = |t: &CpuTensor| be.read_sync(t).map_err(e).and_then(|h| h.as_f32("out").map(|v| v.to_vec()).map_err(e));
+        let addr = |t: &CpuTensor| t.packed_b().map(|p| p.as_slice().as_ptr() as usize);
+        if addr(&w).is_some() {
+            return Err("a fresh tensor has a pack".into());
+        }
+        let y1 = read(&be.matmul(&x, &w, true).map_err(e)?)?;
+        let first = addr(&w).ok_or("the first x · wᵀ did not pack w")?;
+        let w_clone = w.clone();
+        let y2 = read(&be.matmul(&x, &w_clone, true).map_err(e)?)?;
+        if addr(&w) != Some(first) || addr(&w_clone) != Some(first) {
+            return Err("a later product (through a clone) packed w again".into());
+        }
+        if !same_bits(&y1, &y2) {
+            return Err("the cached pack gave different bits".into());
+        }
+        let want = read(&candle.matmul(&x, &w, true).map_err(e)?)?;
+        let (xv, wv) = (read(&x)?, read(&w)?);
+        let d = Dims { batch: 1, m, k, n };
+        let (exact, mag) = reference(&xv, &wv, d, true, false);
+        compare("cached weight", &y1, &exact, &mag)?;
+        compare("candle", &want, &exact, &mag)?;
+        // The same shape with other values, and an op's result from w: their own packs.
+        let w2 = up(&[n, k], rng.vec_f32(n * k, -1.0, 1.0))?;
+        let w3 = be.binary(Binary::Add, &w, &be.unary(Unary::Affine { mul: 0.0, add: 0.5 }, &w).map_err(e)?).map_err(e)?;
+        for (name, wn) in [("another weight", &w2), ("w + 0.5", &w3)] {
+            if addr(wn).is_some() {
+                return Err(format!("{name}: has a pack before its first product"));
+            }
+            let got = read(&be.matmul(&x, wn, true).map_err(e)?)?;
+            if addr(wn) == Some(first) || addr(wn).is_none() {
+                return Err(format!("{name}: did not get a pack of its own"));
+            }
+            if !same_bits(&got, &sequential_f32(&xv, &read(wn)?, d, true, false)) {
+                return Err(format!("{name}: result is not its own product"));
+            }
+        }
+        if addr(&w) != Some(first) {
+            return Err("w's pack changed".into());
+        }
+        // Activations: b without transposition, and batched b, are not cached.
+        let b = up(&[k, n], rng.vec_f32(k * n, -1.0, 1.0))?;
+        let x3 = up(&[2, m, k], rng.vec_f32(2 * m * k, -1.0, 1.0))?;
+        let b3 = up(&[2, n, k], rng.vec_f32(2 * n * k, -1.0, 1.0))?;
+        be.matmul(&x, &b, false).map_err(e)?;
+        let y3 = read(&be.matmul(&x3, &b3, true).map_err(e)?)?;
+        if addr(&b).is_some() || addr(&b3).is_some() {
+            return Err("an activation was cached".into());
+        }
+        let d3 = Dims { batch: 2, m, k, n };
+        if !same_bits(&y3, &sequential_f32(&read(&x3)?, &read(&b3)?, d3, true, true)) {
+            return Err("batched product".into());
+        }
+        // A 3-D a over a cached 2-D weight: the batch is more rows.
+        let y4 = read(&be.matmul(&x3, &w, true).map_err(e)?)?;
+        if addr(&w) != Some(first) || !same_bits(&y4, &sequential_f32(&read(&x3)?, &wv, d3, true, false)) {
+            return Err("3-D a over the cached weight".into());
+        }
+        Ok(())
+    }
+
     /// The SIMD128 kernels and the scalar twin give the same bits (same products, same order).
     pub fn twins_agree(seed: u64) -> Result<(), String> {
         let mut rng = SplitMix64::new(seed);
@@ -762,6 +867,11 @@ mod tests {
     fn scalar_twin_matches_f64_reference() {
         let cases = suite::run(matmul_portable, matmul_packed_portable).unwrap();
         assert!(cases > 1000, "{cases}");
+    }
+
+    #[test]
+    fn backend_packs_each_weight_once() {
+        suite::backend_cache().unwrap();
     }
 
     #[test]
