@@ -110,8 +110,9 @@ mod cli {
             /// Also write the results as JSON here.
             #[arg(long)]
             json: Option<PathBuf>,
-            /// Instead: GFLOP/s of candle's matmul (and the SIMD kernel's portable twin) at the
-            /// models' shapes, single-threaded; JSON on stdout (the wasm side: bench-simd.mjs).
+            /// Instead: GFLOP/s of candle's matmul (and the SIMD kernels' scalar twin) at the
+            /// models' shapes; JSON on stdout (one thread with RAYON_NUM_THREADS=1; the wasm side:
+            /// scripts/bench-simd.mjs).
             #[arg(long)]
             kernels: bool,
         },
