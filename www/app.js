@@ -1,3 +1,5 @@
+import { initExperiment } from './experiment.js';
+
 // The page: DOM and messages only. All computing happens in worker.js (the Rust core), so the
 // page stays responsive. Text from the user or the model is only ever set with textContent.
 
@@ -231,6 +233,7 @@ function renderBench(r) {
 // ---------------------------------------------------------------- the worker
 
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'trilemma' });
+const experiment = initExperiment(worker);
 
 function run() {
   if (!ready || running) return;
@@ -244,6 +247,10 @@ function run() {
 
 worker.addEventListener('message', (e) => {
   const msg = e.data;
+  if (typeof msg?.type === 'string' && msg.type.startsWith('experiment-')) {
+    experiment.onMessage(msg);
+    return;
+  }
   switch (msg?.type) {
     case 'ready':
       ready = true;
@@ -251,6 +258,7 @@ worker.addEventListener('message', (e) => {
       setProgress('ready', 1);
       setBusy(false);
       setState('ready');
+      experiment.ready();
       // `?simulate=gpu-lost` destroys the GPU device first, `?simulate=gpu-oom` leaves it no
       // memory for activations (the fallback tests).
       {

@@ -1,10 +1,13 @@
 // The Trilemma core in a module Web Worker, so the page never freezes while it works.
 //
 // Messages in:  {type: 'run', task, text, textPair} | {type: 'bench', n, batch}
+//               | {type: 'experiment', spec} | {type: 'cancel-experiment'}
 //               | {type: 'simulate-gpu-loss'} | {type: 'simulate-gpu-oom'} (tests of the CPU fallback)
 // Messages out: {type: 'ready', report} | {type: 'progress', stage, fraction}
 //               | {type: 'result', report} | {type: 'error', message}
-import init, { start, classify, bench, simulate_gpu_loss, set_gpu_memory_headroom } from './trilemma.js';
+//               | {type: 'experiment-progress', progress} | {type: 'experiment-result', json}
+//               | {type: 'experiment-error', message}
+import init, { start, classify, bench, simulate_gpu_loss, set_gpu_memory_headroom, run_experiment, cancel_experiment } from './trilemma.js';
 
 /** A readable message for anything thrown by wasm, the browser or our own code. */
 function describe(err) {
@@ -38,7 +41,12 @@ const ready = (async () => {
 
 self.addEventListener('message', (e) => {
   const msg = e.data;
-  if (!msg || !['run', 'bench', 'simulate-gpu-loss', 'simulate-gpu-oom'].includes(msg.type)) return;
+  // Cancel acts at once, outside the queue: the running experiment reads it between batches.
+  if (msg?.type === 'cancel-experiment') {
+    cancel_experiment();
+    return;
+  }
+  if (!msg || !['run', 'bench', 'experiment', 'simulate-gpu-loss', 'simulate-gpu-oom'].includes(msg.type)) return;
   queue = queue.then(async () => {
     if (!(await ready)) {
       fail('the Trilemma core did not start, so nothing can run');
@@ -52,6 +60,15 @@ self.addEventListener('message', (e) => {
       }
       if (msg.type === 'simulate-gpu-oom') {
         set_gpu_memory_headroom(4096);
+        return;
+      }
+      if (msg.type === 'experiment') {
+        try {
+          const json = await run_experiment(String(msg.spec ?? ''), (progress) => postMessage({ type: 'experiment-progress', progress }));
+          postMessage({ type: 'experiment-result', json });
+        } catch (err) {
+          postMessage({ type: 'experiment-error', message: describe(err) });
+        }
         return;
       }
       if (msg.type === 'bench') {

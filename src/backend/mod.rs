@@ -14,6 +14,7 @@
 
 pub mod composite;
 pub mod conformance;
+pub mod count;
 pub mod cpu;
 pub mod gpu;
 pub mod simd;

@@ -43,14 +43,14 @@ pub fn batches(lengths: &[usize], max_batch: usize, max_tokens: usize) -> Vec<Ve
 
 /// The work of one evaluation loop: `task`'s head name (refused when its class count differs
 /// from the task's), every example's token ids, and the length-sorted batches to run them in.
-struct Plan {
-    head_task: &'static str,
-    seqs: Vec<Vec<u32>>,
-    batches: Vec<Vec<usize>>,
+pub struct Plan {
+    pub head_task: &'static str,
+    pub seqs: Vec<Vec<u32>>,
+    pub batches: Vec<Vec<usize>>,
 }
 
 impl Plan {
-    fn new<B: Backend>(model: &Model<B>, tk: &TextTokenizer, task: Task, examples: &[Example], max_batch: usize) -> Result<Self> {
+    pub fn new<B: Backend>(model: &Model<B>, tk: &TextTokenizer, task: Task, examples: &[Example], max_batch: usize) -> Result<Self> {
         if max_batch == 0 {
             return Err(Error::Invalid("the batch size must be positive".into()));
         }
@@ -66,7 +66,7 @@ impl Plan {
     }
 
     /// Batch `b`'s logits, as read back for that batch, into `out` (one row per example).
-    fn scatter(&self, b: usize, logits: &HostTensor, out: &mut [Vec<f32>]) -> Result<()> {
+    pub fn scatter(&self, b: usize, logits: &HostTensor, out: &mut [Vec<f32>]) -> Result<()> {
         let batch = &self.batches[b];
         let v = logits.as_f32("logits")?;
         let c = v.len() / batch.len();
@@ -76,7 +76,7 @@ impl Plan {
         Ok(())
     }
 
-    fn batch(&self, b: usize) -> Vec<&[u32]> {
+    pub fn batch(&self, b: usize) -> Vec<&[u32]> {
         self.batches[b].iter().map(|&i| self.seqs[i].as_slice()).collect()
     }
 }
