@@ -3,6 +3,7 @@
 //
 //   trunk build --release && node scripts/bench-browser.mjs [N] [BATCH]   (N sentences, default 128;
 //                                                                      BATCH sentences per batch, default 32)
+//   BENCH_CPU_ONLY=1 node scripts/bench-browser.mjs [N]              (only the no-adapter run)
 //
 // Prints examples/s per model for the wasm CPU path and WebGPU, the device, and weight bytes.
 import { chromium } from 'playwright-core';
@@ -43,9 +44,11 @@ async function run(flags) {
   }
 }
 
-const gpu = await run(FLAGS);
-console.log(`WebGPU run — ${gpu.backend}`);
-for (const r of gpu.rows) console.log(`  ${r.cells.join(' | ')}`);
+if (!process.env.BENCH_CPU_ONLY) {
+  const gpu = await run(FLAGS);
+  console.log(`WebGPU run — ${gpu.backend}`);
+  for (const r of gpu.rows) console.log(`  ${r.cells.join(' | ')}`);
+}
 const cpu = await run(FLAGS.filter((f) => f !== '--enable-unsafe-webgpu'));
 console.log(`no-adapter run — ${cpu.backend}`);
 for (const r of cpu.rows) console.log(`  ${r.cells.join(' | ')}`);

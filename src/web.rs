@@ -598,3 +598,13 @@ pub fn report_document(results_json: &str) -> std::result::Result<String, JsErro
 pub fn report_csv(results_json: &str) -> std::result::Result<String, JsError> {
     Ok(crate::report::csv(&parse_results(results_json)?))
 }
+
+/// Matmul kernel benchmark (a measurement, not a test; separate from the page's exports): the
+/// SIMD128 peak of this build, the kernels and candle's stock matmul at the models' shapes,
+/// single-threaded, as JSON ([`crate::backend::simd::bench::Report`]). `only` filters shapes by
+/// name (empty: all). Run by `scripts/bench-simd.mjs`.
+#[wasm_bindgen]
+pub fn bench_matmul(sample_ms: f64, samples: usize, only: String) -> std::result::Result<JsValue, JsError> {
+    let report = crate::backend::simd::bench::run(&now_ms, sample_ms.max(1.0), samples.max(1), &only).map_err(js_err)?;
+    to_js(&report)
+}

@@ -136,6 +136,11 @@ mod cli {
             /// Also write the results as JSON here.
             #[arg(long)]
             json: Option<PathBuf>,
+            /// Instead: GFLOP/s of candle's matmul (and the SIMD kernels' scalar twin) at the
+            /// models' shapes; JSON on stdout (one thread with RAYON_NUM_THREADS=1; the wasm side:
+            /// scripts/bench-simd.mjs).
+            #[arg(long)]
+            kernels: bool,
         },
     }
 
@@ -165,7 +170,14 @@ mod cli {
             Cmd::Run { spec, out, assets, report, csv } => run(&spec, out.as_deref(), &assets, report.as_deref(), csv.as_deref()),
             Cmd::Report { results, out, csv } => report(&results, &out, csv.as_deref()),
             Cmd::Train { arch, assets, out, recipe, seed, max_steps } => train(&arch, &assets, &out, recipe.as_deref(), seed, max_steps),
-            Cmd::Bench { seq_lens, batch, tokens, seed, backend, json } => {
+            Cmd::Bench { kernels: true, .. } => {
+                let t0 = std::time::Instant::now();
+                let clock = move || t0.elapsed().as_secs_f64() * 1e3;
+                let report = trilemma::backend::simd::bench::run(&clock, 50.0, 5, "").map_err(|e| e.to_string())?;
+                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+                Ok(())
+            }
+            Cmd::Bench { seq_lens, batch, tokens, seed, backend, json, kernels: false } => {
                 bench::run(&bench::Params { seq_lens, batch, tokens, seed }, backend != BenchBackend::Gpu, backend != BenchBackend::Cpu, json.as_deref())
             }
         }
