@@ -37,3 +37,13 @@ fn cpu_self_parity_runs_every_case() {
     let n = block(conformance::parity(&a, &a, 42)).unwrap();
     assert!(n > 100, "{n}");
 }
+
+#[test]
+fn cpu_f16_arithmetic_twin_golden_and_bound() {
+    // The twin of matmul_f16_arith.wgsl: its own hand values (golden branches on f16_arithmetic),
+    // and against the f32-product CPU within tolerance::f16_arith_matmul at the parity sizes.
+    let twin = CpuBackend::with_f16_arithmetic();
+    block(conformance::golden(&twin)).unwrap();
+    let n = block(conformance::parity(&CpuBackend::new(), &twin, 42)).unwrap();
+    assert!(n > 100, "{n}");
+}
