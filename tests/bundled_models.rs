@@ -249,7 +249,7 @@ fn a_padded_batch_gives_each_sequence_its_own_answer() {
 #[test]
 fn half_precision_weights_on_the_gpu_match_the_cpu_twin() {
     use trilemma::backend::gpu::GpuBackend;
-    use trilemma::backend::tolerance;
+    use trilemma::backend::{tolerance, Backend};
     let examples = load_split(&assets(), Task::Sst2, Split::Validation).unwrap();
     let sample: Vec<_> = examples.iter().step_by(29).cloned().collect(); // 31 sentences
     let ctx = gpu_context();
@@ -270,7 +270,7 @@ fn half_precision_weights_on_the_gpu_match_the_cpu_twin() {
         if let Some(ctx) = &ctx {
             let gpu = GpuBackend::new(ctx.clone());
             gpu.set_half_weights(true);
-            let gm = Model::load(&gpu, ck).unwrap();
+            let gm = Model::load(&gpu, ck.clone()).unwrap();
             let g = pollster::block_on(trilemma::eval::logits(&gpu, &gm, &tk, Task::Sst2, &sample)).unwrap();
             // A device with shader-f16 multiplies the halves in f16: its twin is the CPU doing the same.
             let twin = if gpu.f16_arithmetic() {

@@ -34,6 +34,10 @@ async fn cpu_conformance_in_wasm() {
     let cpu = CpuBackend::new();
     conformance::golden(&cpu).await.unwrap();
     conformance::bad_inputs(&cpu).await.unwrap();
+    // The f16-arithmetic twin: its hand values, and the f16 bound against f32 products.
+    let twin = CpuBackend::with_f16_arithmetic();
+    conformance::golden(&twin).await.unwrap();
+    conformance::parity(&cpu, &twin, 3).await.unwrap();
 }
 
 #[wasm_bindgen_test]
@@ -65,4 +69,20 @@ async fn demo_pipeline_gpu_vs_cpu_with_bundled_tokenizer() {
     let d = demo::max_abs_diff(&cpu, &g).unwrap();
     assert!(d <= tolerance::PIPELINE_ABS, "max |gpu - cpu| = {d}");
     assert_eq!(cpu.argmax, g.argmax);
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_f16_arithmetic_where_the_adapter_has_shader_f16() {
+    let Some(ctx) = gpu().await else { return };
+    let g = GpuBackend::new(ctx.clone());
+    if !ctx.has_shader_f16() {
+        // SwiftShader in Chromium offers no shader-f16: matmul_f16 keeps f32 products (checked above).
+        assert!(!g.f16_arithmetic());
+        web_sys::console::log_1(&format!("SKIP: no shader-f16 on {}, matmul_f16_arith not run", ctx.adapter_description()).into());
+        return;
+    }
+    assert!(g.f16_arithmetic());
+    conformance::golden(&g).await.unwrap();
+    let n = conformance::parity(&CpuBackend::with_f16_arithmetic(), &g, 7).await.unwrap();
+    web_sys::console::log_1(&format!("f16 arithmetic: {n} parity comparisons passed").into());
 }
