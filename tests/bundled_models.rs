@@ -235,7 +235,7 @@ fn a_padded_batch_gives_each_sequence_its_own_answer() {
         }
         if let Some(ctx) = &ctx {
             let gpu = GpuBackend::new(ctx.clone());
-            let gm = Model::load(&gpu, ck).unwrap();
+            let gm = Model::load(&gpu, ck.clone()).unwrap();
             let g = pollster::block_on(async { gpu.read(&gm.classify_batch(&gpu, &refs, None)?).await }).unwrap();
             let d = g.as_f32("g").unwrap().iter().zip(bv).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(d <= tol, "{folder}: GPU batch differs from the CPU batch by {d}");
@@ -249,7 +249,7 @@ fn a_padded_batch_gives_each_sequence_its_own_answer() {
 #[test]
 fn half_precision_weights_on_the_gpu_match_the_cpu_twin() {
     use trilemma::backend::gpu::GpuBackend;
-    use trilemma::backend::tolerance;
+    use trilemma::backend::{tolerance, Backend};
     let examples = load_split(&assets(), Task::Sst2, Split::Validation).unwrap();
     let sample: Vec<_> = examples.iter().step_by(29).cloned().collect(); // 31 sentences
     let ctx = gpu_context();
@@ -270,9 +270,21 @@ fn half_precision_weights_on_the_gpu_match_the_cpu_twin() {
         if let Some(ctx) = &ctx {
             let gpu = GpuBackend::new(ctx.clone());
             gpu.set_half_weights(true);
-            let gm = Model::load(&gpu, ck).unwrap();
+            let gm = Model::load(&gpu, ck.clone()).unwrap();
             let g = pollster::block_on(trilemma::eval::logits(&gpu, &gm, &tk, Task::Sst2, &sample)).unwrap();
-            let gpu_vs_cpu = trilemma::eval::agreement(&b, &g).unwrap();
+            // A device with shader-f16 multiplies the halves in f16: its twin is the CPU doing the same.
+            let twin = if gpu.f16_arithmetic() {
+                let twin_cpu = CpuBackend::with_f16_arithmetic();
+                let tm = Model::load(&twin_cpu, ck.clone()).unwrap();
+                let t = pollster::block_on(trilemma::eval::logits(&twin_cpu, &tm, &tk, Task::Sst2, &sample)).unwrap();
+                let f16_vs_f32 = trilemma::eval::agreement(&b, &t).unwrap();
+                eprintln!("{folder}: f16 products vs f32 products (CPU): {} same labels, max |Δ logit| {:.2e}", f16_vs_f32.same_labels, f16_vs_f32.max_abs_diff);
+                t
+            } else {
+                b.clone()
+            };
+            let gpu_vs_cpu = trilemma::eval::agreement(&twin, &g).unwrap();
+            eprintln!("{folder}: GPU (f16 products: {}) vs its CPU twin: max |Δ logit| {:.2e}", gpu.f16_arithmetic(), gpu_vs_cpu.max_abs_diff);
             assert_eq!(gpu_vs_cpu.same_labels, sample.len(), "{folder}");
             assert!(gpu_vs_cpu.max_abs_diff <= tolerance::MODEL_LOGITS_ABS, "{folder}: {}", gpu_vs_cpu.max_abs_diff);
         }

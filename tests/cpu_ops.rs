@@ -56,3 +56,13 @@ fn cpu_on_matmul_kernels() {
     let bits = |o: &demo::DemoOutput| o.probs.as_f32("t").unwrap().iter().chain(&o.mean).map(|v| v.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&a), bits(&b));
 }
+
+#[test]
+fn cpu_f16_arithmetic_twin_golden_and_bound() {
+    // The twin of matmul_f16_arith.wgsl: its own hand values (golden branches on f16_arithmetic),
+    // and against the f32-product CPU within tolerance::f16_arith_matmul at the parity sizes.
+    let twin = CpuBackend::with_f16_arithmetic();
+    block(conformance::golden(&twin)).unwrap();
+    let n = block(conformance::parity(&CpuBackend::new(), &twin, 42)).unwrap();
+    assert!(n > 100, "{n}");
+}

@@ -942,3 +942,76 @@ fn conformance_suite_on_the_gpu() {
         pollster::block_on(conformance::parity(&CpuBackend::new(), &g, 42)).unwrap_or_else(|e| panic!("parity: {e}"));
     eprintln!("conformance on the GPU: {golden} golden, {bad} bad-input, {parity} parity checks");
 }
+
+// ---------------------------------------------------------------------------------------------
+// f16 arithmetic (`matmul_f16_arith.wgsl`, needs the adapter's shader-f16 feature)
+
+#[test]
+fn f16_arithmetic_matches_its_cpu_twin_where_the_device_has_shader_f16() {
+    use trilemma::backend::conformance;
+    let g = gpu_or_skip!();
+    let desc = g.context().adapter_description();
+    if !g.context().has_shader_f16() {
+        // Not a pass: the kernel did not run. The storage-only kernel is checked by the suite.
+        assert!(!g.f16_arithmetic(), "f16 arithmetic claimed without shader-f16");
+        eprintln!("SKIP: the adapter has no shader-f16 feature, so matmul_f16_arith cannot run here ({desc})");
+        return;
+    }
+    // Present: it is used by default, and must pass.
+    assert!(g.f16_arithmetic(), "{desc}: shader-f16 present but matmul_f16 does not use it");
+    assert!(desc.ends_with("[shader-f16]"), "{desc}");
+    let golden = pollster::block_on(conformance::golden(&g)).unwrap_or_else(|e| panic!("golden (f16 products): {e}"));
+    // Same arithmetic on both sides: the twin within the f32 matmul tolerance.
+    let twin = pollster::block_on(conformance::parity(&CpuBackend::with_f16_arithmetic(), &g, 7))
+        .unwrap_or_else(|e| panic!("parity vs the f16 CPU twin: {e}"));
+    // And the f32-product CPU within tolerance::f16_arith_matmul (plus the twin check again).
+    let f32_ref = pollster::block_on(conformance::parity(&CpuBackend::new(), &g, 11)).unwrap_or_else(|e| panic!("parity vs f32 products: {e}"));
+    // The switch back to the storage-only kernel: f32 products again, f32 tolerances.
+    g.set_f16_arithmetic(false);
+    assert!(!g.f16_arithmetic());
+    let storage = pollster::block_on(conformance::golden(&g)).unwrap_or_else(|e| panic!("golden (f32 products): {e}"));
+    pollster::block_on(conformance::parity(&CpuBackend::new(), &g, 13)).unwrap_or_else(|e| panic!("parity, storage-only kernel: {e}"));
+    eprintln!("f16 arithmetic on {desc}: {golden} golden, {twin} + {f32_ref} parity checks; storage-only kernel {storage} golden");
+}
+
+#[test]
+fn f16_arithmetic_error_stays_within_its_bound_at_a_long_row() {
+    // One long reduction (K = 4096) with outputs of both signs, against exact f64 sums of the
+    // same halves: the measured error and the bound, printed for the README.
+    let g = gpu_or_skip!();
+    if !g.f16_arithmetic() {
+        eprintln!("SKIP: no shader-f16 on {}", g.context().adapter_description());
+        return;
+    }
+    let (m, k, n) = (3usize, 4096usize, 70usize);
+    let mut rng = trilemma::rng::SplitMix64::new(5);
+    let xv = rng.vec_f32(m * k, -2.0, 2.0);
+    let words = trilemma::backend::half_pairs::pack(&rng.vec_f32(n * k, -1.0, 1.0), n, k).expect("pack");
+    let wh = trilemma::backend::half_pairs::unpack(&words, n, k).expect("unpack");
+    let x = g.upload(&HostTensor::f32(&[m, k], xv.clone()).expect("x")).expect("upload");
+    let w = g.upload(&HostTensor::u32(&[n, k.div_ceil(2)], words).expect("w")).expect("upload");
+    let got = g.read_blocking(&g.matmul_f16(&x, &w).expect("matmul_f16")).expect("read");
+    let got = got.as_f32("c").expect("f32");
+    let (mut worst, mut worst_rel) = (0f64, 0f64);
+    for r in 0..m {
+        for c in 0..n {
+            let terms = xv[r * k..(r + 1) * k].iter().zip(&wh[c * k..(c + 1) * k]).map(|(&a, &b)| a as f64 * b as f64);
+            let exact: f64 = terms.clone().sum();
+            let sum_xw: f64 = terms.map(f64::abs).sum();
+            let sum_w: f64 = wh[c * k..(c + 1) * k].iter().map(|&b| (b as f64).abs()).sum();
+            let d = (got[r * n + c] as f64 - exact).abs();
+            let bound = tolerance::f16_arith_matmul(k, sum_xw as f32, sum_w as f32) as f64;
+            assert!(d <= bound, "[{r}, {c}]: |{} - {exact}| = {d:e} > {bound:e}", got[r * n + c]);
+            worst = worst.max(d);
+            worst_rel = worst_rel.max(d / sum_xw);
+        }
+    }
+    // The twin rounds the same way and sums in the same order: how many outputs differ at all.
+    let twin = trilemma::backend::cpu::matmul_f16_arith_host(&xv, &trilemma::backend::half_pairs::pack(&wh, n, k).expect("pack"), m, k, n).expect("twin");
+    let differ = got.iter().zip(&twin).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    eprintln!(
+        "f16 products, K = {k}: max |err| {worst:.2e}, max |err| / Σ|x w| {worst_rel:.2e} (bound {:.2e} of Σ|x w|); {differ} of {} outputs differ from the CPU twin's bits",
+        tolerance::f16_arith_matmul(k, 1.0, 0.0),
+        got.len()
+    );
+}

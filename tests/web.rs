@@ -34,6 +34,10 @@ async fn cpu_conformance_in_wasm() {
     let cpu = CpuBackend::new();
     conformance::golden(&cpu).await.unwrap();
     conformance::bad_inputs(&cpu).await.unwrap();
+    // The f16-arithmetic twin: its hand values, and the f16 bound against f32 products.
+    let twin = CpuBackend::with_f16_arithmetic();
+    conformance::golden(&twin).await.unwrap();
+    conformance::parity(&cpu, &twin, 3).await.unwrap();
 }
 
 #[wasm_bindgen_test]
@@ -80,4 +84,20 @@ async fn simd_matmul_kernels() {
     simd::suite::backend_cache().unwrap();
     let n = conformance::parity(&CpuBackend::new().with_matmul_kernel(false), &CpuBackend::new(), 42).await.unwrap();
     assert!(n > 100, "{n}");
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_f16_arithmetic_where_the_adapter_has_shader_f16() {
+    let Some(ctx) = gpu().await else { return };
+    let g = GpuBackend::new(ctx.clone());
+    if !ctx.has_shader_f16() {
+        // SwiftShader in Chromium offers no shader-f16: matmul_f16 keeps f32 products (checked above).
+        assert!(!g.f16_arithmetic());
+        web_sys::console::log_1(&format!("SKIP: no shader-f16 on {}, matmul_f16_arith not run", ctx.adapter_description()).into());
+        return;
+    }
+    assert!(g.f16_arithmetic());
+    conformance::golden(&g).await.unwrap();
+    let n = conformance::parity(&CpuBackend::with_f16_arithmetic(), &g, 7).await.unwrap();
+    web_sys::console::log_1(&format!("f16 arithmetic: {n} parity comparisons passed").into());
 }

@@ -233,6 +233,20 @@ async fn golden_fused<B: Backend>(b: &B) -> Check {
     close("matmul_f16", &v, &[10.0, 6.0], 0.0)?;
     n += 1;
 
+    // f16 weights, values that tell the arithmetic apart. Row 0: (1 + 2^-10)² = 1 + 2^-9 + 2^-20,
+    // exact in f32, 1 + 2^-9 once the product is rounded to f16. Row 1: 2048 + 1 = 2049 in both
+    // (sums are f32; an f16 sum would give 2048). Row 2: x = 1 + 2^-11 is a tie that rounds to
+    // the even half 1 when x is converted to f16.
+    let e10 = 1.0 + 2f32.powi(-10);
+    let x = f32s(b, &[1, 4], &[e10, 2048., 1., 1.0 + 2f32.powi(-11)])?;
+    let w = half_pairs::pack(&[e10, 0., 0., 0., 0., 1., 1., 0., 0., 0., 0., 1.], 3, 4).map_err(|e| e.to_string())?;
+    let what = if b.f16_arithmetic() { "matmul_f16 (f16 products)" } else { "matmul_f16 (f32 products)" };
+    let (sh, v) = read_f32(b, b.matmul_f16(&x, &u32s(b, &[3, 2], &w)?), what).await?;
+    assert_shape(what, &sh, &[1, 3])?;
+    let want = if b.f16_arithmetic() { [1.0 + 2f64.powi(-9), 2049.0, 1.0] } else { [1.0 + 2f64.powi(-9) + 2f64.powi(-20), 2049.0, 1.0 + 2f64.powi(-11)] };
+    close(what, &v, &want, 0.0)?;
+    n += 1;
+
     // BitLinear: x = [3, 4] -> ŷ = x / sqrt(12.5) = [0.8485, 1.1314]; s = 127 / 1.1314 = 112.25;
     // q = [round(95.25), 127] = [95, 127]; T = [+1, −1], β = 0.5: (95 − 127) / 112.25 · 0.5.
     let x = f32s(b, &[1, 2], &[3., 4.])?;
@@ -900,16 +914,41 @@ async fn parity_fused<R: Backend, T: Backend>(reference: &R, test: &T, rng: &mut
         n += 1;
     }
 
-    // f16 weights: both backends decode the same halves, so only the summation order differs.
-    for (m, k, nn) in [(1usize, 1usize, 1usize), (7, 13, 5), (33, 65, 17), (64, 64, 64), (3, 257, 129), (130, 128, 9)] {
+    // f16 weights: both backends decode the same halves, so with the same arithmetic only the
+    // summation order differs. When one side multiplies in f16 ([`Backend::f16_arithmetic`]) it
+    // is held to the f16 bound against the other, and the f16 side to its twin
+    // (`cpu::matmul_f16_arith_host`, same roundings) under the f32 matmul tolerance.
+    let f16_sides = (reference.f16_arithmetic(), test.f16_arithmetic());
+    for (m, k, nn) in [(1usize, 1usize, 1usize), (7, 13, 5), (33, 65, 17), (64, 64, 64), (3, 257, 129), (130, 128, 9), (5, 1000, 67)] {
         let wv = rng.vec_f32(nn * k, -1.0, 1.0);
+        let xv = rng.vec_f32(m * k, -1.0, 1.0);
         let words = half_pairs::pack(&wv, nn, k).map_err(|e| e.to_string())?;
-        let inputs = [HostTensor::f32(&[m, k], rng.vec_f32(m * k, -1.0, 1.0)).unwrap(), HostTensor::u32(&[nn, half_pairs::words_per_row(k)], words).unwrap()];
+        let inputs = [HostTensor::f32(&[m, k], xv.clone()).unwrap(), HostTensor::u32(&[nn, half_pairs::words_per_row(k)], words.clone()).unwrap()];
         let what = format!("matmul_f16 {m}x{k}x{nn}");
         let (got, want) = both!(reference, test, &inputs, what, |be, i| be.matmul_f16(&i[0], &i[1]));
-        let scale = vec![k as f32; want.numel()];
-        within(&what, got.as_f32("p").unwrap(), want.as_f32("p").unwrap(), &scale, tolerance::MATMUL_ABS, tolerance::MATMUL_REL)?;
-        n += 1;
+        let (got, want) = (got.as_f32("p").unwrap(), want.as_f32("p").unwrap());
+        let scale = vec![k as f32; want.len()];
+        if f16_sides.0 == f16_sides.1 {
+            within(&what, got, want, &scale, tolerance::MATMUL_ABS, tolerance::MATMUL_REL)?;
+            n += 1;
+            continue;
+        }
+        // Σ|x w| and Σ|w| of each output, over the decoded halves.
+        let wh = half_pairs::unpack(&words, nn, k).map_err(|e| e.to_string())?;
+        let mut bound = Vec::with_capacity(m * nn);
+        for r in 0..m {
+            for c in 0..nn {
+                let (xr, wr) = (&xv[r * k..(r + 1) * k], &wh[c * k..(c + 1) * k]);
+                let sum_xw: f64 = xr.iter().zip(wr).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+                let sum_w: f64 = wr.iter().map(|&b| (b as f64).abs()).sum();
+                bound.push(tolerance::f16_arith_matmul(k, sum_xw as f32, sum_w as f32));
+            }
+        }
+        within(&format!("{what} f16 products vs f32"), got, want, &bound, 0.0, 1.0)?;
+        let f16_side = if f16_sides.1 { got } else { want };
+        let twin = super::cpu::matmul_f16_arith_host(&xv, &words, m, k, nn).map_err(|e| e.to_string())?;
+        within(&format!("{what} f16 products vs their CPU twin"), f16_side, &twin, &scale, tolerance::MATMUL_ABS, tolerance::MATMUL_REL)?;
+        n += 2;
     }
 
     // BitLinear: the two backends' RMSNorms differ in summation order, so an activation within

@@ -61,6 +61,7 @@ impl TensorMeta for CpuTensor {
 #[derive(Clone, Debug)]
 pub struct CpuBackend {
     half_weights: bool,
+    f16_arithmetic: bool,
     /// Matmul through [`simd`] (SIMD128 on wasm32, its scalar twin elsewhere) instead of candle.
     kernel: bool,
 }
@@ -74,13 +75,19 @@ impl Default for CpuBackend {
 impl CpuBackend {
     /// candle's matmul natively, the SIMD128 kernels on wasm32.
     pub fn new() -> Self {
-        CpuBackend { half_weights: false, kernel: simd::SIMD128 }
+        CpuBackend { half_weights: false, f16_arithmetic: false, kernel: simd::SIMD128 }
     }
 
     /// A CPU backend whose models keep dense weights in f16 ([`Backend::half_weights`]): the
     /// reference for a GPU model loaded the same way.
     pub fn with_half_weights() -> Self {
         CpuBackend { half_weights: true, ..Self::new() }
+    }
+
+    /// Half weights as [`CpuBackend::with_half_weights`], multiplied in f16 the way
+    /// `matmul_f16_arith.wgsl` does ([`matmul_f16_arith_host`]): the twin of a GPU with `shader-f16`.
+    pub fn with_f16_arithmetic() -> Self {
+        CpuBackend { half_weights: true, f16_arithmetic: true, ..Self::new() }
     }
 
     /// The same backend with matmul on the kernels of [`simd`] (`true`; natively their scalar
@@ -135,6 +142,10 @@ impl Backend for CpuBackend {
 
     fn half_weights(&self) -> bool {
         self.half_weights
+    }
+
+    fn f16_arithmetic(&self) -> bool {
+        self.f16_arithmetic
     }
 
     fn upload(&self, h: &HostTensor) -> Result<CpuTensor> {
@@ -283,9 +294,14 @@ impl Backend for CpuBackend {
     }
 
     fn matmul_f16(&self, x: &CpuTensor, w: &CpuTensor) -> Result<CpuTensor> {
-        let (_, k, n) = check::matmul_f16(x, w)?;
+        let (m, k, n) = check::matmul_f16(x, w)?;
         // The slow twin: decode the halves to f32, then the ordinary product.
         let words = w.t.flatten_all()?.to_vec1::<u32>()?;
+        if self.f16_arithmetic {
+            let xs = x.t.flatten_all()?.to_vec1::<f32>()?;
+            let out = matmul_f16_arith_host(&xs, &words, m, k, n)?;
+            return CpuTensor::new(Tensor::from_vec(out, (m, n), &Device::Cpu)?);
+        }
         let wf = super::half_pairs::unpack(&words, n, k)?;
         let wt = CpuTensor::new(Tensor::from_vec(wf, (n, k), &Device::Cpu)?)?;
         self.matmul(x, &wt, true)
@@ -298,6 +314,30 @@ impl Backend for CpuBackend {
         let out = ternary_matmul_host(&xs, &ws, m, k, n)?;
         CpuTensor::new(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
     }
+}
+
+/// The twin of `matmul_f16_arith.wgsl`: x `[m, k]` f32, w packed halves `[n, ceil(k/2)]` ->
+/// `[m, n]`, each x element rounded to f16 (to nearest, ties to even), each product of halves
+/// rounded to f16 (the exact product of two halves fits f32's 24 bits, so one rounding), products
+/// summed in f32 in k order. The GPU sums in the same order, one f32 add per product.
+pub fn matmul_f16_arith_host(x: &[f32], w: &[u32], m: usize, k: usize, n: usize) -> Result<Vec<f32>> {
+    use half::f16;
+    if Some(x.len()) != m.checked_mul(k) {
+        return Err(Error::Invalid(format!("matmul_f16_arith_host: {} values of x for [{m}, {k}]", x.len())));
+    }
+    let wf = super::half_pairs::unpack(w, n, k)?;
+    let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+    let wh: Vec<f16> = wf.iter().map(|&v| f16::from_f32(v)).collect();
+    let mut out = Vec::with_capacity(m * n);
+    for r in 0..m {
+        let xr = &xh[r * k..(r + 1) * k];
+        for c in 0..n {
+            let wr = &wh[c * k..(c + 1) * k];
+            let sum: f32 = xr.iter().zip(wr).fold(0.0, |acc, (&a, &b)| acc + f16::from_f32(a.to_f32() * b.to_f32()).to_f32());
+            out.push(sum);
+        }
+    }
+    Ok(out)
 }
 
 /// `x [m, k] · Tᵀ` with `T [n, k]` packed (see [`super::ternary`]): additions and subtractions only,

@@ -54,6 +54,32 @@ pub mod tolerance {
     /// labels as well.
     pub const TERNARY_MODEL_LOGITS_ABS: f32 = 1e-2;
 
+    /// f16's machine epsilon, 2^-10: the spacing of halves in [1, 2), twice the unit roundoff.
+    pub const F16_EPSILON: f32 = 9.765625e-4;
+    /// The spacing of f16 subnormals, 2^-24: the largest absolute error of one rounding below
+    /// f16's normal range (2^-14), where the relative bound no longer holds.
+    pub const F16_SUBNORMAL_ULP: f32 = 5.9604645e-8;
+
+    /// The bound on `|x · wᵀ − exact|` for one output of the f16-arithmetic matmul
+    /// (`matmul_f16_arith.wgsl`, [`crate::backend::cpu::matmul_f16_arith_host`]) over a row of
+    /// length `k`, where `sum_abs_xw` = Σ_k |x_k · w_k| and `sum_abs_w` = Σ_k |w_k| (w already
+    /// halves, so "exact" is the f32-or-better product of the same halves).
+    ///
+    /// Each term is rounded twice in f16: x_k to a half, then the product. Either rounding is off
+    /// by at most one f16 ulp relative (ε₁₆ = 2^-10, allowing a conversion that rounds either way
+    /// rather than to nearest) or, in the subnormal range, by one subnormal ulp η = 2^-24 absolute:
+    /// |term error| ≤ (2ε₁₆ + ε₁₆²)|x_k w_k| + η(|w_k|(1 + ε₁₆) + 1). The f32 sum of k terms adds
+    /// γ_k = k·u₃₂/(1 − k·u₃₂) of Σ|terms| (u₃₂ = 2^-24), the standard dot-product bound. For
+    /// k < 10⁵ the products of small factors are absorbed into the rounded-up constants:
+    /// bound = (2.01·ε₁₆ + 1.02·k·u₃₂)·Σ|x w| + 1.02·η·(Σ|w| + k).
+    /// At k = 512 with O(1) terms that is ≈ 2e-3 of Σ|x w| — some hundred times the f32 matmul's
+    /// [`MATMUL_REL`]: the price of f16 products. A device that flushes f16 subnormals to zero
+    /// can exceed the absolute part for products below 2^-14.
+    pub fn f16_arith_matmul(k: usize, sum_abs_xw: f32, sum_abs_w: f32) -> f32 {
+        let u32_ = f32::EPSILON / 2.0;
+        (2.01 * F16_EPSILON + 1.02 * k as f32 * u32_) * sum_abs_xw + 1.02 * F16_SUBNORMAL_ULP * (sum_abs_w + k as f32)
+    }
+
     /// The whole-model logit tolerance for an architecture.
     pub fn model_logits_abs(arch: crate::models::config::Arch) -> f32 {
         match arch {
@@ -333,6 +359,14 @@ pub trait Backend: Sized {
         false
     }
 
+    /// Whether [`Backend::matmul_f16`] multiplies in f16 (x rounded to a half, each product
+    /// rounded to a half, sums in f32) rather than in f32: the GPU on a device with `shader-f16`
+    /// (unless switched off), and the CPU twin [`cpu::CpuBackend::with_f16_arithmetic`]. Results
+    /// then differ from the f32 products within [`tolerance::f16_arith_matmul`].
+    fn f16_arithmetic(&self) -> bool {
+        false
+    }
+
     /// Copy a host tensor to the device. Empty tensors are allowed here (ops refuse them).
     fn upload(&self, t: &HostTensor) -> Result<Self::Tensor>;
 
@@ -388,7 +422,8 @@ pub trait Backend: Sized {
     fn ternary_matmul(&self, x: &Self::Tensor, packed: &Self::Tensor) -> Result<Self::Tensor>;
 
     /// `x · Wᵀ` with W `[N, K]` stored in half precision ([`half_pairs`]: u32 `[N, ceil(K/2)]`),
-    /// products and sums in f32: x `[M, K]` -> `[M, N]`.
+    /// products and sums in f32 (products in f16 where [`Backend::f16_arithmetic`]): x `[M, K]` ->
+    /// `[M, N]`.
     fn matmul_f16(&self, x: &Self::Tensor, w: &Self::Tensor) -> Result<Self::Tensor>;
 
     // ---- fused model ops ----

@@ -16,6 +16,8 @@ pub struct GpuContext {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     pub(crate) limits: wgpu::Limits,
+    /// The device was opened with `shader-f16` (f16 arithmetic in WGSL, `enable f16;`).
+    shader_f16: bool,
     /// Compute pipelines by kernel label (== shader stem), compiled on first use.
     pipelines: Mutex<HashMap<&'static str, wgpu::ComputePipeline>>,
     /// Messages of uncaptured errors and device loss, drained by the next `read`.
@@ -75,10 +77,14 @@ impl GpuContext {
             .map_err(|e| Error::NoGpu(format!("no {api} adapter: {e}")))?;
 
         let required_limits = required_limits(&adapter.limits());
+        // Ask only for what is offered: `shader-f16` where the adapter has it (lavapipe does,
+        // SwiftShader in Chromium does not), no features otherwise.
+        let shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
+        let required_features = if shader_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("trilemma"),
-                required_features: wgpu::Features::empty(),
+                required_features,
                 required_limits,
                 ..Default::default()
             })
@@ -106,6 +112,7 @@ impl GpuContext {
             _instance: instance,
             adapter_info,
             limits: device.limits(),
+            shader_f16: device.features().contains(wgpu::Features::SHADER_F16),
             device,
             queue,
             pipelines: Mutex::new(HashMap::new()),
@@ -114,16 +121,22 @@ impl GpuContext {
         }))
     }
 
-    /// One line naming the adapter, for the page, the CLI and results provenance, e.g.
-    /// `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, driver llvmpipe: Mesa 22.3.6 (LLVM 15.0.6)) [fallback: CPU]`
-    /// on lavapipe; in headless Chromium (adapter architecture `swiftshader`) it ends in
-    /// `[fallback: SwiftShader]`.
     /// Whether the adapter is a software rasterizer on the CPU (SwiftShader, lavapipe, a
     /// browser's fallback adapter) rather than a GPU.
     pub fn is_software(&self) -> bool {
         self.adapter_info.device_type == wgpu::DeviceType::Cpu
     }
 
+    /// Whether the device has the `shader-f16` feature: WGSL `f16` arithmetic, used by
+    /// `matmul_f16_arith.wgsl`. Half-precision *storage* (`matmul_f16.wgsl`) does not need it.
+    pub fn has_shader_f16(&self) -> bool {
+        self.shader_f16
+    }
+
+    /// One line naming the adapter, for the page, the CLI and results provenance, e.g.
+    /// `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu, driver llvmpipe: Mesa 22.3.6 (LLVM 15.0.6)) [fallback: CPU] [shader-f16]`
+    /// on lavapipe; in headless Chromium (adapter architecture `swiftshader`) it ends in
+    /// `[fallback: SwiftShader]`. `[shader-f16]` marks a device with f16 arithmetic.
     pub fn adapter_description(&self) -> String {
         let i = &self.adapter_info;
         let name = if i.name.is_empty() { "unnamed adapter" } else { i.name.as_str() };
@@ -142,6 +155,9 @@ impl GpuContext {
             s.push_str(" [fallback: SwiftShader]");
         } else if i.device_type == wgpu::DeviceType::Cpu {
             s.push_str(" [fallback: CPU]");
+        }
+        if self.shader_f16 {
+            s.push_str(" [shader-f16]");
         }
         s
     }

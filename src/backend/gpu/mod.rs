@@ -161,6 +161,9 @@ pub struct GpuBackend {
     binding_cap: std::cell::Cell<Option<u64>>,
     /// Store dense weights of models loaded from now on in f16 ([`Backend::half_weights`]).
     half_weights: std::cell::Cell<bool>,
+    /// Run `matmul_f16` with f16 products (`matmul_f16_arith.wgsl`) where the device allows it;
+    /// on by default ([`GpuBackend::set_f16_arithmetic`]).
+    f16_arithmetic: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -183,6 +186,7 @@ impl GpuBackend {
             pool: Arc::new(Pool { ctx: ctx.clone(), free: std::sync::Mutex::new(std::collections::HashMap::new()) }),
             binding_cap: std::cell::Cell::new(None),
             half_weights: std::cell::Cell::new(false),
+            f16_arithmetic: std::cell::Cell::new(true),
             ctx,
         }
     }
@@ -197,6 +201,13 @@ impl GpuBackend {
     /// Store the dense weights of models loaded from now on in f16 (`matmul_f16.wgsl`).
     pub fn set_half_weights(&self, on: bool) {
         self.half_weights.set(on);
+    }
+
+    /// Multiply f16 weights in f16 (`matmul_f16_arith.wgsl`) when the device has `shader-f16`
+    /// (the default), or keep f16 as a storage format with f32 products (`matmul_f16.wgsl`) when
+    /// `on` is false. Without `shader-f16` the storage kernel runs either way.
+    pub fn set_f16_arithmetic(&self, on: bool) {
+        self.f16_arithmetic.set(on);
     }
 
     /// Acquire a device ([`GpuContext::acquire`]) and wrap it.
@@ -402,6 +413,10 @@ impl Backend for GpuBackend {
         self.half_weights.get()
     }
 
+    fn f16_arithmetic(&self) -> bool {
+        self.f16_arithmetic.get() && self.ctx.has_shader_f16()
+    }
+
     fn upload(&self, h: &HostTensor) -> Result<GpuTensor> {
         let bytes: &[u8] = match &h.data {
             Data::F32(v) => bytemuck::cast_slice(v),
@@ -571,7 +586,11 @@ impl Backend for GpuBackend {
     fn matmul_f16(&self, x: &GpuTensor, w: &GpuTensor) -> Result<GpuTensor> {
         let dims = check::matmul_f16(x, w)?;
         self.own_all(&[x, w])?;
-        kernels::matmul_f16::run(self, x, w, dims)
+        if self.f16_arithmetic() {
+            kernels::matmul_f16_arith::run(self, x, w, dims)
+        } else {
+            kernels::matmul_f16::run(self, x, w, dims)
+        }
     }
 
     fn rope(&self, x: &GpuTensor, cos: &GpuTensor, sin: &GpuTensor) -> Result<GpuTensor> {

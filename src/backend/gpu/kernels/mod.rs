@@ -14,6 +14,7 @@ pub mod gla;
 pub mod last_token;
 pub mod matmul;
 pub mod matmul_f16;
+pub mod matmul_f16_arith;
 pub mod quantize_i8;
 pub mod reduce;
 pub mod rms_norm;
@@ -39,8 +40,9 @@ pub struct Kernel {
 /// `override`) and of the row kernels (a `const` there, since it also sizes workgroup memory).
 pub const WG: u32 = 256;
 
-/// All kernels, for tests and for warming the pipeline cache.
-pub const ALL: [&Kernel; 18] = [
+/// All kernels, for tests and for warming the pipeline cache (`matmul_f16_arith` compiles only on
+/// a device with `shader-f16`).
+pub const ALL: [&Kernel; 19] = [
     &attention::KERNEL,
     &binary::KERNEL,
     &copy::KERNEL,
@@ -50,6 +52,7 @@ pub const ALL: [&Kernel; 18] = [
     &last_token::KERNEL,
     &matmul::KERNEL,
     &matmul_f16::KERNEL,
+    &matmul_f16_arith::KERNEL,
     &quantize_i8::KERNEL,
     &reduce::KERNEL,
     &rms_norm::KERNEL,
