@@ -43,14 +43,17 @@ pub fn batches(lengths: &[usize], max_batch: usize, max_tokens: usize) -> Vec<Ve
 
 /// The work of one evaluation loop: `task`'s head name (refused when its class count differs
 /// from the task's), every example's token ids, and the length-sorted batches to run them in.
-struct Plan {
-    head_task: &'static str,
-    seqs: Vec<Vec<u32>>,
-    batches: Vec<Vec<usize>>,
+/// The batches depend only on the examples and `max_batch`, and each batch's logits only on its
+/// sequences, so running any subset of batches anywhere (the page's workers) and putting the rows
+/// back by example index gives the same numbers as one loop over all of them.
+pub struct Plan {
+    pub head_task: &'static str,
+    pub seqs: Vec<Vec<u32>>,
+    pub batches: Vec<Vec<usize>>,
 }
 
 impl Plan {
-    fn new<B: Backend>(model: &Model<B>, tk: &TextTokenizer, task: Task, examples: &[Example], max_batch: usize) -> Result<Self> {
+    pub fn new<B: Backend>(model: &Model<B>, tk: &TextTokenizer, task: Task, examples: &[Example], max_batch: usize) -> Result<Self> {
         if max_batch == 0 {
             return Err(Error::Invalid("the batch size must be positive".into()));
         }
@@ -65,15 +68,30 @@ impl Plan {
         Ok(Self { head_task, seqs, batches })
     }
 
-    /// Batch `b`'s logits, as read back for that batch, into `out` (one row per example).
-    fn scatter(&self, b: usize, logits: &HostTensor, out: &mut [Vec<f32>]) -> Result<()> {
+    /// Padded tokens of batch `b` (sequences × the longest): its share of the work.
+    pub fn padded_tokens(&self, b: usize) -> usize {
         let batch = &self.batches[b];
+        batch.len() * batch.iter().map(|&i| self.seqs[i].len()).max().unwrap_or(0)
+    }
+
+    /// Batch `b` through `model`: one `[C]` row of class logits per example of the batch, in the
+    /// batch's order (the GPU path reads back only these).
+    pub async fn batch_logits<B: Backend>(&self, be: &B, model: &Model<B>, b: usize) -> Result<Vec<Vec<f32>>> {
+        self.rows(b, &be.read(&model.classify_batch(be, &self.batch(b), Some(self.head_task))?).await?)
+    }
+
+    /// Batch `b`'s logits, as read back for that batch, split into one row per example.
+    fn rows(&self, b: usize, logits: &HostTensor) -> Result<Vec<Vec<f32>>> {
         let v = logits.as_f32("logits")?;
-        let c = v.len() / batch.len();
-        for (row, &i) in batch.iter().enumerate() {
-            out[i] = v[row * c..(row + 1) * c].to_vec();
+        let c = v.len() / self.batches[b].len();
+        Ok(v.chunks(c).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Batch `b`'s rows into `out` at their examples' indices.
+    fn scatter(&self, b: usize, rows: Vec<Vec<f32>>, out: &mut [Vec<f32>]) {
+        for (row, &i) in rows.into_iter().zip(&self.batches[b]) {
+            out[i] = row;
         }
-        Ok(())
     }
 
     fn batch(&self, b: usize) -> Vec<&[u32]> {
@@ -89,7 +107,7 @@ pub fn predict_cpu(be: &CpuBackend, model: &Model<CpuBackend>, tk: &TextTokenize
     let mut rows = vec![Vec::new(); examples.len()];
     for b in 0..plan.batches.len() {
         let logits = be.read_sync(&model.classify_batch(be, &plan.batch(b), Some(plan.head_task))?)?;
-        plan.scatter(b, &logits, &mut rows)?;
+        plan.scatter(b, plan.rows(b, &logits)?, &mut rows);
     }
     Ok(argmax_rows(&rows))
 }
@@ -137,8 +155,7 @@ pub async fn logits_batched<B: Backend>(be: &B, model: &Model<B>, tk: &TextToken
     let plan = Plan::new(model, tk, task, examples, max_batch)?;
     let mut out = vec![Vec::new(); examples.len()];
     for b in 0..plan.batches.len() {
-        let logits = be.read(&model.classify_batch(be, &plan.batch(b), Some(plan.head_task))?).await?;
-        plan.scatter(b, &logits, &mut out)?;
+        plan.scatter(b, plan.batch_logits(be, model, b).await?, &mut out);
     }
     Ok(out)
 }
