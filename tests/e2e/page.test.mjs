@@ -315,10 +315,21 @@ test('CPU workers: 1 vs 2 give identical logits; a failed or dying helper is rec
       await page.waitForFunction(() => Number(document.body.dataset.finished) >= 1, null, { timeout: RUN_TIMEOUT });
       await page.fill('#bench-n', '48');
       await page.fill('#bench-batch', '4');
+      // Longest gap between 20 ms timer ticks on the main thread while the workers compute.
+      await page.evaluate(() => {
+        let last = performance.now();
+        window.__maxGap = 0;
+        window.__ticker = setInterval(() => {
+          const now = performance.now();
+          window.__maxGap = Math.max(window.__maxGap, now - last);
+          last = now;
+        }, 20);
+      });
       await page.click('#bench-run');
       await page.waitForFunction(() => Number(document.body.dataset.finished) >= 2, null, { timeout: RUN_TIMEOUT });
       assert.equal(await page.getAttribute('body', 'data-state'), 'done', `the benchmark failed: ${await page.locator('#error').textContent()}`);
       const out = await page.evaluate(() => ({
+        maxGap: (clearInterval(window.__ticker), window.__maxGap),
         cpuLine: document.querySelector('#cpu-workers').textContent,
         cpuWorkers: Number(document.querySelector('#cpu-workers').dataset.workers),
         note: document.querySelector('#bench-note').textContent,
@@ -364,7 +375,8 @@ test('CPU workers: 1 vs 2 give identical logits; a failed or dying helper is rec
   }
   // Bit-identical, not within a tolerance: the same batches went through the same code.
   assert.deepEqual(logitsOf(two), reference, '2 workers give the same logits as 1');
-  t.diagnostic(`2 workers: ${two.report.rows.map((r) => `${r.folder} ${r.cpu_examples_per_s.toFixed(0)} ex/s ${JSON.stringify(r.batches_by_worker)}`).join('; ')}`);
+  assert.ok(two.maxGap < 1000, `the main thread stalled for ${two.maxGap.toFixed(0)} ms during the 2-worker benchmark`);
+  t.diagnostic(`2 workers: longest main-thread stall ${two.maxGap.toFixed(0)} ms; ${two.report.rows.map((r) => `${r.folder} ${r.cpu_examples_per_s.toFixed(0)} ex/s ${JSON.stringify(r.batches_by_worker)}`).join('; ')}`);
 
   const noStart = await bench('?workers=2&simulate=helper-start-fail', 'start-fail');
   assert.match(noStart.cpuLine, /^CPU: 1 thread — helper 1 failed to start: .*simulated helper failure at start/);
