@@ -5,8 +5,9 @@
 //
 // Serves dist/ on a free port, waits for the worker to load the three bundled models, checks their
 // predictions on WebGPU against the CPU (same label, logits within tolerance), a pair task, an
-// error path (empty text), that the page stays responsive, and that nothing logged an error.
-// Saves a screenshot to test-results/e2e-page.png.
+// error path (empty text), that the page stays responsive, and that nothing logged an error;
+// then the fallbacks (no adapter, GPU lost, GPU out of memory) and the CPU worker pool (1 vs 2
+// workers bit-identical, a helper failing at start or dying mid-run). Screenshots in test-results/.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
