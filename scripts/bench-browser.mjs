@@ -6,7 +6,7 @@
 //
 // N sentences (default 128), BATCH sentences per batch (default 32), WORKERS a comma-separated
 // list of CPU worker counts for the no-adapter runs (`?workers=W`; default: the page's own
-// choice, navigator.hardwareConcurrency up to 4). BENCH_GPU=0 skips the WebGPU run.
+// choice, navigator.hardwareConcurrency up to 4). BENCH_GPU=0 (or BENCH_CPU_ONLY=1) skips the WebGPU run.
 // Prints examples/s per model for the wasm CPU path and WebGPU, the device, the CPU workers,
 // weight bytes, and the load average before each run.
 import { chromium } from 'playwright-core';
@@ -57,7 +57,7 @@ function print(title, r) {
   for (const row of r.rows) console.log(`  ${row.cells.join(' | ')}`);
 }
 
-if (process.env.BENCH_GPU !== '0') {
+if (process.env.BENCH_GPU !== '0' && !process.env.BENCH_CPU_ONLY) {
   const before = load();
   print(`WebGPU run (${before})`, await run(FLAGS));
 }

@@ -10,6 +10,8 @@
 //! - [`models`]: Transformer++, GLA and HGRN-bit, one file each, with the LM and classifier heads.
 //! - [`data`]: GLUE / AdvGLUE task definitions, bundled splits and their JSONL parser.
 //! - [`eval`]: metrics (accuracy, F1, MCC, GLUE and AdvGLUE scores, bootstrap intervals).
+//! - [`experiment`]: the experiment spec and the engine that turns it into results.
+//! - [`report`]: results -> standalone HTML (tables, plotters SVG charts) and CSV.
 //! - [`text`]: the tokenizer (the `tokenizers` crate) and the bundled default tokenizer.
 //! - `train` (native only): `trilemma train`, the batched differentiable twin of the models.
 //! - [`demo`]: the end-to-end check the page runs on both backends.
@@ -20,9 +22,11 @@ pub mod data;
 pub mod demo;
 pub mod error;
 pub mod eval;
+pub mod experiment;
 pub mod io;
 pub mod models;
 pub mod nn;
+pub mod report;
 pub mod rng;
 pub mod text;
 /// Native only: training needs the filesystem and candle autograd, not the page.
@@ -36,3 +40,6 @@ pub use error::{Error, Result};
 
 /// The crate version, recorded in every result's provenance.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit of the build (`git describe --always --dirty`; `unknown` without git).
+pub const GIT_COMMIT: &str = env!("TRILEMMA_GIT_COMMIT");

@@ -2,6 +2,17 @@
 //! experiment spec and draws from this, so the same seed gives the same numbers on every platform
 //! (native, wasm32) without depending on a crate's version-to-version stream stability.
 
+/// A seed for one named random choice, derived from the experiment's seed: FNV-1a of `label`
+/// mixed with `seed` through one SplitMix64 step, so each choice has its own stream and adding a
+/// choice never shifts another's numbers.
+pub fn derive_seed(seed: u64, label: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in label.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    SplitMix64::new(seed ^ h).next_u64()
+}
+
 #[derive(Clone, Debug)]
 pub struct SplitMix64(u64);
 

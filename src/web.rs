@@ -561,3 +561,113 @@ pub fn set_gpu_memory_headroom(headroom: f64) -> std::result::Result<bool, JsErr
         None => false,
     })
 }
+
+// ---------------------------------------------------------------- experiments
+
+/// Set by [`set_experiment_cancelled`] (the page's Cancel button: the message reaches the worker
+/// while a run waits between batches), read after every batch.
+static CANCEL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+struct WebHooks {
+    on_progress: js_sys::Function,
+}
+
+impl crate::experiment::Hooks for WebHooks {
+    fn progress(&mut self, p: &crate::experiment::Progress) -> bool {
+        if let Ok(v) = to_js(p) {
+            let _ = self.on_progress.call1(&JsValue::NULL, &v);
+        }
+        !CANCEL.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn now_ms(&self) -> f64 {
+        now_ms()
+    }
+    /// A macrotask turn, so messages (Cancel) are handled between batches.
+    async fn pause(&self) {
+        gloo::timers::future::TimeoutFuture::new(0).await;
+    }
+    /// The wasm heap: linear memory only grows, so its size is the peak.
+    fn memory(&self) -> Option<u64> {
+        Some(core::arch::wasm32::memory_size(0) as u64 * 65_536)
+    }
+}
+
+/// Run an experiment spec (JSON) on the bundled models and data — the engine `trilemma run`
+/// uses ([`crate::experiment::run`]). `on_progress(progress)` is called after every batch.
+/// Returns the results JSON (cancelled runs keep their finished evaluations). The cancel flag is
+/// the caller's to reset before a run ([`set_experiment_cancelled`]), so a Cancel that arrives
+/// while the run is still queued is not lost.
+#[wasm_bindgen]
+pub async fn run_experiment(spec_json: String, on_progress: js_sys::Function) -> std::result::Result<String, JsError> {
+    use crate::experiment::{self, Dataset, Spec, BUNDLED_MODELS};
+    let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before run_experiment()"))?;
+    let bundled_only = |m: &str| {
+        if BUNDLED_MODELS.contains(&m) {
+            Ok(())
+        } else {
+            Err(format!("the page runs the bundled models only ({}); run other folders with `trilemma run`", BUNDLED_MODELS.join(", ")))
+        }
+    };
+    let spec = Spec::from_json(spec_json.as_bytes(), &bundled_only).map_err(js_err)?;
+    let mut folders = experiment::Folders::new();
+    for m in &spec.models {
+        let mut files = std::collections::BTreeMap::new();
+        for name in experiment::MODEL_FILES {
+            files.insert(name.to_string(), fetch_bytes(&format!("{MODELS_URL}/{m}/{name}")).await.map_err(js_err)?);
+        }
+        folders.insert(m.clone(), files);
+    }
+    let mut data = Vec::new();
+    for (task, split) in spec.data() {
+        let path = crate::data::bundled_path(task, split).map_err(js_err)?;
+        let bytes = fetch_bytes(&format!("assets/{path}")).await.map_err(js_err)?;
+        data.push(Dataset::from_bytes(task, split, &bytes).map_err(js_err)?);
+    }
+    let gpu = match &session.gpu {
+        Some(ctx) => Ok(ctx.clone()),
+        None => Err(session.gpu_error.clone().unwrap_or_else(|| "no WebGPU adapter".into())),
+    };
+    let mut hooks = WebHooks { on_progress };
+    let results = experiment::run(&spec, gpu, &folders, &data, &mut hooks).await.map_err(js_err)?;
+    Ok(results.to_json())
+}
+
+/// Ask the running experiment to stop after its current batch (`true`), or clear the request
+/// before starting one (`false`).
+#[wasm_bindgen]
+pub fn set_experiment_cancelled(cancelled: bool) {
+    CANCEL.store(cancelled, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn parse_results(json: &str) -> std::result::Result<crate::experiment::Results, JsError> {
+    crate::experiment::Results::from_json(json.as_bytes()).map_err(js_err)
+}
+
+/// The report of a results JSON as an HTML fragment for the page. Call on the page's main
+/// thread: the charts measure their text with the DOM.
+#[wasm_bindgen]
+pub fn report_fragment(results_json: &str) -> std::result::Result<String, JsError> {
+    crate::report::body(&parse_results(results_json)?).map_err(js_err)
+}
+
+/// The standalone HTML report (for download). Main thread, as [`report_fragment`].
+#[wasm_bindgen]
+pub fn report_document(results_json: &str) -> std::result::Result<String, JsError> {
+    crate::report::html(&parse_results(results_json)?).map_err(js_err)
+}
+
+/// Per-example predictions as CSV.
+#[wasm_bindgen]
+pub fn report_csv(results_json: &str) -> std::result::Result<String, JsError> {
+    Ok(crate::report::csv(&parse_results(results_json)?))
+}
+
+/// Matmul kernel benchmark (a measurement, not a test; separate from the page's exports): the
+/// SIMD128 peak of this build, the kernels and candle's stock matmul at the models' shapes,
+/// single-threaded, as JSON ([`crate::backend::simd::bench::Report`]). `only` filters shapes by
+/// name (empty: all). Run by `scripts/bench-simd.mjs`.
+#[wasm_bindgen]
+pub fn bench_matmul(sample_ms: f64, samples: usize, only: String) -> std::result::Result<JsValue, JsError> {
+    let report = crate::backend::simd::bench::run(&now_ms, sample_ms.max(1.0), samples.max(1), &only).map_err(js_err)?;
+    to_js(&report)
+}

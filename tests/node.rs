@@ -31,3 +31,18 @@ async fn cpu_path_runs_under_node() {
     let total: f32 = out.mean.iter().sum();
     assert!((total - 1.0).abs() < 1e-5, "mean probabilities sum to {total}");
 }
+
+/// The SIMD128 matmul kernels against a float64 triple loop at awkward sizes (bit-equal to the
+/// in-order f32 sum and to the scalar twin), the weight cache of the CPU backend, and the CPU
+/// backend on the kernels against candle's matmul on every conformance case.
+#[wasm_bindgen_test]
+async fn simd_matmul_kernels() {
+    use trilemma::backend::simd;
+    assert!(simd::SIMD128);
+    let cases = simd::suite::run(simd::matmul, simd::matmul_packed).unwrap();
+    assert!(cases > 1000, "{cases}");
+    simd::suite::twins_agree(7).unwrap();
+    simd::suite::backend_cache().unwrap();
+    let n = conformance::parity(&CpuBackend::new().with_matmul_kernel(false), &CpuBackend::new(), 42).await.unwrap();
+    assert!(n > 100, "{n}");
+}

@@ -1,7 +1,9 @@
+import { initExperiment } from './experiment.js';
+import { CpuPool } from './pool.js';
+
 // The page: DOM and messages only. All computing happens in worker.js (the Rust core) and, for
 // the benchmark, in the CPU worker pool (pool.js: helper workers on the other cores), so the page
 // stays responsive. Text from the user or the model is only ever set with textContent.
-import { CpuPool } from './pool.js';
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -260,6 +262,7 @@ const pool = new CpuPool(worker, {
   onStatus: renderCpu,
 });
 renderCpu(pool.status());
+const experiment = initExperiment(worker);
 
 function run() {
   if (!ready || running) return;
@@ -274,6 +277,10 @@ function run() {
 worker.addEventListener('message', (e) => {
   const msg = e.data;
   if (pool.handleMain(msg)) return; // an answer to the pool (benchmark batches)
+  if (typeof msg?.type === 'string' && msg.type.startsWith('experiment-')) {
+    experiment.onMessage(msg);
+    return;
+  }
   switch (msg?.type) {
     case 'ready':
       ready = true;
@@ -281,6 +288,7 @@ worker.addEventListener('message', (e) => {
       setProgress('ready', 1);
       setBusy(false);
       setState('ready');
+      experiment.ready();
       // `?simulate=gpu-lost` destroys the GPU device first, `?simulate=gpu-oom` leaves it no
       // memory for activations (the fallback tests).
       {

@@ -9,11 +9,16 @@
 //                          their first batch without answering.
 //
 // Messages in:  {type: 'run', task, text, textPair} | {type: 'simulate-gpu-loss'} | {type: 'simulate-gpu-oom'}
+//               | {type: 'experiment', spec} | {type: 'cancel-experiment'}
 //               | {type: 'prepare', id, task, split, n, batch} | {type: 'batches', id, model, batches, backend, warmUp}
 // Messages out: {type: 'ready', report} | {type: 'progress', stage, fraction}
 //               | {type: 'result', report} | {type: 'error', message}
+//               | {type: 'experiment-progress', progress} | {type: 'experiment-result', json}
+//               | {type: 'experiment-error', message}
 //               | {type: 'reply', id, report} | {type: 'error', id, message}   (answers to prepare / batches)
-import init, { start, start_cpu, classify, prepare, run_batches, simulate_gpu_loss, set_gpu_memory_headroom } from './trilemma.js';
+import init, {
+  start, start_cpu, classify, prepare, run_batches, simulate_gpu_loss, set_gpu_memory_headroom, run_experiment, set_experiment_cancelled,
+} from './trilemma.js';
 
 const params = new URLSearchParams(self.location.search);
 const helper = params.get('role') === 'helper';
@@ -36,6 +41,8 @@ self.addEventListener('unhandledrejection', (e) => fail(e.reason, 'worker error'
 
 // One run at a time: a run that arrives while another is going waits for it.
 let queue = Promise.resolve();
+let experimentRunning = false;
+let cancelPending = false;
 
 const ready = (async () => {
   postMessage({ type: 'progress', stage: 'loading WebAssembly', fraction: 0 });
@@ -50,10 +57,17 @@ const ready = (async () => {
   return false;
 });
 
-const TYPES = ['run', 'prepare', 'batches', 'simulate-gpu-loss', 'simulate-gpu-oom'];
+const TYPES = ['run', 'experiment', 'prepare', 'batches', 'simulate-gpu-loss', 'simulate-gpu-oom'];
 
 self.addEventListener('message', (e) => {
   const msg = e.data;
+  // Cancel acts at once, outside the queue: the running experiment reads it between batches;
+  // one still waiting in the queue starts cancelled (and returns no evaluations).
+  if (msg?.type === 'cancel-experiment') {
+    if (experimentRunning) set_experiment_cancelled(true);
+    else cancelPending = true;
+    return;
+  }
   if (!msg || !TYPES.includes(msg.type)) return;
   queue = queue.then(async () => {
     if (!(await ready)) {
@@ -69,6 +83,20 @@ self.addEventListener('message', (e) => {
         case 'simulate-gpu-oom':
           set_gpu_memory_headroom(4096);
           return;
+        case 'experiment': {
+          set_experiment_cancelled(cancelPending);
+          cancelPending = false;
+          experimentRunning = true;
+          try {
+            const json = await run_experiment(String(msg.spec ?? ''), (progress) => postMessage({ type: 'experiment-progress', progress }));
+            postMessage({ type: 'experiment-result', json });
+          } catch (err) {
+            postMessage({ type: 'experiment-error', message: describe(err) });
+          } finally {
+            experimentRunning = false;
+          }
+          return;
+        }
         case 'prepare': {
           const n = Math.max(0, Math.floor(Number(msg.n) || 0));
           const batch = Math.max(0, Math.floor(Number(msg.batch) || 0));

@@ -3,17 +3,30 @@
 //! Composite ops (softmax, RMSNorm, sigmoid) are written from candle's basic tensor ops on
 //! purpose: they are the readable definition the GPU kernels are checked against, and (unlike
 //! candle-nn's fused versions) they also record gradients for training.
+//!
+//! Matmul: natively candle's (multi-threaded); on wasm32 the SIMD128 kernels of [`super::simd`]
+//! (candle's wasm matmul runs far below the SIMD128 peak). A tensor used as the right operand of
+//! `x · Wᵀ` (a `Linear` weight) keeps its packed panels in a cache shared by its clones, so each
+//! weight is packed once, on its first product.
 
 use super::{check, Backend, BackendInfo, Binary, Data, HostTensor, Reduce, TensorMeta, Unary};
 use crate::error::{DType, Error, Result};
+use super::simd::{self, PackedB};
 use candle_core::{Device, Tensor};
+use std::sync::{Arc, OnceLock};
 
 /// A candle tensor plus its shape (kept as plain `usize`s for the shared checks).
+///
+/// `packed`: this tensor's `[N, K]` elements packed for `x · thisᵀ` by the matmul kernel, filled
+/// on the first such product and shared by clones (which hold the same elements). Every op returns
+/// a new `CpuTensor` with an empty cache, and candle tensors are immutable here (nothing in the
+/// crate writes into a candle storage), so a pack never outlives the elements it was made from.
 #[derive(Clone, Debug)]
 pub struct CpuTensor {
     pub t: Tensor,
     shape: Vec<usize>,
     dtype: DType,
+    packed: Arc<OnceLock<PackedB>>,
 }
 
 impl CpuTensor {
@@ -26,7 +39,13 @@ impl CpuTensor {
         // A view with no elements can keep an offset past its (empty) storage, e.g. narrow of a
         // [0, 3] tensor, and candle panics reading it: give empty results storage of their own.
         let t = if t.elem_count() == 0 { Tensor::zeros(t.dims(), t.dtype(), &Device::Cpu)? } else { t };
-        Ok(Self { shape: t.dims().to_vec(), t, dtype })
+        Ok(Self { shape: t.dims().to_vec(), t, dtype, packed: Arc::default() })
+    }
+
+    /// The packed panels cached for `x · thisᵀ`, if a product has made them (tests check that
+    /// a pack is made once and reused).
+    pub fn packed_b(&self) -> Option<&PackedB> {
+        self.packed.get()
     }
 }
 
@@ -39,20 +58,56 @@ impl TensorMeta for CpuTensor {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CpuBackend {
     half_weights: bool,
+    /// Matmul through [`simd`] (SIMD128 on wasm32, its scalar twin elsewhere) instead of candle.
+    kernel: bool,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl CpuBackend {
+    /// candle's matmul natively, the SIMD128 kernels on wasm32.
     pub fn new() -> Self {
-        CpuBackend { half_weights: false }
+        CpuBackend { half_weights: false, kernel: simd::SIMD128 }
     }
 
     /// A CPU backend whose models keep dense weights in f16 ([`Backend::half_weights`]): the
     /// reference for a GPU model loaded the same way.
     pub fn with_half_weights() -> Self {
-        CpuBackend { half_weights: true }
+        CpuBackend { half_weights: true, ..Self::new() }
+    }
+
+    /// The same backend with matmul on the kernels of [`simd`] (`true`; natively their scalar
+    /// twin, for tests) or on candle (`false`).
+    pub fn with_matmul_kernel(self, kernel: bool) -> Self {
+        CpuBackend { kernel, ..self }
+    }
+
+    /// The kernel path of [`Backend::matmul`]; shapes already checked.
+    fn matmul_kernel(&self, a: &CpuTensor, b: &CpuTensor, trans_b: bool, (batch, m, k, n): (usize, usize, usize, usize), out: &[usize]) -> Result<CpuTensor> {
+        let c = simd::with_f32(&a.t, |av| -> Result<Vec<f32>> {
+            if trans_b && b.shape.len() == 2 {
+                // A weight: pack it on its first product, reuse the panels afterwards.
+                let packed = match b.packed.get() {
+                    Some(p) => p,
+                    None => {
+                        let p = simd::with_f32(&b.t, |bv| PackedB::pack(bv, k, n, true))?;
+                        b.packed.get_or_init(|| p)
+                    }
+                };
+                Ok(simd::matmul_packed(av, packed))
+            } else {
+                let d = simd::Dims { batch, m, k, n };
+                Ok(simd::with_f32(&b.t, |bv| simd::matmul(av, bv, d, trans_b, b.shape.len() == 3))?)
+            }
+        })??;
+        CpuTensor::new(Tensor::from_vec(c, out, &Device::Cpu)?)
     }
 
     /// Synchronous read for native callers (the CPU path never waits on anything).
@@ -95,7 +150,12 @@ impl Backend for CpuBackend {
     }
 
     fn matmul(&self, a: &CpuTensor, b: &CpuTensor, trans_b: bool) -> Result<CpuTensor> {
-        check::matmul(a, b, trans_b)?;
+        let (dims, out) = check::matmul(a, b, trans_b)?;
+        // The kernels pad N to 8-column panels: below 4 columns (a classifier head's [2, H]) most
+        // of every tile is padding and candle's matmul was measured faster (README).
+        if self.kernel && dims.3 >= 4 {
+            return self.matmul_kernel(a, b, trans_b, dims, &out);
+        }
         let bt = if trans_b { b.t.t()? } else { b.t.clone() };
         let out = if a.shape.len() == 3 && b.shape.len() == 2 { a.t.broadcast_matmul(&bt)? } else { a.t.matmul(&bt)? };
         CpuTensor::new(out)

@@ -14,8 +14,10 @@
 
 pub mod composite;
 pub mod conformance;
+pub mod count;
 pub mod cpu;
 pub mod gpu;
+pub mod simd;
 
 use crate::error::{DType, Error, Result};
 use std::future::Future;

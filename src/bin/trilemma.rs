@@ -1,5 +1,5 @@
 //! The native command-line interface: `trilemma info`, `trilemma logits`, `trilemma eval`,
-//! `trilemma tokenizer`, `trilemma train`, `trilemma bench`.
+//! `trilemma run`, `trilemma report`, `trilemma tokenizer`, `trilemma train`, `trilemma bench`.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
@@ -59,6 +59,32 @@ mod cli {
             #[arg(long, value_enum, default_value_t = EvalBackend::Auto)]
             backend: EvalBackend,
         },
+        /// Run an experiment spec (JSON, see README "Experiment specs"): every model on every task
+        /// and split, with bootstrap intervals, efficiency numbers and provenance. Progress goes to
+        /// stderr; Ctrl-C stops after the current batch and keeps the finished evaluations.
+        Run {
+            spec: PathBuf,
+            /// Write the results JSON here (default: standard output).
+            #[arg(long)]
+            out: Option<PathBuf>,
+            #[arg(long, default_value = "assets")]
+            assets: PathBuf,
+            /// Also write the HTML report here.
+            #[arg(long)]
+            report: Option<PathBuf>,
+            /// Also write per-example predictions as CSV here.
+            #[arg(long)]
+            csv: Option<PathBuf>,
+        },
+        /// Write a standalone HTML report (tables and SVG charts) of a results file.
+        Report {
+            results: PathBuf,
+            #[arg(long)]
+            out: PathBuf,
+            /// Also write per-example predictions as CSV here.
+            #[arg(long)]
+            csv: Option<PathBuf>,
+        },
         /// Train the default models from scratch (see README "Training"): writes one Hugging Face
         /// folder per architecture with scores.json and a model card.
         Train {
@@ -110,6 +136,11 @@ mod cli {
             /// Also write the results as JSON here.
             #[arg(long)]
             json: Option<PathBuf>,
+            /// Instead: GFLOP/s of candle's matmul (and the SIMD kernels' scalar twin) at the
+            /// models' shapes; JSON on stdout (one thread with RAYON_NUM_THREADS=1; the wasm side:
+            /// scripts/bench-simd.mjs).
+            #[arg(long)]
+            kernels: bool,
         },
     }
 
@@ -136,8 +167,17 @@ mod cli {
             Cmd::Eval { model, task, split, limit, assets, predictions, backend } => {
                 eval(&model, &task, &split, limit, &assets, predictions.as_deref(), backend)
             }
+            Cmd::Run { spec, out, assets, report, csv } => run(&spec, out.as_deref(), &assets, report.as_deref(), csv.as_deref()),
+            Cmd::Report { results, out, csv } => report(&results, &out, csv.as_deref()),
             Cmd::Train { arch, assets, out, recipe, seed, max_steps } => train(&arch, &assets, &out, recipe.as_deref(), seed, max_steps),
-            Cmd::Bench { seq_lens, batch, tokens, seed, backend, json } => {
+            Cmd::Bench { kernels: true, .. } => {
+                let t0 = std::time::Instant::now();
+                let clock = move || t0.elapsed().as_secs_f64() * 1e3;
+                let report = trilemma::backend::simd::bench::run(&clock, 50.0, 5, "").map_err(|e| e.to_string())?;
+                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+                Ok(())
+            }
+            Cmd::Bench { seq_lens, batch, tokens, seed, backend, json, kernels: false } => {
                 bench::run(&bench::Params { seq_lens, batch, tokens, seed }, backend != BenchBackend::Gpu, backend != BenchBackend::Cpu, json.as_deref())
             }
         }
@@ -347,6 +387,76 @@ mod cli {
             })),
         });
         println!("{}", serde_json::to_string_pretty(&json).map_err(|err| err.to_string())?);
+        Ok(())
+    }
+
+    fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn run(
+        spec: &std::path::Path,
+        out: Option<&std::path::Path>,
+        assets: &std::path::Path,
+        report: Option<&std::path::Path>,
+        csv: Option<&std::path::Path>,
+    ) -> Result<(), String> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use trilemma::experiment::native;
+        let e = |err: trilemma::Error| err.to_string();
+        let spec = native::read_spec(spec, assets).map_err(e)?;
+        let cancel = std::sync::Arc::new(AtomicBool::new(false));
+        {
+            let cancel = cancel.clone();
+            // A second Ctrl-C while the first is being honoured ends the process as usual.
+            let _ = ctrlc::set_handler(move || {
+                if cancel.swap(true, Ordering::Relaxed) {
+                    std::process::exit(130);
+                }
+                eprintln!("\ncancelling after the current batch (Ctrl-C again to quit now)");
+            });
+        }
+        if spec.backend != trilemma::backend::BackendChoice::Cpu {
+            quiet_vulkan_loader();
+        }
+        let mut last = String::new();
+        let mut on_progress = |p: &trilemma::experiment::Progress| {
+            let line = format!("[{}/{}] {} {} {}: {}/{} ({:.0}%)", p.unit + 1, p.units, p.model, p.task, p.split, p.done, p.total, p.fraction * 100.0);
+            if line != last {
+                eprint!("\r{line}   ");
+                last = line;
+            }
+        };
+        let mut hooks = native::NativeHooks::new(&mut on_progress, cancel);
+        let results = native::run(&spec, assets, None, &mut hooks).map_err(e)?;
+        eprintln!();
+        if results.status.cancelled {
+            eprintln!("cancelled: {} of {} evaluations finished and are kept", results.status.units_done, results.status.units_total);
+        }
+        if let Some(f) = &results.provenance.fallback {
+            eprintln!("note: {f}");
+        }
+        let json = results.to_json();
+        match out {
+            Some(path) => write(path, &json)?,
+            None => println!("{json}"),
+        }
+        if let Some(path) = report {
+            write(path, &trilemma::report::html(&results).map_err(e)?)?;
+        }
+        if let Some(path) = csv {
+            write(path, &trilemma::report::csv(&results))?;
+        }
+        Ok(())
+    }
+
+    fn report(results: &std::path::Path, out: &std::path::Path, csv: Option<&std::path::Path>) -> Result<(), String> {
+        let bytes = std::fs::read(results).map_err(|err| format!("{}: {err}", results.display()))?;
+        let r = trilemma::experiment::Results::from_json(&bytes).map_err(|err| format!("{}: {err}", results.display()))?;
+        write(out, &trilemma::report::html(&r).map_err(|err| err.to_string())?)?;
+        if let Some(path) = csv {
+            write(path, &trilemma::report::csv(&r))?;
+        }
         Ok(())
     }
 

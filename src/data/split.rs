@@ -16,16 +16,23 @@ pub enum Split {
     /// AdvGLUE dev: adversarial versions of GLUE dev examples.
     #[serde(rename = "advglue")]
     AdvGlue,
+    /// The clean GLUE originals of the AdvGLUE dev examples that have one (`original_*` fields of
+    /// `dev_ann.json`; the human-crafted examples have none), in the same order with the same
+    /// `idx`, so clean and adversarial accuracy are measured on the same examples — also for QQP
+    /// and MNLI, whose GLUE validation sets are not bundled. Read from the AdvGLUE file.
+    #[serde(rename = "advglue-original")]
+    AdvGlueOriginal,
 }
 
 impl Split {
-    pub const ALL: [Split; 3] = [Split::Train, Split::Validation, Split::AdvGlue];
+    pub const ALL: [Split; 4] = [Split::Train, Split::Validation, Split::AdvGlue, Split::AdvGlueOriginal];
 
     pub fn name(self) -> &'static str {
         match self {
             Split::Train => "train",
             Split::Validation => "validation",
             Split::AdvGlue => "advglue",
+            Split::AdvGlueOriginal => "advglue-original",
         }
     }
 
@@ -35,7 +42,7 @@ impl Split {
             .iter()
             .copied()
             .find(|s| s.name() == name)
-            .ok_or_else(|| Error::Invalid(format!("unknown split {name:?}; valid splits: train, validation, advglue")))
+            .ok_or_else(|| Error::Invalid(format!("unknown split {name:?}; valid splits: train, validation, advglue, advglue-original")))
     }
 }
 
@@ -247,9 +254,11 @@ pub const BUNDLED: &[BundledFile] = &[
     ),
 ];
 
-/// The bundled file of `(task, split)`, or an error listing what is bundled.
+/// The bundled file of `(task, split)`, or an error listing what is bundled
+/// (`advglue-original` is read from the AdvGLUE file).
 pub fn bundled(task: Task, split: Split) -> Result<&'static BundledFile> {
-    BUNDLED.iter().find(|b| b.task == task && b.split == split).ok_or_else(|| {
+    let file_split = if split == Split::AdvGlueOriginal { Split::AdvGlue } else { split };
+    BUNDLED.iter().find(|b| b.task == task && b.split == file_split).ok_or_else(|| {
         let list = BUNDLED.iter().map(|b| format!("{}/{}", b.task, b.split)).collect::<Vec<_>>().join(", ");
         let hint = if task == Task::MnliMm && split == Split::Train {
             " (mnli-mm is evaluated with the mnli model; train on task mnli)"
@@ -291,7 +300,7 @@ pub fn parse_bundled(task: Task, split: Split, bytes: &[u8]) -> Result<Vec<Examp
             file.rows
         )));
     }
-    if split == Split::AdvGlue {
+    if matches!(split, Split::AdvGlue | Split::AdvGlueOriginal) {
         if let Some((i, _)) = examples.iter().enumerate().find(|(_, e)| e.method.is_none() || e.level.is_none()) {
             return Err(Error::Invalid(format!(
                 "{}: example {} (row {}) lacks `method` or `data_construction`",
@@ -301,7 +310,28 @@ pub fn parse_bundled(task: Task, split: Split, bytes: &[u8]) -> Result<Vec<Examp
             )));
         }
     }
+    if split == Split::AdvGlueOriginal {
+        return Ok(clean_originals(examples));
+    }
     Ok(examples)
+}
+
+/// The AdvGLUE examples that have a clean original, with the original text in place of the
+/// perturbed field(s) (AdvGLUE perturbs one field of a pair; the other is kept as is).
+fn clean_originals(examples: Vec<Example>) -> Vec<Example> {
+    examples
+        .into_iter()
+        .filter(|e| e.original_a.is_some() || e.original_b.is_some())
+        .map(|mut e| {
+            if let Some(a) = e.original_a.clone() {
+                e.text_a = a;
+            }
+            if let Some(b) = e.original_b.clone() {
+                e.text_b = Some(b);
+            }
+            e
+        })
+        .collect()
 }
 
 /// Reads and parses a bundled split from `assets_dir` (the repository's `assets/`). Native only:
@@ -332,7 +362,7 @@ mod tests {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
         let e = Split::parse("dev").unwrap_err().to_string();
-        assert!(e.contains("valid splits: train, validation, advglue"), "{e}");
+        assert!(e.contains("valid splits: train, validation, advglue, advglue-original"), "{e}");
     }
 
     #[test]
@@ -407,6 +437,30 @@ mod tests {
                 assert!(ex.iter().all(|e| e.method.is_none() && e.level.is_none() && e.original_a.is_none()));
             }
         }
+    }
+
+    #[test]
+    fn advglue_originals_are_the_clean_texts_of_the_same_examples() {
+        for task in Task::ADVGLUE {
+            let adv = load_split(&assets(), task, Split::AdvGlue).unwrap();
+            let clean = load_split(&assets(), task, Split::AdvGlueOriginal).unwrap();
+            let with_original: Vec<&Example> = adv.iter().filter(|e| e.level != Some(AttackLevel::Human)).collect();
+            assert_eq!(clean.len(), with_original.len(), "{task}");
+            for (c, a) in clean.iter().zip(&with_original) {
+                assert_eq!((c.idx, c.label, c.level, &c.method), (a.idx, a.label, a.level, &a.method), "{task}");
+                // Exactly the perturbed field is replaced by its original.
+                match (&a.original_a, &a.original_b) {
+                    (Some(o), None) => assert!(c.text_a == *o && c.text_b == a.text_b, "{task} {}", a.idx),
+                    (None, Some(o)) => assert!(c.text_b.as_ref() == Some(o) && c.text_a == a.text_a, "{task} {}", a.idx),
+                    _ => panic!("{task} {}: one original expected", a.idx),
+                }
+            }
+            // Most adversarial texts differ from their originals.
+            let changed = clean.iter().zip(&with_original).filter(|(c, a)| c.text_a != a.text_a || c.text_b != a.text_b).count();
+            assert!(changed * 10 >= clean.len() * 9, "{task}: only {changed} of {} differ", clean.len());
+        }
+        assert_eq!(Split::parse("advglue-original").unwrap(), Split::AdvGlueOriginal);
+        assert!(bundled(Task::Cola, Split::AdvGlueOriginal).is_err());
     }
 
     #[test]

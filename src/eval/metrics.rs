@@ -31,7 +31,7 @@ pub fn accuracy(preds: &[u32], labels: &[u32]) -> Result<f64> {
 
 /// The 2×2 confusion matrix of a binary task with positive class 1 (the GLUE convention for
 /// MRPC "equivalent" and QQP "duplicate").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BinaryCounts {
     pub true_pos: u64,
     pub false_pos: u64,
@@ -137,7 +137,7 @@ pub fn majority_baseline(task: Task, train_labels: &[u32], eval_labels: &[u32]) 
 /// `score` is the single number GLUE ranks by, as in the GLUE leaderboard and AdvGLUE's
 /// `evaluate.py`: the mean of F1 and accuracy for MRPC/QQP, MCC for CoLA, accuracy otherwise.
 /// (The HF GLUE metric reports only MCC for CoLA; accuracy is extra here, for the E-P-R tables.)
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GlueScore {
     pub task: Task,
     /// Number of examples scored.
@@ -178,7 +178,7 @@ pub fn glue_score(task: Task, preds: &[u32], labels: &[u32]) -> Result<GlueScore
 }
 
 /// The official AdvGLUE score (`evaluate.py`, methods.md §6).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdvGlueScore {
     /// Task scores in the order sst2, qqp, mnli, qnli, rte; `mnli` is the plain mean of the
     /// mnli and mnli-mm scores (not weighted by their sizes 121 and 162).
@@ -260,6 +260,39 @@ where
 
 /// The `q` quantile of sorted, non-empty `v`, linear between order statistics (Hyndman & Fan
 /// type 7, numpy's default).
+/// Seeded percentile bootstrap 95% interval of a statistic over several strata resampled
+/// independently, each keeping its size (stratified bootstrap; e.g. the AdvGLUE score over its
+/// six task files, or a paired comparison as one stratum). `stat` gets, per stratum, the indices
+/// of one resample. Same generator, percentiles and interpolation as [`bootstrap_ci`].
+pub fn bootstrap_strata<F>(sizes: &[usize], resamples: usize, seed: u64, mut stat: F) -> Result<(f64, f64)>
+where
+    F: FnMut(&[Vec<usize>]) -> Result<f64>,
+{
+    if resamples == 0 {
+        return Err(Error::Invalid("bootstrap_strata: resamples must be at least 1".into()));
+    }
+    if let Some(i) = sizes.iter().position(|&n| n == 0) {
+        return Err(Error::Invalid(format!("bootstrap_strata: stratum {i} is empty")));
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut idx: Vec<Vec<usize>> = sizes.iter().map(|&n| vec![0; n]).collect();
+    let mut stats = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        for (v, &n) in idx.iter_mut().zip(sizes) {
+            for x in v.iter_mut() {
+                *x = rng.below(n as u64) as usize;
+            }
+        }
+        let v = stat(&idx)?;
+        if !v.is_finite() {
+            return Err(Error::Invalid(format!("bootstrap_strata: the statistic returned {v} on a resample")));
+        }
+        stats.push(v);
+    }
+    stats.sort_by(f64::total_cmp);
+    Ok((percentile(&stats, 0.025), percentile(&stats, 0.975)))
+}
+
 fn percentile(v: &[f64], q: f64) -> f64 {
     let pos = q * (v.len() - 1) as f64;
     let lo = pos.floor() as usize;
@@ -433,6 +466,29 @@ mod tests {
         let mut other = all.clone();
         other[0] = score(Task::Cola, 148, 0.5);
         assert!(advglue_score(&other).unwrap_err().to_string().contains("cola is not an AdvGLUE task"));
+    }
+
+    #[test]
+    fn stratified_bootstrap_keeps_strata_apart() {
+        // A constant statistic has a zero-width interval; the stratum sizes are respected.
+        let (lo, hi) = bootstrap_strata(&[3, 5], 50, 1, |idx| {
+            assert_eq!((idx[0].len(), idx[1].len()), (3, 5));
+            assert!(idx[0].iter().all(|&i| i < 3) && idx[1].iter().all(|&i| i < 5));
+            Ok(0.25)
+        })
+        .unwrap();
+        assert_eq!((lo, hi), (0.25, 0.25));
+        // One stratum gives exactly bootstrap_ci's interval (same draws).
+        let (p, l) = sample();
+        let direct = bootstrap_ci(&p, &l, accuracy, 500, 9).unwrap();
+        let via = bootstrap_strata(&[p.len()], 500, 9, |idx| {
+            let (bp, bl): (Vec<u32>, Vec<u32>) = idx[0].iter().map(|&i| (p[i], l[i])).unzip();
+            accuracy(&bp, &bl)
+        })
+        .unwrap();
+        assert_eq!(direct, via);
+        assert!(bootstrap_strata(&[2, 0], 10, 1, |_| Ok(0.0)).is_err());
+        assert!(bootstrap_strata(&[2], 0, 1, |_| Ok(0.0)).is_err());
     }
 
     #[test]

@@ -87,14 +87,15 @@ impl Plan {
         Ok(v.chunks(c).map(<[f32]>::to_vec).collect())
     }
 
-    /// Batch `b`'s rows into `out` at their examples' indices.
-    fn scatter(&self, b: usize, rows: Vec<Vec<f32>>, out: &mut [Vec<f32>]) {
-        for (row, &i) in rows.into_iter().zip(&self.batches[b]) {
+    /// Batch `b`'s logits, as read back for that batch, into `out` (one row per example).
+    pub fn scatter(&self, b: usize, logits: &HostTensor, out: &mut [Vec<f32>]) -> Result<()> {
+        for (row, &i) in self.rows(b, logits)?.into_iter().zip(&self.batches[b]) {
             out[i] = row;
         }
+        Ok(())
     }
 
-    fn batch(&self, b: usize) -> Vec<&[u32]> {
+    pub fn batch(&self, b: usize) -> Vec<&[u32]> {
         self.batches[b].iter().map(|&i| self.seqs[i].as_slice()).collect()
     }
 }
@@ -107,7 +108,7 @@ pub fn predict_cpu(be: &CpuBackend, model: &Model<CpuBackend>, tk: &TextTokenize
     let mut rows = vec![Vec::new(); examples.len()];
     for b in 0..plan.batches.len() {
         let logits = be.read_sync(&model.classify_batch(be, &plan.batch(b), Some(plan.head_task))?)?;
-        plan.scatter(b, plan.rows(b, &logits)?, &mut rows);
+        plan.scatter(b, &logits, &mut rows)?;
     }
     Ok(argmax_rows(&rows))
 }
@@ -155,7 +156,8 @@ pub async fn logits_batched<B: Backend>(be: &B, model: &Model<B>, tk: &TextToken
     let plan = Plan::new(model, tk, task, examples, max_batch)?;
     let mut out = vec![Vec::new(); examples.len()];
     for b in 0..plan.batches.len() {
-        plan.scatter(b, plan.batch_logits(be, model, b).await?, &mut out);
+        let logits = be.read(&model.classify_batch(be, &plan.batch(b), Some(plan.head_task))?).await?;
+        plan.scatter(b, &logits, &mut out)?;
     }
     Ok(out)
 }

@@ -10,7 +10,7 @@
 // workers bit-identical, a helper failing at start or dying mid-run). Screenshots in test-results/.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -195,6 +195,88 @@ test('the built page runs the three bundled models on WebGPU and on the CPU', { 
       }
       assert.equal(await rows.nth(i).getAttribute('data-same-labels'), '3', `${ARCHS[i]}: GPU and CPU labels agree`);
     }
+  });
+
+  // The experiment panel: the engine of `trilemma run`, in the worker; the report drawn on the
+  // main thread by the same Rust code as `trilemma report`.
+  const expState = () => page.getAttribute('#experiment', 'data-state');
+  async function runExperiment(spec, { until = ['done'], onRunning } = {}) {
+    await page.fill('#exp-spec', JSON.stringify(spec));
+    await page.click('#exp-run');
+    await page.waitForFunction(() => document.getElementById('experiment').dataset.state === 'running', null, { timeout: 10_000 });
+    if (onRunning) await onRunning();
+    await page.waitForFunction(
+      (states) => states.includes(document.getElementById('experiment').dataset.state) || document.getElementById('experiment').dataset.state === 'failed',
+      until,
+      { timeout: RUN_TIMEOUT },
+    );
+    const state = await expState();
+    assert.ok(until.includes(state), `experiment ended ${state}: ${await text('#exp-error')}`);
+    return downloaded('#exp-json');
+  }
+  // What a download link gives the user.
+  async function downloaded(selector) {
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click(selector)]);
+    return readFileSync(await download.path(), 'utf8');
+  }
+  const withoutTiming = (json) => JSON.stringify(JSON.parse(json), (k, v) => (k === 'timing' ? undefined : v));
+
+  await step('an experiment spec runs to a report; run twice it gives identical results', async (st) => {
+    const spec = { name: 'e2e', models: ARCHS, tasks: ['sst2', 'rte'], splits: ['validation', 'advglue'], backend: 'cpu', limit: 12, bootstrap: 100, batch: 8 };
+    const a = await runExperiment(spec);
+    const r = JSON.parse(a);
+    assert.equal(r.units.length, 12);
+    assert.equal(r.provenance.target, 'wasm32 (browser)');
+    assert.equal(r.provenance.backend.kind, 'cpu');
+    assert.ok(r.units.every((u) => u.n === 12 && u.metrics[0].name === 'accuracy'));
+    assert.ok(r.provenance.data.every((f) => /^[0-9a-f]{64}$/.test(f.sha256)));
+    assert.equal(await page.locator('#exp-report svg').count(), 3, 'three charts');
+    assert.ok((await page.locator('#exp-report table').count()) >= 4);
+    const csv = await downloaded('#exp-csv');
+    assert.equal(csv.trim().split('\n').length, 1 + 12 * 12);
+    const html = await downloaded('#exp-html');
+    assert.match(html, /^<!doctype html>/);
+    const b = await runExperiment(spec);
+    assert.equal(withoutTiming(b), withoutTiming(a), 'the same spec gives the same results');
+    st.diagnostic(`experiment: ${await page.getAttribute('#experiment', 'data-seconds')} s`);
+  });
+
+  await step('the same experiment on WebGPU gives the same labels', async () => {
+    const spec = { models: ARCHS, tasks: ['sst2'], splits: ['advglue'], backend: 'webgpu', limit: 6, bootstrap: 50, batch: 8 };
+    const g = JSON.parse(await runExperiment(spec));
+    assert.equal(g.provenance.backend.kind, 'webgpu');
+    assert.ok(g.units.every((u) => u.backend === 'webgpu' && u.timing.peak_gpu_bytes > 0));
+    const c = JSON.parse(await runExperiment({ ...spec, backend: 'cpu' }));
+    for (let i = 0; i < g.units.length; i++) {
+      assert.deepEqual(g.units[i].predictions.map((p) => p.prediction), c.units[i].predictions.map((p) => p.prediction), g.units[i].model);
+    }
+  });
+
+  await step('a bad spec is refused naming the field', async () => {
+    await page.fill('#exp-spec', JSON.stringify({ models: ['gla'], tasks: ['sst2'], limit: -1 }));
+    await page.click('#exp-run');
+    await page.waitForFunction(() => document.getElementById('experiment').dataset.state === 'failed', null, { timeout: 30_000 });
+    assert.match(await text('#exp-error'), /`limit`/);
+    await page.fill('#exp-spec', '{"models": ["gla"],');
+    await page.click('#exp-run');
+    assert.match(await text('#exp-error'), /not valid JSON/);
+  });
+
+  await step('Cancel stops a long run and keeps the finished evaluations', async () => {
+    const spec = { models: ARCHS, tasks: ['sst2'], splits: ['validation'], backend: 'cpu', bootstrap: 100 };
+    const json = await runExperiment(spec, {
+      until: ['cancelled'],
+      onRunning: async () => {
+        // Cancel once the second model has started.
+        await page.waitForFunction(() => /^2\/3/.test(document.getElementById('exp-stage').textContent), null, { timeout: RUN_TIMEOUT });
+        await page.click('#exp-cancel');
+      },
+    });
+    const r = JSON.parse(json);
+    assert.equal(r.status.cancelled, true);
+    assert.equal(r.status.units_done, 1);
+    assert.equal(r.units[0].n, 872);
+    assert.match(await text('#exp-report'), /Cancelled/);
   });
 
   await step('a second run recovers, and the main thread never stalls', async (st) => {

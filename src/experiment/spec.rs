@@ -1,0 +1,292 @@
+//! The experiment spec: what to run, as JSON. The same spec is what the page puts in a link and
+//! what `trilemma run SPEC.json` reads; the results embed it.
+//!
+//! ```json
+//! { "name": "E-P-R on SST-2",
+//!   "models": ["transformer", "gla", "hgrn_bit"],
+//!   "tasks": ["sst2"], "splits": ["validation", "advglue"],
+//!   "backend": "cpu", "seed": 42, "limit": 200, "bootstrap": 1000, "batch": 32 }
+//! ```
+//!
+//! Every bad spec is refused before anything runs, with a message naming the field.
+
+use crate::backend::BackendChoice;
+use crate::data::{Split, Task};
+use crate::error::{Error, Result};
+
+/// The bundled default models, by the names the spec uses (`assets/models/<name>/`).
+pub const BUNDLED_MODELS: [&str; 3] = ["transformer", "gla", "hgrn_bit"];
+
+/// Most resamples a spec may ask for (an interval over 10⁵ resamples is already stable to ~0.1%).
+pub const MAX_BOOTSTRAP: usize = 100_000;
+/// Most sequences per batch.
+pub const MAX_BATCH: usize = 256;
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// A label for reports.
+    #[serde(default)]
+    pub name: String,
+    /// Bundled model names (`transformer`, `gla`, `hgrn_bit`) or, natively, model folders.
+    pub models: Vec<String>,
+    pub tasks: Vec<Task>,
+    /// Which splits of every task: `validation` (GLUE dev), `advglue` (AdvGLUE dev),
+    /// `advglue-original` (the clean originals of the AdvGLUE examples), `train`. A combination
+    /// that is not bundled (QQP and MNLI validation; CoLA and MRPC AdvGLUE) is skipped and listed
+    /// in the results.
+    #[serde(default = "default_splits")]
+    pub splits: Vec<Split>,
+    /// Attacks run on the examples (none in this version; see the README).
+    #[serde(default)]
+    pub attacks: Vec<serde_json::Value>,
+    /// Weight compressions applied before evaluation (none in this version; see the README).
+    #[serde(default)]
+    pub compressions: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub backend: BackendChoice,
+    /// The one seed every random choice derives from (bootstrap resamples, attacks, …).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// At most this many examples of each (task, split), the first ones in file order.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Bootstrap resamples per confidence interval (methods.md §5.5: 10,000).
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: usize,
+    /// Sequences per batch (1: one example at a time, so latency is per example).
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+}
+
+fn default_splits() -> Vec<Split> {
+    vec![Split::Validation, Split::AdvGlue]
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_bootstrap() -> usize {
+    10_000
+}
+fn default_batch() -> usize {
+    crate::eval::MAX_BATCH
+}
+
+/// One evaluation: a model on one split of one task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unit {
+    pub model: String,
+    pub task: Task,
+    pub split: Split,
+}
+
+impl Spec {
+    /// Parses and validates a spec. `model_exists` says whether a model name can be loaded where
+    /// this runs (the page: bundled names only; natively: bundled names and existing folders),
+    /// and why not.
+    pub fn from_json(bytes: &[u8], model_exists: &dyn Fn(&str) -> std::result::Result<(), String>) -> Result<Spec> {
+        let spec: Spec = parse(bytes)?;
+        spec.validate(model_exists)?;
+        Ok(spec)
+    }
+
+    /// The checks serde cannot express, each naming its field.
+    pub fn validate(&self, model_exists: &dyn Fn(&str) -> std::result::Result<(), String>) -> Result<()> {
+        let bad = |field: String, msg: String| Err(Error::Invalid(format!("spec field `{field}`: {msg}")));
+        if self.models.is_empty() {
+            return bad("models".into(), "name at least one model".into());
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            if m.trim().is_empty() {
+                return bad(format!("models[{i}]"), "empty model name".into());
+            }
+            if self.models[..i].contains(m) {
+                return bad(format!("models[{i}]"), format!("{m:?} is listed twice"));
+            }
+            if let Err(why) = model_exists(m) {
+                return bad(format!("models[{i}]"), why);
+            }
+        }
+        if self.tasks.is_empty() {
+            return bad("tasks".into(), "name at least one task".into());
+        }
+        for (i, t) in self.tasks.iter().enumerate() {
+            if self.tasks[..i].contains(t) {
+                return bad(format!("tasks[{i}]"), format!("{t} is listed twice"));
+            }
+        }
+        if self.splits.is_empty() {
+            return bad("splits".into(), "name at least one split".into());
+        }
+        for (i, s) in self.splits.iter().enumerate() {
+            if self.splits[..i].contains(s) {
+                return bad(format!("splits[{i}]"), format!("{s} is listed twice"));
+            }
+        }
+        // Combinations that are not bundled are skipped (GLUE validation of QQP and MNLI, AdvGLUE
+        // of CoLA and MRPC); a task or split with nothing to run is refused.
+        for (i, t) in self.tasks.iter().enumerate() {
+            if !self.splits.iter().any(|s| crate::data::bundled(*t, *s).is_ok()) {
+                let why = crate::data::bundled(*t, self.splits[0]).err().map(message).unwrap_or_default();
+                return bad(format!("tasks[{i}]"), format!("none of the listed splits is bundled for {t} ({why})"));
+            }
+        }
+        for (i, s) in self.splits.iter().enumerate() {
+            if !self.tasks.iter().any(|t| crate::data::bundled(*t, *s).is_ok()) {
+                let why = crate::data::bundled(self.tasks[0], *s).err().map(message).unwrap_or_default();
+                return bad(format!("splits[{i}]"), format!("split {s} is bundled for none of the listed tasks ({why})"));
+            }
+        }
+        if !self.attacks.is_empty() {
+            return bad("attacks".into(), "this version runs no attacks; leave the list empty".into());
+        }
+        if !self.compressions.is_empty() {
+            return bad("compressions".into(), "this version applies no compressions; leave the list empty".into());
+        }
+        if self.limit == Some(0) {
+            return bad("limit".into(), "must be a positive number of examples (or absent for all)".into());
+        }
+        if !(1..=MAX_BOOTSTRAP).contains(&self.bootstrap) {
+            return bad("bootstrap".into(), format!("{} resamples; use 1 to {MAX_BOOTSTRAP}", self.bootstrap));
+        }
+        if !(1..=MAX_BATCH).contains(&self.batch) {
+            return bad("batch".into(), format!("{} sequences; use 1 to {MAX_BATCH}", self.batch));
+        }
+        Ok(())
+    }
+
+    /// The evaluations in run order: model by model, then task, then split.
+    pub fn units(&self) -> Vec<Unit> {
+        let mut out = Vec::new();
+        for m in &self.models {
+            for (task, split) in self.data() {
+                out.push(Unit { model: m.clone(), task, split });
+            }
+        }
+        out
+    }
+
+    /// The bundled (task, split) data the spec reads, each once, in run order.
+    pub fn data(&self) -> Vec<(Task, Split)> {
+        let mut out = Vec::new();
+        for &task in &self.tasks {
+            for &split in &self.splits {
+                if crate::data::bundled(task, split).is_ok() {
+                    out.push((task, split));
+                }
+            }
+        }
+        out
+    }
+
+    /// The (task, split) combinations of the spec that are not bundled, so not run.
+    pub fn skipped(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for &task in &self.tasks {
+            for &split in &self.splits {
+                if crate::data::bundled(task, split).is_err() {
+                    out.push(format!("{task}/{split}"));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a spec always serialises")
+    }
+}
+
+/// An error's message without the "invalid input" prefix.
+fn message(e: Error) -> String {
+    match e {
+        Error::Invalid(m) => m,
+        other => other.to_string(),
+    }
+}
+
+/// JSON → spec with the failing field's path in the message (`tasks[1]: unknown variant …`).
+fn parse(bytes: &[u8]) -> Result<Spec> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            Error::Invalid(format!("the spec is not valid JSON: {inner}"))
+        } else if path == "." {
+            Error::Invalid(format!("spec: {inner}"))
+        } else {
+            Error::Invalid(format!("spec field `{path}`: {inner}"))
+        }
+    })?;
+    de.end().map_err(|e| Error::Invalid(format!("the spec is not valid JSON: {e}")))?;
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundled_only(name: &str) -> std::result::Result<(), String> {
+        if BUNDLED_MODELS.contains(&name) {
+            Ok(())
+        } else {
+            Err(format!("no bundled model {name:?}; bundled: {}", BUNDLED_MODELS.join(", ")))
+        }
+    }
+
+    fn refuse(json: &str) -> String {
+        Spec::from_json(json.as_bytes(), &bundled_only).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_and_units() {
+        let s = Spec::from_json(br#"{"models": ["gla", "hgrn_bit"], "tasks": ["sst2", "rte"]}"#, &bundled_only).unwrap();
+        assert_eq!((s.seed, s.bootstrap, s.batch, s.limit, s.backend), (42, 10_000, 32, None, BackendChoice::Auto));
+        assert_eq!(s.splits, vec![Split::Validation, Split::AdvGlue]);
+        let u = s.units();
+        assert_eq!(u.len(), 8);
+        assert_eq!(u[0], Unit { model: "gla".into(), task: Task::Sst2, split: Split::Validation });
+        assert_eq!(u[3], Unit { model: "gla".into(), task: Task::Rte, split: Split::AdvGlue });
+        assert_eq!(u[4].model, "hgrn_bit");
+        // Round trip.
+        assert_eq!(Spec::from_json(s.to_json().as_bytes(), &bundled_only).unwrap(), s);
+    }
+
+    #[test]
+    fn bad_specs_name_the_field() {
+        let cases = [
+            (r#"{"models": ["gla"], "tasks": ["sts"]}"#, "`tasks[0]`"),
+            (r#"{"models": ["gla"], "tasks": ["sst2"], "limit": -5}"#, "`limit`"),
+            (r#"{"models": ["gla"], "tasks": ["sst2"], "limit": 0}"#, "`limit`"),
+            (r#"{"models": ["gla", "nope"], "tasks": ["sst2"]}"#, "`models[1]`"),
+            (r#"{"models": ["gla"], "tasks": ["qqp"], "splits": ["validation"]}"#, "`tasks[0]`"),
+            (r#"{"models": ["gla"], "tasks": ["cola", "mrpc"], "splits": ["validation", "advglue"]}"#, "`splits[1]`"),
+            (r#"{"models": ["gla"], "tasks": ["sst2"], "splits": ["dev"]}"#, "`splits[0]`"),
+            (r#"{"models": ["gla"], "tasks": ["sst2"], "backend": "tpu"}"#, "`backend`"),
+            (r#"{"models": ["gla"], "tasks": ["sst2"], "seeed": 1}"#, "seeed"),
+            (r#"{"models": ["gla"], "tasks": ["sst2"], "bootstrap": 0}"#, "`bootstrap`"),
+            (r#"{"models": ["gla"], "tasks": ["sst2"], "batch": 100000}"#, "`batch`"),
+            (r#"{"models": ["gla"], "tasks": ["sst2"], "attacks": [{"recipe": "textfooler"}]}"#, "`attacks`"),
+            (r#"{"models": [], "tasks": ["sst2"]}"#, "`models`"),
+            (r#"{"models": ["gla"], "tasks": ["sst2", "sst2"]}"#, "`tasks[1]`"),
+            (r#"{"tasks": ["sst2"]}"#, "models"),
+        ];
+        for (json, field) in cases {
+            let e = refuse(json);
+            assert!(e.contains(field), "{json}: {e}");
+        }
+        // The split message says what is bundled.
+        assert!(refuse(r#"{"models": ["gla"], "tasks": ["qqp"], "splits": ["validation"]}"#).contains("not bundled"));
+        // Mixed: what is bundled runs, the rest is listed as skipped.
+        let s = Spec::from_json(br#"{"models": ["gla"], "tasks": ["sst2", "qqp", "cola"], "splits": ["validation", "advglue"]}"#, &bundled_only).unwrap();
+        let units: Vec<String> = s.units().iter().map(|u| format!("{}/{}", u.task, u.split)).collect();
+        assert_eq!(units, ["sst2/validation", "sst2/advglue", "qqp/advglue", "cola/validation"]);
+        assert_eq!(s.skipped(), ["qqp/validation", "cola/advglue"]);
+        assert!(refuse(r#"{"models": ["gla"], "tasks": ["sst2"], "seed": 1.5}"#).contains("`seed`"));
+        for malformed in ["", "{", "[1, 2]", "{\"models\": [\"gla\"], \"tasks\": [\"sst2\"]} trailing", "\u{0}"] {
+            let e = refuse(malformed);
+            assert!(e.contains("JSON") || e.contains("spec"), "{malformed:?}: {e}");
+        }
+    }
+}

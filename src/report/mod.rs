@@ -1,0 +1,362 @@
+//! Results → a standalone HTML report (tables and SVG charts, no scripts, no external files)
+//! and a CSV of per-example predictions. `trilemma report` writes them; the page shows the same
+//! HTML.
+
+pub mod charts;
+
+use crate::data::Split;
+use crate::experiment::{Estimate, Results, UnitResult};
+use crate::Result;
+use charts::BarSeries;
+use std::fmt::Write;
+
+/// HTML-escapes text.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}", x * 100.0)
+}
+
+fn est(e: &Estimate) -> String {
+    format!("{} <small>[{}, {}]</small>", pct(e.value), pct(e.ci95[0]), pct(e.ci95[1]))
+}
+
+/// A count in engineering units (1.23 M).
+fn big(x: f64) -> String {
+    match x.abs() {
+        v if v >= 1e9 => format!("{:.2} G", x / 1e9),
+        v if v >= 1e6 => format!("{:.2} M", x / 1e6),
+        v if v >= 1e3 => format!("{:.1} k", x / 1e3),
+        _ => format!("{x:.0}"),
+    }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.2} MB", bytes as f64 / 1e6)
+}
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d2330;max-width:1200px}\
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #d8dce5}\
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #d8dce5;padding:3px 8px;text-align:right}\
+th{background:#f1f3f8}td.l,th.l{text-align:left}small{color:#5b6475}.warn{color:#a33}\
+.chart svg{max-width:100%;height:auto}code{font-size:12px}";
+
+/// The whole report as a standalone HTML document.
+pub fn html(r: &Results) -> Result<String> {
+    let title = if r.spec.name.is_empty() { "Trilemma experiment".to_string() } else { r.spec.name.clone() };
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style></head><body>",
+        t = esc(&title)
+    );
+    h += &body(r)?;
+    h += "</body></html>\n";
+    Ok(h)
+}
+
+/// The report without the document around it (what the page inserts).
+pub fn body(r: &Results) -> Result<String> {
+    let mut h = String::new();
+    let title = if r.spec.name.is_empty() { "Trilemma experiment".to_string() } else { r.spec.name.clone() };
+    let _ = write!(h, "<div class=\"trilemma-report\"><h1>{}</h1>", esc(&title));
+    let st = &r.status;
+    if !st.complete {
+        let _ = write!(
+            h,
+            "<p class=\"warn\">{} {} of {} evaluations finished; the numbers below cover those only.</p>",
+            if st.cancelled { "Cancelled:" } else { "Incomplete:" },
+            st.units_done,
+            st.units_total
+        );
+    }
+    if !st.skipped.is_empty() {
+        let _ = write!(h, "<p><small>Not bundled, so not run: {}.</small></p>", esc(&st.skipped.join(", ")));
+    }
+    let p = &r.provenance;
+    let _ = write!(
+        h,
+        "<p>Backend: <b>{}</b> ({}){} · asked for <code>{}</code> · seed {} · {} bootstrap resamples per interval · Trilemma {} ({}) · {} · {:.1} s</p>",
+        esc(&p.backend.kind),
+        esc(&p.backend.device),
+        p.fallback.as_ref().map(|f| format!(" <span class=\"warn\">— {}</span>", esc(f))).unwrap_or_default(),
+        format!("{:?}", p.backend_choice).to_lowercase(),
+        p.seed,
+        p.bootstrap_resamples,
+        esc(&p.crate_version),
+        esc(&p.git_commit),
+        esc(&p.target),
+        r.timing.seconds
+    );
+    h += &units_table(r);
+    h += &charts_section(r)?;
+    h += &advglue_section(r);
+    h += &robustness_section(r);
+    h += &efficiency_table(r);
+    h += &provenance_section(r);
+    h += "</div>";
+    Ok(h)
+}
+
+fn units_table(r: &Results) -> String {
+    let mut h = String::from("<h2>Scores</h2><p>Percent, with seeded bootstrap 95% intervals.</p><table><tr><th class=\"l\">model</th><th class=\"l\">task</th><th class=\"l\">split</th><th>n</th><th>accuracy</th><th>F1 / MCC</th><th>GLUE score</th></tr>");
+    for u in &r.units {
+        let extra = u.metric("f1").or_else(|| u.metric("matthews")).map(est).unwrap_or_default();
+        let score = u.metric("score").or_else(|| u.metric("matthews")).or_else(|| u.metric("accuracy")).map(|e| pct(e.value)).unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{} <small>{}</small></td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&u.model),
+            esc(&u.architecture),
+            u.task,
+            u.split,
+            u.n,
+            u.metric("accuracy").map(est).unwrap_or_default(),
+            extra,
+            score
+        );
+    }
+    h + "</table>"
+}
+
+fn charts_section(r: &Results) -> Result<String> {
+    let mut h = String::from("<h2>Charts</h2>");
+    // Accuracy per (task, split), one bar per model.
+    let mut cats: Vec<(crate::data::Task, Split)> = Vec::new();
+    for u in &r.units {
+        if !cats.contains(&(u.task, u.split)) {
+            cats.push((u.task, u.split));
+        }
+    }
+    let models = &r.spec.models;
+    let series: Vec<BarSeries> = models
+        .iter()
+        .map(|m| BarSeries {
+            name: m.clone(),
+            values: cats
+                .iter()
+                .map(|&(t, s)| r.units.iter().find(|u| &u.model == m && u.task == t && u.split == s).and_then(|u| u.metric("accuracy")).map(|e| (e.value, e.ci95)))
+                .collect(),
+        })
+        .collect();
+    let names: Vec<String> = cats.iter().map(|(t, s)| format!("{t} {s}")).collect();
+    if !cats.is_empty() {
+        let _ = write!(h, "<div class=\"chart\">{}</div>", charts::grouped_bars("Accuracy (95% interval)", &names, &series, "accuracy")?);
+    }
+    // AdvGLUE accuracy per attack level (pooled over the tasks that ran), one bar per model.
+    let levels = crate::data::AttackLevel::ALL;
+    fn adv_units<'a>(r: &'a Results, m: &'a str) -> impl Iterator<Item = &'a UnitResult> {
+        r.units.iter().filter(move |u| u.model == m && u.split == Split::AdvGlue)
+    }
+    if r.units.iter().any(|u| u.split == Split::AdvGlue) {
+        let series: Vec<BarSeries> = models
+            .iter()
+            .map(|m| BarSeries {
+                name: m.clone(),
+                values: levels
+                    .iter()
+                    .map(|l| {
+                        let summary = r.advglue.iter().find(|a| &a.model == m)?;
+                        let cell = summary.levels.iter().find(|s| s.level == *l)?;
+                        Some((cell.pooled_accuracy.value, cell.pooled_accuracy.ci95))
+                    })
+                    .collect(),
+            })
+            .collect();
+        let names: Vec<String> = levels.iter().map(|l| format!("{} level", l.name())).collect();
+        let _ = write!(h, "<div class=\"chart\">{}</div>", charts::grouped_bars("AdvGLUE accuracy by attack level (pooled)", &names, &series, "accuracy")?);
+        // Efficiency vs robustness: multiply + add per example against AdvGLUE accuracy.
+        let points: Vec<(String, f64, f64)> = models
+            .iter()
+            .filter_map(|m| {
+                let us: Vec<&UnitResult> = adv_units(r, m).collect();
+                let n: usize = us.iter().map(|u| u.n).sum();
+                if n == 0 {
+                    return None;
+                }
+                let correct: usize = us.iter().flat_map(|u| &u.predictions).filter(|p| p.prediction == p.label).count();
+                let ops: f64 = us.iter().map(|u| (u.efficiency.ops_per_example.mul + u.efficiency.ops_per_example.add) * u.n as f64).sum::<f64>() / n as f64;
+                Some((format!("{m} ({})", us[0].architecture), ops, correct as f64 / n as f64))
+            })
+            .collect();
+        let _ = write!(
+            h,
+            "<div class=\"chart\">{}</div>",
+            charts::scatter_log_x("Efficiency vs robustness", &points, "multiplications + additions per example (log)", "AdvGLUE accuracy")?
+        );
+    }
+    Ok(h)
+}
+
+fn advglue_section(r: &Results) -> String {
+    if r.advglue.is_empty() {
+        return String::new();
+    }
+    let mut h = String::from("<h2>AdvGLUE</h2><table><tr><th class=\"l\">model</th><th>official score</th><th>sst2</th><th>qqp</th><th>mnli</th><th>qnli</th><th>rte</th>");
+    for l in crate::data::AttackLevel::ALL {
+        let _ = write!(h, "<th>{} (macro / pooled, n)</th>", l.name());
+    }
+    h += "</tr>";
+    for a in &r.advglue {
+        let _ = write!(h, "<tr><td class=\"l\">{}</td>", esc(&a.model));
+        match &a.official_score {
+            Some(s) => {
+                let ci = a.official_ci95.map(|[lo, hi]| format!(" <small>[{}, {}]</small>", pct(lo), pct(hi))).unwrap_or_default();
+                let _ = write!(h, "<td><b>{}</b>{ci}</td>", pct(s.score));
+                for (_, v) in &s.task_scores {
+                    let _ = write!(h, "<td>{}</td>", pct(*v));
+                }
+            }
+            None => {
+                let _ = write!(h, "<td colspan=\"6\" class=\"l\"><small>{}</small></td>", esc(a.official_missing.as_deref().unwrap_or("")));
+            }
+        }
+        for l in crate::data::AttackLevel::ALL {
+            match a.levels.iter().find(|s| s.level == l) {
+                Some(s) => {
+                    let _ = write!(h, "<td>{} / {} <small>({}, {} tasks)</small></td>", est(&s.macro_accuracy), est(&s.pooled_accuracy), s.n, s.tasks);
+                }
+                None => h += "<td></td>",
+            }
+        }
+        h += "</tr>";
+    }
+    h += "</table><p><small>Official score: AdvGLUE's <code>evaluate.py</code> rules (QQP = mean of accuracy and F1, MNLI = mean of matched and mismatched, overall = mean of five tasks); it needs all six dev tasks in full.</small></p>";
+    // Per task and level, with intervals.
+    h += "<details><summary>Accuracy per task, level and method</summary><table><tr><th class=\"l\">model</th><th class=\"l\">task</th><th class=\"l\">group</th><th>n</th><th>accuracy</th></tr>";
+    for u in r.units.iter().filter(|u| matches!(u.split, Split::AdvGlue | Split::AdvGlueOriginal)) {
+        for g in u.by_level.iter().chain(&u.by_method) {
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{} {}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&u.model),
+                u.task,
+                u.split,
+                esc(&g.name),
+                g.n,
+                est(&g.accuracy)
+            );
+        }
+    }
+    h + "</table></details>"
+}
+
+fn robustness_section(r: &Results) -> String {
+    if r.robustness.is_empty() {
+        return String::new();
+    }
+    let mut h = String::from("<h2>Robustness</h2><table><tr><th class=\"l\">model</th><th class=\"l\">task</th><th>paired n</th><th>clean acc.</th><th>adversarial acc.</th><th>drop</th><th>broken</th><th>repaired</th><th>GLUE dev − AdvGLUE</th></tr>");
+    let o = |x: &Option<Estimate>| x.as_ref().map(est).unwrap_or_default();
+    let c = |x: Option<usize>| x.map(|v| v.to_string()).unwrap_or_default();
+    for g in &r.robustness {
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&g.model),
+            g.task,
+            c(g.paired_n),
+            o(&g.clean_accuracy),
+            o(&g.adversarial_accuracy),
+            o(&g.accuracy_drop),
+            c(g.broken),
+            c(g.repaired),
+            o(&g.dev_minus_advglue)
+        );
+    }
+    h + "</table><p><small>Paired: the AdvGLUE examples that have a clean original (<code>advglue-original</code>), scored clean and attacked; broken = right on the original, wrong when attacked.</small></p>"
+}
+
+fn efficiency_table(r: &Results) -> String {
+    let mut h = String::from("<h2>Efficiency</h2><table><tr><th class=\"l\">model</th><th class=\"l\">task / split</th><th>weights</th><th>tokens</th><th>mul / ex.</th><th>add / ex.</th><th>of which in matmuls (mul)</th><th>other / ex.</th><th>ex/s</th><th>latency p50 / p95 ms</th><th>peak memory</th><th>peak GPU</th></tr>");
+    for u in &r.units {
+        let e = &u.efficiency;
+        let t = &u.timing;
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{} {}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.2} / {:.2}</td><td>{}</td><td>{}</td></tr>",
+            esc(&u.model),
+            u.task,
+            u.split,
+            mb(e.weight_bytes),
+            e.mean_tokens,
+            big(e.ops_per_example.mul),
+            big(e.ops_per_example.add),
+            big(e.ops_per_example.matmul_mul),
+            big(e.ops_per_example.other),
+            t.examples_per_second,
+            t.latency_ms_p50,
+            t.latency_ms_p95,
+            t.peak_memory_bytes.map(mb).unwrap_or_default(),
+            t.peak_gpu_bytes.map(mb).unwrap_or_default()
+        );
+    }
+    h + "</table><p><small>Operations per forward pass at each example's length, counted op by op on a shape-only backend (multiply-accumulates count one of each; BitLinear adds or subtracts each non-zero ternary weight). Latency is per example, its batch's time divided by the batch size.</small></p>"
+}
+
+fn provenance_section(r: &Results) -> String {
+    let mut h = String::from("<h2>Provenance</h2><table><tr><th class=\"l\">file</th><th>bytes</th><th class=\"l\">sha256</th></tr>");
+    for m in &r.provenance.models {
+        for f in &m.files {
+            let _ = write!(h, "<tr><td class=\"l\">{}/{}</td><td>{}</td><td class=\"l\"><code>{}</code></td></tr>", esc(&m.name), esc(&f.path), f.bytes, esc(&f.sha256));
+        }
+    }
+    for f in &r.provenance.data {
+        let _ = write!(h, "<tr><td class=\"l\">{}</td><td>{}</td><td class=\"l\"><code>{}</code></td></tr>", esc(&f.path), f.bytes, esc(&f.sha256));
+    }
+    h += "</table><details><summary>Experiment spec</summary><pre>";
+    h += &esc(&r.spec.to_json());
+    h + "</pre></details>"
+}
+
+/// Per-example predictions as CSV (RFC 4180 quoting where needed).
+pub fn csv(r: &Results) -> String {
+    let classes = r.units.iter().flat_map(|u| u.predictions.iter().map(|p| p.probs.len())).max().unwrap_or(0);
+    let mut out = String::from("model,architecture,task,split,idx,label,prediction,correct,tokens,level,method");
+    for c in 0..classes {
+        let _ = write!(out, ",p{c}");
+    }
+    out.push('\n');
+    let q = |s: &str| if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() };
+    for u in &r.units {
+        for p in &u.predictions {
+            let _ = write!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{}",
+                q(&u.model),
+                q(&u.architecture),
+                u.task,
+                u.split,
+                p.idx,
+                p.label,
+                p.prediction,
+                (p.prediction == p.label) as u8,
+                p.tokens,
+                p.level.map(|l| l.name()).unwrap_or(""),
+                q(p.method.as_deref().unwrap_or(""))
+            );
+            for c in 0..classes {
+                match p.probs.get(c) {
+                    Some(v) => {
+                        let _ = write!(out, ",{v}");
+                    }
+                    None => out.push(','),
+                }
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
