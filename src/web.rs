@@ -106,15 +106,30 @@ async fn fetch_bytes(url: &str) -> Result<Vec<u8>> {
 /// returns the same report without re-acquiring anything.
 #[wasm_bindgen]
 pub async fn start() -> std::result::Result<JsValue, JsError> {
+    start_session(true).await
+}
+
+/// [`start`] without the GPU: the tokenizer and the models on the CPU only. The page's helper
+/// workers call this (they run batches of an evaluation or benchmark on the CPU, each with its own
+/// wasm instance and its own copy of the models); `gpu_error` says the GPU was not asked for.
+#[wasm_bindgen]
+pub async fn start_cpu() -> std::result::Result<JsValue, JsError> {
+    start_session(false).await
+}
+
+async fn start_session(with_gpu: bool) -> std::result::Result<JsValue, JsError> {
     console_error_panic_hook::set_once();
     let existing = SESSION.with(|s| s.borrow().clone());
     let session = match existing {
         Some(s) => s,
         None => {
             let tokenizer = TextTokenizer::from_json_bytes(&fetch_bytes(TOKENIZER_URL).await.map_err(js_err)?).map_err(js_err)?;
-            let (gpu, gpu_error) = match GpuContext::acquire().await {
-                Ok(ctx) => (Some(ctx), None),
-                Err(e) => (None, Some(e.to_string())),
+            let (gpu, gpu_error) = match with_gpu {
+                false => (None, Some("a CPU-only worker: the GPU was not asked for".to_string())),
+                true => match GpuContext::acquire().await {
+                    Ok(ctx) => (Some(ctx), None),
+                    Err(e) => (None, Some(e.to_string())),
+                },
             };
             let mut models = Vec::new();
             for folder in MODEL_FOLDERS {
@@ -336,28 +351,40 @@ pub async fn classify(task: String, text: String, text_pair: Option<String>, on_
     to_js(&ClassifyReport { task: task.name().into(), text, text_pair: pair, tokens: enc.tokens, rows, gpu_error: session.gpu_error.clone() })
 }
 
+/// The examples of one evaluation or benchmark and, per bundled model, its batch plan
+/// (`eval::Plan`): what [`prepare`] sets up and [`run_batches`] runs parts of.
+struct Job {
+    /// Per model (in `Session::models` order): the plan, or why there is none.
+    plans: Vec<std::result::Result<crate::eval::Plan, String>>,
+}
+
+thread_local! {
+    static JOB: RefCell<Option<Arc<Job>>> = const { RefCell::new(None) };
+}
+
 #[derive(Serialize)]
-struct BenchRow {
+struct JobModel {
     folder: String,
     architecture: String,
     examples: usize,
     tokens: usize,
-    cpu_examples_per_s: Option<f64>,
-    gpu_examples_per_s: Option<f64>,
+    /// Example indices of each batch, and its padded tokens (sequences × the longest).
+    batches: Vec<Vec<usize>>,
+    batch_tokens: Vec<usize>,
     /// Bytes of the weights as loaded (BitLinear weights packed), and what they would take in f32.
     weight_bytes: usize,
     weight_bytes_f32: usize,
-    /// GPU against CPU on the same sentences: equal labels, and max |Δ logit|.
-    same_labels: Option<usize>,
-    max_abs_diff: Option<f32>,
+    on_gpu: bool,
     error: Option<String>,
 }
 
 #[derive(Serialize)]
-struct BenchReport {
-    task: &'static str,
+struct JobReport {
+    task: String,
+    split: String,
+    examples: usize,
     backend: BackendInfo,
-    rows: Vec<BenchRow>,
+    models: Vec<JobModel>,
 }
 
 /// Weight bytes of a folder as stored, and with every packed ternary tensor counted as f32
@@ -372,99 +399,135 @@ fn weight_bytes(ck: &Checkpoint) -> (usize, usize) {
     (stored, f32_equiv)
 }
 
-/// Time every bundled model on the first `n` SST-2 validation sentences, in the evaluation's
-/// length-sorted batches of up to `batch` sentences (`eval::logits_batched`), on the CPU (wasm)
-/// and on WebGPU when there is one:
-/// examples per second for each.
+/// Set up a run over the first `n` examples (0: all) of a bundled split of `task`: fetch and
+/// parse the split, encode it with each bundled model's tokenizer and plan the length-sorted
+/// batches of up to `max_batch` sequences (`eval::Plan`, the evaluation's own). Replaces the
+/// previous job. The plan depends only on the examples and `max_batch`, so every worker that
+/// prepares the same job gets the same batches; the page then hands each worker some of them
+/// ([`run_batches`]) and puts the rows back by example index.
 #[wasm_bindgen]
-pub async fn bench(n: usize, batch: usize, on_progress: js_sys::Function) -> std::result::Result<JsValue, JsError> {
-    let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before bench()"))?;
-    if n == 0 {
-        return Err(JsError::new("the number of sentences must be positive"));
-    }
-    if batch == 0 {
+pub async fn prepare(task: String, split: String, n: usize, max_batch: usize) -> std::result::Result<JsValue, JsError> {
+    let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before prepare()"))?;
+    if max_batch == 0 {
         return Err(JsError::new("the number of sentences per batch must be positive"));
     }
-    let report = |stage: &str, f: f64| {
-        let _ = on_progress.call2(&JsValue::NULL, &JsValue::from_str(stage), &JsValue::from_f64(f));
-    };
-    let path = crate::data::bundled_path(Task::Sst2, crate::data::Split::Validation).map_err(js_err)?;
+    let task = Task::parse(&task).map_err(js_err)?;
+    let split = crate::data::Split::parse(&split).map_err(js_err)?;
+    let path = crate::data::bundled_path(task, split).map_err(js_err)?;
     let bytes = fetch_bytes(&format!("assets/{path}")).await.map_err(js_err)?;
-    let mut examples = crate::data::parse_bundled(Task::Sst2, crate::data::Split::Validation, &bytes).map_err(js_err)?;
-    examples.truncate(n);
-    let mut rows = Vec::new();
-    let total = session.models.len().max(1) as f64;
-    for (i, m) in session.models.iter().enumerate() {
-        let l = match m {
-            Ok(l) => l,
-            Err((folder, e)) => {
-                rows.push(BenchRow {
-                    folder: folder.clone(),
-                    architecture: String::new(),
-                    examples: 0,
-                    tokens: 0,
-                    cpu_examples_per_s: None,
-                    gpu_examples_per_s: None,
-                    weight_bytes: 0,
-                    weight_bytes_f32: 0,
-                    same_labels: None,
-                    max_abs_diff: None,
-                    error: Some(e.clone()),
-                });
-                continue;
-            }
-        };
-        let ids: Vec<Vec<u32>> = examples.iter().filter_map(|e| l.tokenizer.encode_example(&e.text_a, None).ok()).collect();
-        let mut row = BenchRow {
-            folder: l.folder.into(),
-            architecture: l.architecture.into(),
-            examples: ids.len(),
-            tokens: ids.iter().map(|x| x.len()).sum(),
-            cpu_examples_per_s: None,
-            gpu_examples_per_s: None,
-            weight_bytes: l.weight_bytes.0,
-            weight_bytes_f32: l.weight_bytes.1,
-            same_labels: None,
-            max_abs_diff: None,
-            error: None,
-        };
-        report(&format!("{}: CPU", l.architecture), i as f64 / total);
-        let cpu = CpuBackend::new();
-        let t0 = now_ms();
-        let cpu_rows = match crate::eval::logits_batched(&cpu, &l.cpu, &l.tokenizer, Task::Sst2, &examples, batch).await {
-            Ok(r) => {
-                row.cpu_examples_per_s = Some(r.len() as f64 / ((now_ms() - t0) / 1000.0).max(1e-9));
-                r
-            }
-            Err(e) => {
-                row.error = Some(e.to_string());
-                Vec::new()
-            }
-        };
-        if let Some((gbe, gm)) = &l.gpu {
-            report(&format!("{}: WebGPU", l.architecture), (i as f64 + 0.5) / total);
-            // Warm-up: the first dispatches compile the pipelines.
-            let _ = crate::eval::logits(gbe, gm, &l.tokenizer, Task::Sst2, &examples[..examples.len().min(1)]).await;
-            let t0 = now_ms();
-            match crate::eval::logits_batched(gbe, gm, &l.tokenizer, Task::Sst2, &examples, batch).await {
-                Err(e) => row.error = Some(format!("WebGPU: {e}")),
-                Ok(gpu_rows) => {
-                    row.gpu_examples_per_s = Some(gpu_rows.len() as f64 / ((now_ms() - t0) / 1000.0).max(1e-9));
-                    if let Ok(a) = crate::eval::agreement(&cpu_rows, &gpu_rows) {
-                        row.same_labels = Some(a.same_labels);
-                        row.max_abs_diff = Some(a.max_abs_diff);
-                    }
-                }
-            }
-        }
-        rows.push(row);
+    let mut examples = crate::data::parse_bundled(task, split, &bytes).map_err(js_err)?;
+    if n > 0 {
+        examples.truncate(n);
     }
-    report("done", 1.0);
+    let mut plans = Vec::new();
+    let mut models = Vec::new();
+    for m in &session.models {
+        let (plan, info) = match m {
+            Err((folder, e)) => (Err(e.clone()), JobModel::failed(folder, e)),
+            Ok(l) => match crate::eval::Plan::new(&l.cpu, &l.tokenizer, task, &examples, max_batch) {
+                Err(e) => (Err(e.to_string()), JobModel::failed(l.folder, &e.to_string())),
+                Ok(plan) => {
+                    let info = JobModel {
+                        folder: l.folder.into(),
+                        architecture: l.architecture.into(),
+                        examples: plan.seqs.len(),
+                        tokens: plan.seqs.iter().map(Vec::len).sum(),
+                        batch_tokens: (0..plan.batches.len()).map(|b| plan.padded_tokens(b)).collect(),
+                        batches: plan.batches.clone(),
+                        weight_bytes: l.weight_bytes.0,
+                        weight_bytes_f32: l.weight_bytes.1,
+                        on_gpu: l.gpu.is_some(),
+                        error: None,
+                    };
+                    (Ok(plan), info)
+                }
+            },
+        };
+        plans.push(plan);
+        models.push(info);
+    }
+    JOB.with(|j| *j.borrow_mut() = Some(Arc::new(Job { plans })));
     let backend = match &session.gpu {
         Some(ctx) => ctx.info(),
         None => CpuBackend::new().info(),
     };
-    to_js(&BenchReport { task: "sst2", backend, rows })
+    to_js(&JobReport { task: task.name().into(), split: split.name().into(), examples: examples.len(), backend, models })
+}
+
+impl JobModel {
+    fn failed(folder: &str, e: &str) -> Self {
+        JobModel {
+            folder: folder.into(),
+            architecture: String::new(),
+            examples: 0,
+            tokens: 0,
+            batches: vec![],
+            batch_tokens: vec![],
+            weight_bytes: 0,
+            weight_bytes_f32: 0,
+            on_gpu: false,
+            error: Some(e.into()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct BatchesReport {
+    /// Example index of each row, and the rows: `classes` logits each, concatenated.
+    indices: Vec<usize>,
+    classes: usize,
+    logits: Vec<f32>,
+    /// Time in these batches (after the warm-up, when there was one).
+    ms: f64,
+}
+
+/// Run batches `batch_ids` of the prepared job ([`prepare`]) through bundled model `model` (its
+/// index in the start report) on `backend` (`"cpu"` or `"webgpu"`) and return their logits with
+/// each row's example index. With `warm_up`, one untimed single-example pass first (the first
+/// GPU dispatches compile the pipelines).
+#[wasm_bindgen]
+pub async fn run_batches(model: usize, batch_ids: Vec<u32>, backend: String, warm_up: bool) -> std::result::Result<JsValue, JsError> {
+    let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before run_batches()"))?;
+    let job = JOB.with(|j| j.borrow().clone()).ok_or_else(|| JsError::new("call prepare() before run_batches()"))?;
+    let l = match session.models.get(model) {
+        None => return Err(JsError::new(&format!("there is no model {model}"))),
+        Some(Err((folder, e))) => return Err(JsError::new(&format!("{folder}: {e}"))),
+        Some(Ok(l)) => l,
+    };
+    let plan = match &job.plans[model] {
+        Ok(p) => p,
+        Err(e) => return Err(JsError::new(&format!("{}: {e}", l.folder))),
+    };
+    if let Some(&b) = batch_ids.iter().find(|&&b| b as usize >= plan.batches.len()) {
+        return Err(JsError::new(&format!("batch {b} of {}", plan.batches.len())));
+    }
+    async fn go<B: Backend>(be: &B, m: &Model<B>, plan: &crate::eval::Plan, ids: &[u32], warm_up: bool) -> Result<BatchesReport> {
+        if warm_up {
+            if let Some(&i) = ids.first().and_then(|&b| plan.batches[b as usize].first()) {
+                be.read(&m.classify_batch(be, &[plan.seqs[i].as_slice()], Some(plan.head_task))?).await?;
+            }
+        }
+        let t0 = now_ms();
+        let mut r = BatchesReport { indices: vec![], classes: 0, logits: vec![], ms: 0.0 };
+        for &b in ids {
+            for (row, &i) in plan.batch_logits(be, m, b as usize).await?.into_iter().zip(&plan.batches[b as usize]) {
+                r.classes = row.len();
+                r.indices.push(i);
+                r.logits.extend(row);
+            }
+        }
+        r.ms = now_ms() - t0;
+        Ok(r)
+    }
+    let report = match backend.as_str() {
+        "cpu" => go(&CpuBackend::new(), &l.cpu, plan, &batch_ids, warm_up).await.map_err(|e| e.to_string()),
+        "webgpu" => match &l.gpu {
+            Some((gbe, gm)) => go(gbe, gm, plan, &batch_ids, warm_up).await.map_err(|e| format!("WebGPU: {e}")),
+            None => Err(format!("{} is not on the GPU{}", l.architecture, l.gpu_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default())),
+        },
+        other => Err(format!("unknown backend {other:?} (cpu or webgpu)")),
+    };
+    to_js(&report.map_err(|e| JsError::new(&e))?)
 }
 
 /// Destroy the GPU device as a lost device would be (for the fallback test: the page sends this

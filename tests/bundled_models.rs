@@ -63,6 +63,37 @@ fn bundled_models_classify_sst2_well_above_chance() {
     }
 }
 
+/// The page's CPU workers run a job's batches in any order and split (`eval::Plan`, largest
+/// first, round-robin here) and put the rows back by example index: the logits must be
+/// bit-identical to one loop over all batches, for a single-text and a pair task.
+#[test]
+fn batches_run_in_any_split_give_bit_identical_logits() {
+    let be = CpuBackend::new();
+    for (task, n) in [(Task::Sst2, 32), (Task::Qnli, 16)] {
+        let examples: Vec<_> = load_split(&assets(), task, Split::Validation).unwrap().into_iter().take(n).collect();
+        for folder in FOLDERS {
+            let ck = Checkpoint::load_dir(&assets().join("models").join(folder)).unwrap();
+            let tk = TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap()).unwrap();
+            let model = Model::load(&be, ck).unwrap();
+            let whole = pollster::block_on(trilemma::eval::logits_batched(&be, &model, &tk, task, &examples, 4)).unwrap();
+            let plan = trilemma::eval::Plan::new(&model, &tk, task, &examples, 4).unwrap();
+            assert!(plan.batches.len() >= 4, "{folder} {task}: {} batches", plan.batches.len());
+            let mut order: Vec<usize> = (0..plan.batches.len()).collect();
+            order.sort_by_key(|&b| (std::cmp::Reverse(plan.padded_tokens(b)), b));
+            let mut merged = vec![Vec::new(); examples.len()];
+            for worker in 0..2 {
+                for &b in order.iter().skip(worker).step_by(2) {
+                    let rows = pollster::block_on(plan.batch_logits(&be, &model, b)).unwrap();
+                    for (row, &i) in rows.into_iter().zip(&plan.batches[b]) {
+                        merged[i] = row;
+                    }
+                }
+            }
+            assert_eq!(merged, whole, "{folder} {task}");
+        }
+    }
+}
+
 #[test]
 fn bundled_models_give_the_same_labels_on_the_gpu() {
     use trilemma::backend::gpu::GpuBackend;

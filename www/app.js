@@ -1,11 +1,14 @@
 import { initExperiment } from './experiment.js';
+import { CpuPool } from './pool.js';
 
-// The page: DOM and messages only. All computing happens in worker.js (the Rust core), so the
-// page stays responsive. Text from the user or the model is only ever set with textContent.
+// The page: DOM and messages only. All computing happens in worker.js (the Rust core) and, for
+// the benchmark, in the CPU worker pool (pool.js: helper workers on the other cores), so the page
+// stays responsive. Text from the user or the model is only ever set with textContent.
 
 const $ = (id) => document.getElementById(id);
 const el = {
   backend: $('backend'),
+  cpu: $('cpu-workers'),
   form: $('run-form'),
   text: $('text'),
   run: $('run'),
@@ -26,6 +29,7 @@ const el = {
   benchBatch: $('bench-batch'),
   benchRun: $('bench-run'),
   benchTable: $('bench-table'),
+  benchNote: $('bench-note'),
   version: $('version'),
 };
 
@@ -91,6 +95,13 @@ function renderStart(report) {
   el.backend.dataset.kind = b.kind;
   el.version.textContent = `trilemma ${report.version} · the core runs in a Web Worker`;
   renderModels(report.models);
+}
+
+// "CPU: K workers" or "CPU: 1 thread — why"; data-workers for tests.
+function renderCpu(status) {
+  el.cpu.textContent = status.text;
+  el.cpu.dataset.workers = String(status.workers);
+  el.cpu.dataset.settled = String(!status.text.includes('starting'));
 }
 
 function renderModels(models) {
@@ -212,13 +223,15 @@ function renderBench(r) {
     const row = body.insertRow();
     row.dataset.folder = m.folder;
     if (m.cpu_examples_per_s !== null) row.dataset.cpu = String(m.cpu_examples_per_s);
+    if (m.cpu_workers !== null) row.dataset.cpuWorkers = String(m.cpu_workers);
+    if (m.batches_by_worker !== null) row.dataset.batchesByWorker = JSON.stringify(m.batches_by_worker);
     if (m.gpu_examples_per_s !== null) row.dataset.gpu = String(m.gpu_examples_per_s);
     const name = document.createElement('th');
     name.scope = 'row';
     name.textContent = m.architecture || m.folder;
     row.append(name);
     cell(row, `${m.tokens} in ${m.examples}`);
-    cell(row, rate(m.cpu_examples_per_s));
+    cell(row, m.cpu_examples_per_s === null ? '—' : `${rate(m.cpu_examples_per_s)} (${m.cpu_workers === 1 ? '1 thread' : `${m.cpu_workers} workers`})`);
     cell(row, rate(m.gpu_examples_per_s));
     if (m.same_labels !== null) row.dataset.sameLabels = String(m.same_labels);
     cell(row, m.same_labels === null ? '—' : `${m.same_labels} of ${m.examples} · max Δ ${sci(m.max_abs_diff)}`);
@@ -227,12 +240,28 @@ function renderBench(r) {
     if (m.error) showError(`${m.architecture || m.folder}: ${m.error}`);
   }
   el.benchTable.dataset.backend = r.backend.device;
+  el.benchTable.dataset.workers = String(r.cpu.workers);
   el.benchTable.hidden = false;
+  // What ran the CPU column, and any helper that stopped during the run (its batches were redone).
+  el.benchNote.textContent = [`${r.cpu.text}.`, ...r.events.map((e) => `${e}.`)].join(' ');
+  el.benchNote.dataset.events = String(r.events.length);
+  el.benchNote.hidden = false;
+  // Test hook (tests/e2e, scripts/bench-browser.mjs): the last report, with every CPU logit.
+  window.trilemmaBench = r;
 }
 
 // ---------------------------------------------------------------- the worker
 
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'trilemma' });
+// Helper workers for the benchmark's CPU work: `?workers=N` forces N CPU workers (1: one thread);
+// `?simulate=helper-start-fail|helper-crash` makes helper 1 fail (the fallback tests).
+const pool = new CpuPool(worker, {
+  search: window.location.search,
+  cores: navigator.hardwareConcurrency,
+  simulate: new URLSearchParams(window.location.search).get('simulate'),
+  onStatus: renderCpu,
+});
+renderCpu(pool.status());
 const experiment = initExperiment(worker);
 
 function run() {
@@ -247,6 +276,7 @@ function run() {
 
 worker.addEventListener('message', (e) => {
   const msg = e.data;
+  if (pool.handleMain(msg)) return; // an answer to the pool (benchmark batches)
   if (typeof msg?.type === 'string' && msg.type.startsWith('experiment-')) {
     experiment.onMessage(msg);
     return;
@@ -273,12 +303,6 @@ worker.addEventListener('message', (e) => {
       break;
     case 'progress':
       setProgress(msg.stage, msg.fraction);
-      break;
-    case 'bench-result':
-      renderBench(msg.report);
-      setProgress('done', 1);
-      setBusy(false);
-      setState('done');
       break;
     case 'result':
       renderResult(msg.report);
@@ -319,7 +343,25 @@ el.benchForm.addEventListener('submit', (e) => {
   setBusy(true);
   setState('running');
   setProgress('benchmark: starting', 0);
-  worker.postMessage({ type: 'bench', n: Number(el.benchN.value), batch: Number(el.benchBatch.value) });
+  const n = Math.floor(Number(el.benchN.value));
+  const batch = Math.floor(Number(el.benchBatch.value));
+  (async () => {
+    if (!(n >= 1)) throw new Error('the number of sentences must be positive');
+    return pool.bench({ task: 'sst2', split: 'validation', n, batch }, setProgress);
+  })().then(
+    (report) => {
+      renderBench(report);
+      setProgress('done', 1);
+      setBusy(false);
+      setState('done');
+    },
+    (err) => {
+      showError(`Benchmark: ${describe(err)}`);
+      setProgress('failed', 0);
+      setBusy(false);
+      setState('failed');
+    },
+  );
 });
 
 el.form.addEventListener('submit', (e) => {

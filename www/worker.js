@@ -1,13 +1,28 @@
 // The Trilemma core in a module Web Worker, so the page never freezes while it works.
 //
-// Messages in:  {type: 'run', task, text, textPair} | {type: 'bench', n, batch}
+// Two roles, from the script's query string (www/pool.js starts the helpers):
+//   worker.js              the main worker: acquires the GPU, loads the models on the GPU and the
+//                          CPU, classifies single texts, and is CPU worker 0 of a benchmark;
+//   worker.js?role=helper  a helper: its own wasm instance with the models on the CPU only
+//                          (start_cpu, no GPU), runs the batches of a job the pool hands it.
+//   &simulate=start-fail | crash   (helpers, fallback tests) throw before starting, or die on
+//                          their first batch without answering.
+//
+// Messages in:  {type: 'run', task, text, textPair} | {type: 'simulate-gpu-loss'} | {type: 'simulate-gpu-oom'}
 //               | {type: 'experiment', spec} | {type: 'cancel-experiment'}
-//               | {type: 'simulate-gpu-loss'} | {type: 'simulate-gpu-oom'} (tests of the CPU fallback)
+//               | {type: 'prepare', id, task, split, n, batch} | {type: 'batches', id, model, batches, backend, warmUp}
 // Messages out: {type: 'ready', report} | {type: 'progress', stage, fraction}
 //               | {type: 'result', report} | {type: 'error', message}
 //               | {type: 'experiment-progress', progress} | {type: 'experiment-result', json}
 //               | {type: 'experiment-error', message}
-import init, { start, classify, bench, simulate_gpu_loss, set_gpu_memory_headroom, run_experiment, set_experiment_cancelled } from './trilemma.js';
+//               | {type: 'reply', id, report} | {type: 'error', id, message}   (answers to prepare / batches)
+import init, {
+  start, start_cpu, classify, prepare, run_batches, simulate_gpu_loss, set_gpu_memory_headroom, run_experiment, set_experiment_cancelled,
+} from './trilemma.js';
+
+const params = new URLSearchParams(self.location.search);
+const helper = params.get('role') === 'helper';
+const simulate = params.get('simulate');
 
 /** A readable message for anything thrown by wasm, the browser or our own code. */
 function describe(err) {
@@ -16,9 +31,9 @@ function describe(err) {
   try { return JSON.stringify(err); } catch { return String(err); }
 }
 
-function fail(err, context) {
+function fail(err, context, id) {
   const message = describe(err);
-  postMessage({ type: 'error', message: context ? `${context}: ${message}` : message });
+  postMessage({ type: 'error', id, message: context ? `${context}: ${message}` : message });
 }
 
 self.addEventListener('error', (e) => fail(e.error ?? e.message, 'worker error'));
@@ -32,14 +47,17 @@ let cancelPending = false;
 const ready = (async () => {
   postMessage({ type: 'progress', stage: 'loading WebAssembly', fraction: 0 });
   await init();
-  postMessage({ type: 'progress', stage: 'acquiring the GPU and loading the three models', fraction: 0 });
-  const report = await start();
+  if (helper && simulate === 'start-fail') throw new Error('simulated helper failure at start');
+  postMessage({ type: 'progress', stage: helper ? 'loading the three models on the CPU' : 'acquiring the GPU and loading the three models', fraction: 0 });
+  const report = helper ? await start_cpu() : await start();
   postMessage({ type: 'ready', report });
   return true;
 })().catch((err) => {
-  fail(err, 'could not start the Trilemma core');
+  fail(err, helper ? 'the helper worker did not start' : 'could not start the Trilemma core');
   return false;
 });
+
+const TYPES = ['run', 'experiment', 'prepare', 'batches', 'simulate-gpu-loss', 'simulate-gpu-oom'];
 
 self.addEventListener('message', (e) => {
   const msg = e.data;
@@ -50,46 +68,59 @@ self.addEventListener('message', (e) => {
     else cancelPending = true;
     return;
   }
-  if (!msg || !['run', 'bench', 'experiment', 'simulate-gpu-loss', 'simulate-gpu-oom'].includes(msg.type)) return;
+  if (!msg || !TYPES.includes(msg.type)) return;
   queue = queue.then(async () => {
     if (!(await ready)) {
-      fail('the Trilemma core did not start, so nothing can run');
+      fail('the Trilemma core did not start, so nothing can run', undefined, msg.id);
       return;
     }
     try {
       const onProgress = (stage, fraction) => postMessage({ type: 'progress', stage, fraction });
-      if (msg.type === 'simulate-gpu-loss') {
-        simulate_gpu_loss();
-        return;
-      }
-      if (msg.type === 'simulate-gpu-oom') {
-        set_gpu_memory_headroom(4096);
-        return;
-      }
-      if (msg.type === 'experiment') {
-        set_experiment_cancelled(cancelPending);
-        cancelPending = false;
-        experimentRunning = true;
-        try {
-          const json = await run_experiment(String(msg.spec ?? ''), (progress) => postMessage({ type: 'experiment-progress', progress }));
-          postMessage({ type: 'experiment-result', json });
-        } catch (err) {
-          postMessage({ type: 'experiment-error', message: describe(err) });
-        } finally {
-          experimentRunning = false;
+      switch (msg.type) {
+        case 'simulate-gpu-loss':
+          simulate_gpu_loss();
+          return;
+        case 'simulate-gpu-oom':
+          set_gpu_memory_headroom(4096);
+          return;
+        case 'experiment': {
+          set_experiment_cancelled(cancelPending);
+          cancelPending = false;
+          experimentRunning = true;
+          try {
+            const json = await run_experiment(String(msg.spec ?? ''), (progress) => postMessage({ type: 'experiment-progress', progress }));
+            postMessage({ type: 'experiment-result', json });
+          } catch (err) {
+            postMessage({ type: 'experiment-error', message: describe(err) });
+          } finally {
+            experimentRunning = false;
+          }
+          return;
         }
-        return;
+        case 'prepare': {
+          const n = Math.max(0, Math.floor(Number(msg.n) || 0));
+          const batch = Math.max(0, Math.floor(Number(msg.batch) || 0));
+          postMessage({ type: 'reply', id: msg.id, report: await prepare(String(msg.task), String(msg.split), n, batch) });
+          return;
+        }
+        case 'batches': {
+          if (helper && simulate === 'crash') {
+            // Dies as a crashed worker does: an uncaught error, and no answer.
+            setTimeout(() => { throw new Error('simulated helper crash'); });
+            await new Promise(() => {});
+          }
+          const ids = Uint32Array.from(msg.batches ?? []);
+          postMessage({ type: 'reply', id: msg.id, report: await run_batches(msg.model, ids, String(msg.backend), Boolean(msg.warmUp)) });
+          return;
+        }
+        default: {
+          const pair = msg.textPair ? String(msg.textPair) : undefined;
+          const report = await classify(String(msg.task ?? 'sst2'), String(msg.text ?? ''), pair, onProgress);
+          postMessage({ type: 'result', report });
+        }
       }
-      if (msg.type === 'bench') {
-        const report = await bench(Math.max(0, Math.floor(Number(msg.n) || 0)), Math.max(0, Math.floor(Number(msg.batch) || 0)), onProgress);
-        postMessage({ type: 'bench-result', report });
-        return;
-      }
-      const pair = msg.textPair ? String(msg.textPair) : undefined;
-      const report = await classify(String(msg.task ?? 'sst2'), String(msg.text ?? ''), pair, onProgress);
-      postMessage({ type: 'result', report });
     } catch (err) {
-      fail(err);
+      fail(err, undefined, msg.id);
     }
   });
 });

@@ -43,6 +43,9 @@ pub fn batches(lengths: &[usize], max_batch: usize, max_tokens: usize) -> Vec<Ve
 
 /// The work of one evaluation loop: `task`'s head name (refused when its class count differs
 /// from the task's), every example's token ids, and the length-sorted batches to run them in.
+/// The batches depend only on the examples and `max_batch`, and each batch's logits only on its
+/// sequences, so running any subset of batches anywhere (the page's workers) and putting the rows
+/// back by example index gives the same numbers as one loop over all of them.
 pub struct Plan {
     pub head_task: &'static str,
     pub seqs: Vec<Vec<u32>>,
@@ -65,13 +68,29 @@ impl Plan {
         Ok(Self { head_task, seqs, batches })
     }
 
+    /// Padded tokens of batch `b` (sequences × the longest): its share of the work.
+    pub fn padded_tokens(&self, b: usize) -> usize {
+        let batch = &self.batches[b];
+        batch.len() * batch.iter().map(|&i| self.seqs[i].len()).max().unwrap_or(0)
+    }
+
+    /// Batch `b` through `model`: one `[C]` row of class logits per example of the batch, in the
+    /// batch's order (the GPU path reads back only these).
+    pub async fn batch_logits<B: Backend>(&self, be: &B, model: &Model<B>, b: usize) -> Result<Vec<Vec<f32>>> {
+        self.rows(b, &be.read(&model.classify_batch(be, &self.batch(b), Some(self.head_task))?).await?)
+    }
+
+    /// Batch `b`'s logits, as read back for that batch, split into one row per example.
+    fn rows(&self, b: usize, logits: &HostTensor) -> Result<Vec<Vec<f32>>> {
+        let v = logits.as_f32("logits")?;
+        let c = v.len() / self.batches[b].len();
+        Ok(v.chunks(c).map(<[f32]>::to_vec).collect())
+    }
+
     /// Batch `b`'s logits, as read back for that batch, into `out` (one row per example).
     pub fn scatter(&self, b: usize, logits: &HostTensor, out: &mut [Vec<f32>]) -> Result<()> {
-        let batch = &self.batches[b];
-        let v = logits.as_f32("logits")?;
-        let c = v.len() / batch.len();
-        for (row, &i) in batch.iter().enumerate() {
-            out[i] = v[row * c..(row + 1) * c].to_vec();
+        for (row, &i) in self.rows(b, logits)?.into_iter().zip(&self.batches[b]) {
+            out[i] = row;
         }
         Ok(())
     }

@@ -5,8 +5,9 @@
 //
 // Serves dist/ on a free port, waits for the worker to load the three bundled models, checks their
 // predictions on WebGPU against the CPU (same label, logits within tolerance), a pair task, an
-// error path (empty text), that the page stays responsive, and that nothing logged an error.
-// Saves a screenshot to test-results/e2e-page.png.
+// error path (empty text), that the page stays responsive, and that nothing logged an error;
+// then the fallbacks (no adapter, GPU lost, GPU out of memory) and the CPU worker pool (1 vs 2
+// workers bit-identical, a helper failing at start or dying mid-run). Screenshots in test-results/.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -374,3 +375,103 @@ for (const [mode, what, why] of [
     assert.deepEqual(problems, [], `the page reported problems:\n  ${problems.join('\n  ')}`);
   });
 }
+
+// The CPU worker pool (www/pool.js): the same benchmark with 1 and 2 CPU workers gives
+// bit-identical logits, the single-thread fallback says why, and a helper that fails to start or
+// dies mid-run is left out (its batches redone) with the same logits. No adapter, so only the
+// CPU path runs; 48 sentences in batches of 4 are 12 batches to share.
+test('CPU workers: 1 vs 2 give identical logits; a failed or dying helper is recovered and labelled', { timeout: 15 * 60_000 }, async (t) => {
+  const { server, url } = await serveStatic(DIST, { port: 0 });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS.filter((f) => f !== '--enable-unsafe-webgpu') });
+  t.after(async () => {
+    await browser.close();
+    server.close();
+  });
+
+  /** Opens the page with `query`, runs the benchmark, returns what the page shows and the report. */
+  async function bench(query, shot) {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const problems = [];
+    page.on('pageerror', (err) => problems.push(`uncaught page error: ${err.message}`));
+    try {
+      await page.goto(`${url}${query}`);
+      await page.waitForFunction(() => Number(document.body.dataset.finished) >= 1, null, { timeout: RUN_TIMEOUT });
+      await page.fill('#bench-n', '48');
+      await page.fill('#bench-batch', '4');
+      // Longest gap between 20 ms timer ticks on the main thread while the workers compute.
+      await page.evaluate(() => {
+        let last = performance.now();
+        window.__maxGap = 0;
+        window.__ticker = setInterval(() => {
+          const now = performance.now();
+          window.__maxGap = Math.max(window.__maxGap, now - last);
+          last = now;
+        }, 20);
+      });
+      await page.click('#bench-run');
+      await page.waitForFunction(() => Number(document.body.dataset.finished) >= 2, null, { timeout: RUN_TIMEOUT });
+      assert.equal(await page.getAttribute('body', 'data-state'), 'done', `the benchmark failed: ${await page.locator('#error').textContent()}`);
+      const out = await page.evaluate(() => ({
+        maxGap: (clearInterval(window.__ticker), window.__maxGap),
+        cpuLine: document.querySelector('#cpu-workers').textContent,
+        cpuWorkers: Number(document.querySelector('#cpu-workers').dataset.workers),
+        note: document.querySelector('#bench-note').textContent,
+        report: window.trilemmaBench,
+      }));
+      assert.deepEqual(problems, [], `the page reported problems:\n  ${problems.join('\n  ')}`);
+      return out;
+    } finally {
+      mkdirSync(RESULTS, { recursive: true });
+      await page.screenshot({ path: join(RESULTS, `e2e-workers-${shot}.png`), fullPage: true }).catch(() => {});
+      await page.close();
+    }
+  }
+
+  const logitsOf = (r) => r.report.rows.map((row) => ({ folder: row.folder, logits: row.logits }));
+  const checkRows = (r, workers) => {
+    assert.equal(r.report.rows.length, ARCHS.length);
+    for (const row of r.report.rows) {
+      assert.equal(row.error, null, `${row.folder}: ${row.error}`);
+      assert.equal(row.examples, 48);
+      assert.equal(row.batches, 12);
+      assert.equal(row.logits.length, 48);
+      assert.ok(row.logits.every((l) => Array.isArray(l) && l.length === 2 && l.every(Number.isFinite)), `${row.folder}: a missing or bad row`);
+      assert.ok(row.cpu_examples_per_s > 0);
+      if (workers !== undefined) assert.equal(row.cpu_workers, workers, `${row.folder}: ${JSON.stringify(row.batches_by_worker)}`);
+    }
+  };
+
+  const one = await bench('?workers=1', '1');
+  assert.equal(one.cpuLine, 'CPU: 1 thread — set by ?workers=1');
+  assert.match(one.note, /^CPU: 1 thread — set by \?workers=1\./);
+  checkRows(one, 1);
+  const reference = logitsOf(one);
+
+  const two = await bench('?workers=2', '2');
+  assert.equal(two.cpuLine, 'CPU: 2 workers');
+  assert.equal(two.cpuWorkers, 2);
+  checkRows(two, 2);
+  for (const row of two.report.rows) {
+    const by = Object.values(row.batches_by_worker);
+    assert.equal(by.length, 2);
+    assert.ok(by.every((n) => n > 0), `${row.folder}: both workers ran batches: ${JSON.stringify(row.batches_by_worker)}`);
+  }
+  // Bit-identical, not within a tolerance: the same batches went through the same code.
+  assert.deepEqual(logitsOf(two), reference, '2 workers give the same logits as 1');
+  assert.ok(two.maxGap < 1000, `the main thread stalled for ${two.maxGap.toFixed(0)} ms during the 2-worker benchmark`);
+  t.diagnostic(`2 workers: longest main-thread stall ${two.maxGap.toFixed(0)} ms; ${two.report.rows.map((r) => `${r.folder} ${r.cpu_examples_per_s.toFixed(0)} ex/s ${JSON.stringify(r.batches_by_worker)}`).join('; ')}`);
+
+  const noStart = await bench('?workers=2&simulate=helper-start-fail', 'start-fail');
+  assert.match(noStart.cpuLine, /^CPU: 1 thread — helper 1 failed to start: .*simulated helper failure at start/);
+  assert.equal(noStart.cpuWorkers, 1);
+  checkRows(noStart, 1);
+  assert.deepEqual(logitsOf(noStart), reference, 'the single-thread fallback gives the same logits');
+
+  const crash = await bench('?workers=2&simulate=helper-crash', 'crash');
+  checkRows(crash);
+  assert.deepEqual(logitsOf(crash), reference, 'the batches of the dying helper were redone: same logits');
+  assert.match(crash.note, /helper 1 stopped during the run \(.*simulated helper crash.*\); its batch was redone on the other workers/);
+  assert.match(crash.cpuLine, /^CPU: 1 thread — helper 1 stopped: .*simulated helper crash/, 'the page now says it runs on one thread, and why');
+  assert.equal(crash.cpuWorkers, 1);
+  t.diagnostic(crash.note);
+});
