@@ -9,6 +9,7 @@
 //! - [`nn`]: layers shared by the models (dense and BitLinear linears, RoPE).
 //! - [`models`]: Transformer++, GLA and HGRN-bit, one file each, with the LM and classifier heads.
 //! - [`data`]: GLUE / AdvGLUE task definitions, bundled splits and their JSONL parser.
+//! - [`attacks`]: adversarial text transformations (TextBugger bugs, StressTest / CheckList distractors), random baseline.
 //! - [`eval`]: metrics (accuracy, F1, MCC, GLUE and AdvGLUE scores, bootstrap intervals).
 //! - [`experiment`]: the experiment spec and the engine that turns it into results.
 //! - [`report`]: results -> standalone HTML (tables, plotters SVG charts) and CSV.
@@ -17,6 +18,7 @@
 //! - [`demo`]: the end-to-end check the page runs on both backends.
 //! - `web` (wasm32 only): the whole JavaScript-facing surface.
 
+pub mod attacks;
 pub mod backend;
 pub mod data;
 pub mod demo;
