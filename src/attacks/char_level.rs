@@ -5,7 +5,8 @@
 //!
 //! Each bug is a pure function of the word and the random stream; it never returns the word itself and returns `None`
 //! where it cannot change the word. Characters are Unicode scalar values, never bytes, so no bug splits a character.
-//! The paper gives no minimum word length; ours are the shortest words each bug as defined can change
+//! The bug definitions state no minimum word length [unverified against the paper's full text]; ours are the
+//! shortest words each bug as defined can change
 //! ([`MIN_CHARS_INSERT`], [`MIN_CHARS_DELETE`], [`MIN_CHARS_SWAP`]). Alongside each random bug, `*_candidates` lists
 //! every distinct result (for the model-guided search that picks the best one).
 

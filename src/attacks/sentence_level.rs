@@ -25,6 +25,7 @@ pub const CHECKLIST_URL_PREFIX: &str = "https://t.co/";
 /// Length of CheckList's random URL and handle strings: 6 ASCII letters or digits, as in CheckList's robustness
 /// tests and every AdvGLUE dev example ("https://t.co/1GPp0U", "@OFLhmi").
 pub const CHECKLIST_RANDOM_CHARS: usize = 6;
+/// CheckList's random strings draw from ASCII letters and digits (Ribeiro et al., ACL 2020).
 const ALPHANUMERIC: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
 /// A sentence-level distractor.
