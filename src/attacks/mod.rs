@@ -280,6 +280,13 @@ mod tests {
     }
 
     #[test]
+    fn golden_outputs() {
+        // Pinned outputs: a change here changes every recorded attack of a seed.
+        assert_eq!(random_attack(SST, Transformation::AnyBug, 0.5, 42).text, "it 's a chzrming and of ten afecting jojrney . ");
+        assert_eq!(random_attack(SST, Transformation::ChecklistUrl, 0.0, 42).text, "it 's a charming and often affecting journey . https://t.co/oWEns8 ");
+    }
+
+    #[test]
     fn candidates_by_word_index() {
         let none = |_: &str| Vec::new();
         assert_eq!(Transformation::Insert.candidates("a fine film .", 2, &none), ["f ilm", "fi lm", "fil m"]);
