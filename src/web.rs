@@ -35,7 +35,7 @@ struct Loaded {
     gpu_error: Option<String>,
     label_names: Vec<String>,
     bytes: usize,
-    /// (as stored, as f32) — see [`weight_bytes`].
+    /// (as stored, as f32) — see [`Checkpoint::weight_bytes`].
     weight_bytes: (usize, usize),
     load_ms: f64,
 }
@@ -175,14 +175,14 @@ async fn start_session(with_gpu: bool) -> std::result::Result<JsValue, JsError> 
 async fn load_model(folder: &'static str, gpu: Option<&Arc<GpuContext>>) -> Result<Loaded> {
     let t0 = now_ms();
     let mut files = std::collections::BTreeMap::new();
-    for name in ["config.json", "model.safetensors", "tokenizer.json"] {
+    for name in crate::experiment::MODEL_FILES {
         files.insert(name.to_string(), fetch_bytes(&format!("{MODELS_URL}/{folder}/{name}")).await?);
     }
     let bytes = files.values().map(|f| f.len()).sum();
     let ck = Checkpoint::from_files(&files)?;
     let tokenizer = TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap_or_default())?;
     let label_names = label_names(&ck.config);
-    let weight_bytes = weight_bytes(&ck);
+    let weight_bytes = ck.weight_bytes();
     let (gpu_model, gpu_error) = match gpu {
         Some(ctx) => {
             let be = GpuBackend::new(ctx.clone());
@@ -247,10 +247,7 @@ async fn run_model<B: Backend>(be: &B, m: &Model<B>, ids: &[u32], task: Task, na
     let logits = be.read(&m.classify_task(be, ids, Some(task.model_task().name()))?).await?;
     let ms = now_ms() - t0;
     let logits = logits.as_f32("logits")?.to_vec();
-    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = logits.iter().map(|x| (x - max).exp()).collect();
-    let z: f32 = e.iter().sum();
-    let probs: Vec<f32> = e.iter().map(|x| x / z).collect();
+    let probs = crate::eval::softmax(&logits);
     let label = demo::top_k(&probs, 1)[0].0;
     let label_name = match task.label_name(label as u32) {
         Ok(n) => n.to_string(),
@@ -385,18 +382,6 @@ struct JobReport {
     examples: usize,
     backend: BackendInfo,
     models: Vec<JobModel>,
-}
-
-/// Weight bytes of a folder as stored, and with every packed ternary tensor counted as f32
-/// (`[N, ceil(K/16)]` words -> `N·16·ceil(K/16)` floats; exact when K is a multiple of 16).
-fn weight_bytes(ck: &Checkpoint) -> (usize, usize) {
-    let mut stored = 0;
-    let mut f32_equiv = 0;
-    for (name, t) in &ck.tensors {
-        stored += t.numel() * 4;
-        f32_equiv += if name.ends_with(".weight_ternary") { t.numel() * crate::backend::ternary::PER_WORD * 4 } else { t.numel() * 4 };
-    }
-    (stored, f32_equiv)
 }
 
 /// Set up a run over the first `n` examples (0: all) of a bundled split of `task`: fetch and

@@ -258,8 +258,6 @@ where
     Ok((percentile(&stats, 0.025), percentile(&stats, 0.975)))
 }
 
-/// The `q` quantile of sorted, non-empty `v`, linear between order statistics (Hyndman & Fan
-/// type 7, numpy's default).
 /// Seeded percentile bootstrap 95% interval of a statistic over several strata resampled
 /// independently, each keeping its size (stratified bootstrap; e.g. the AdvGLUE score over its
 /// six task files, or a paired comparison as one stratum). `stat` gets, per stratum, the indices
@@ -293,7 +291,12 @@ where
     Ok((percentile(&stats, 0.025), percentile(&stats, 0.975)))
 }
 
-fn percentile(v: &[f64], q: f64) -> f64 {
+/// The `q` quantile of sorted `v`, linear between order statistics (Hyndman & Fan type 7,
+/// numpy's default); 0 for an empty list.
+pub fn percentile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
     let pos = q * (v.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = (lo + 1).min(v.len() - 1);

@@ -162,6 +162,14 @@ pub async fn logits_batched<B: Backend>(be: &B, model: &Model<B>, tk: &TextToken
     Ok(out)
 }
 
+/// Softmax of one row of class logits (max-subtracted).
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.iter().map(|&x| (x - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.iter().map(|&x| x / s).collect()
+}
+
 /// The predicted class of each logit row (first maximum, as argmax).
 pub fn argmax_rows(rows: &[Vec<f32>]) -> Vec<u32> {
     rows.iter().map(|r| crate::demo::top_k(r, 1).first().map_or(0, |t| t.0 as u32)).collect()

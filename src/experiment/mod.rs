@@ -78,7 +78,7 @@ impl<B: Backend> LoadedModel<B> {
         let ck = Checkpoint::from_files(files)?;
         let tok = ck.tokenizer_json.clone().ok_or_else(|| Error::Invalid(format!("model {name}: the folder has no tokenizer.json")))?;
         let tokenizer = TextTokenizer::from_json_bytes(&tok)?;
-        let weight_bytes = ck.tensors.values().map(|t| t.numel() as u64 * 4).sum();
+        let weight_bytes = ck.weight_bytes().0 as u64;
         let counter = Model::load(&CountBackend::new(), ck.clone())?;
         let model = Model::load(be, ck)?;
         if tokenizer.vocab_size() > model.common.vocab {
@@ -375,23 +375,6 @@ impl Results {
     }
 }
 
-/// The value at quantile `q` of sorted `v` (linear interpolation; 0 for an empty list).
-fn quantile(v: &[f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let pos = q * (v.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-}
-
-fn softmax(logits: &[f32]) -> Vec<f32> {
-    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = logits.iter().map(|&x| (x - m).exp()).collect();
-    let s: f32 = e.iter().sum();
-    e.iter().map(|&x| x / s).collect()
-}
-
 /// Runs every unit of `spec` not already in `units` (a run resumed after a GPU failure passes
 /// the finished ones), appending each finished unit. Returns `false` when cancelled (`units`
 /// keeps what finished). A backend error stops the run with the finished units in `units`.
@@ -546,8 +529,8 @@ fn score_unit<B: Backend>(
     let timing = UnitTiming {
         seconds,
         examples_per_second: examples.len() as f64 / seconds.max(1e-9),
-        latency_ms_p50: quantile(&per_example_ms, 0.5),
-        latency_ms_p95: quantile(&per_example_ms, 0.95),
+        latency_ms_p50: eval::metrics::percentile(&per_example_ms, 0.5),
+        latency_ms_p95: eval::metrics::percentile(&per_example_ms, 0.95),
         peak_memory_bytes: memory.0,
         peak_gpu_bytes: memory.1,
     };
@@ -560,7 +543,7 @@ fn score_unit<B: Backend>(
             idx: e.idx,
             label: e.label,
             prediction: p,
-            probs: softmax(r),
+            probs: eval::softmax(r),
             tokens: s.len(),
             level: e.level,
             method: e.method.clone(),
@@ -803,10 +786,10 @@ mod tests {
     #[test]
     fn quantiles_and_softmax() {
         let v = [1.0, 2.0, 3.0, 4.0, 5.0];
-        assert_eq!(quantile(&v, 0.5), 3.0);
-        assert!((quantile(&v, 0.95) - 4.8).abs() < 1e-12);
-        assert_eq!(quantile(&[], 0.5), 0.0);
-        let p = softmax(&[0.0, (3f32).ln()]);
+        assert_eq!(eval::metrics::percentile(&v, 0.5), 3.0);
+        assert!((eval::metrics::percentile(&v, 0.95) - 4.8).abs() < 1e-12);
+        assert_eq!(eval::metrics::percentile(&[], 0.5), 0.0);
+        let p = eval::softmax(&[0.0, (3f32).ln()]);
         assert!((p[0] - 0.25).abs() < 1e-6 && (p[1] - 0.75).abs() < 1e-6);
     }
 

@@ -107,6 +107,19 @@ impl Checkpoint {
         Self::from_files(&files)
     }
 
+    /// Bytes of the weights as held for inference (packed ternary tensors at 2 bits a weight), and
+    /// with every packed ternary tensor counted as f32 (`[N, ceil(K/16)]` words ->
+    /// `N·16·ceil(K/16)` floats; exact when K is a multiple of 16).
+    pub fn weight_bytes(&self) -> (usize, usize) {
+        let mut stored = 0;
+        let mut f32_equiv = 0;
+        for (name, t) in &self.tensors {
+            stored += t.numel() * 4;
+            f32_equiv += if name.ends_with(".weight_ternary") { t.numel() * crate::backend::ternary::PER_WORD * 4 } else { t.numel() * 4 };
+        }
+        (stored, f32_equiv)
+    }
+
     /// A config value, or an error naming the key.
     pub fn config_usize(&self, key: &str) -> Result<usize> {
         self.config

@@ -54,14 +54,22 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #d8dce5;paddi
 th{background:#f1f3f8}td.l,th.l{text-align:left}small{color:#5b6475}.warn{color:#a33}\
 .chart svg{max-width:100%;height:auto}code{font-size:12px}";
 
+fn title(r: &Results) -> &str {
+    if r.spec.name.is_empty() {
+        "Trilemma experiment"
+    } else {
+        &r.spec.name
+    }
+}
+
 /// The whole report as a standalone HTML document.
 pub fn html(r: &Results) -> Result<String> {
-    let title = if r.spec.name.is_empty() { "Trilemma experiment".to_string() } else { r.spec.name.clone() };
+    let title = title(r);
     let mut h = String::new();
     let _ = write!(
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style></head><body>",
-        t = esc(&title)
+        t = esc(title)
     );
     h += &body(r)?;
     h += "</body></html>\n";
@@ -71,8 +79,7 @@ pub fn html(r: &Results) -> Result<String> {
 /// The report without the document around it (what the page inserts).
 pub fn body(r: &Results) -> Result<String> {
     let mut h = String::new();
-    let title = if r.spec.name.is_empty() { "Trilemma experiment".to_string() } else { r.spec.name.clone() };
-    let _ = write!(h, "<div class=\"trilemma-report\"><h1>{}</h1>", esc(&title));
+    let _ = write!(h, "<div class=\"trilemma-report\"><h1>{}</h1>", esc(title(r)));
     let st = &r.status;
     if !st.complete {
         let _ = write!(
