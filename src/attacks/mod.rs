@@ -10,6 +10,7 @@
 
 pub mod char_level;
 pub mod sentence_level;
+pub mod synonyms;
 pub mod text;
 
 use serde::{Deserialize, Serialize};
