@@ -58,6 +58,11 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Every token string with its id (special tokens included).
+    pub fn vocab(&self) -> std::collections::HashMap<String, u32> {
+        self.inner.get_vocab(true)
+    }
+
     pub fn to_json(&self) -> Result<String> {
         self.inner.to_string(true).map_err(tok_err)
     }

@@ -9,6 +9,9 @@
 //! neighbours from the model's embeddings, the metrics and the CLI come later.
 
 pub mod char_level;
+pub mod metrics;
+pub mod neighbours;
+pub mod search;
 pub mod sentence_level;
 pub mod synonyms;
 pub mod text;
@@ -42,6 +45,9 @@ pub enum Transformation {
     /// of the most damaging bug).
     #[serde(rename = "textbugger")]
     AnyBug,
+    /// TextFooler's synonym swap (Jin et al., AAAI 2020): a WordNet synonym or an embedding neighbour of the word.
+    #[serde(rename = "textfooler_synonym")]
+    Synonym,
     #[serde(rename = "stress_test_tautology")]
     StressTautology,
     #[serde(rename = "stress_test_negation")]
@@ -57,13 +63,14 @@ pub enum Transformation {
 }
 
 impl Transformation {
-    pub const ALL: [Transformation; 11] = [
+    pub const ALL: [Transformation; 12] = [
         Transformation::Insert,
         Transformation::Delete,
         Transformation::Swap,
         Transformation::SubC,
         Transformation::SubW,
         Transformation::AnyBug,
+        Transformation::Synonym,
         Transformation::StressTautology,
         Transformation::StressNegation,
         Transformation::StressLength,
@@ -80,6 +87,7 @@ impl Transformation {
             Transformation::SubC => "textbugger_sub_c",
             Transformation::SubW => "textbugger_sub_w",
             Transformation::AnyBug => "textbugger",
+            Transformation::Synonym => "textfooler_synonym",
             Transformation::StressTautology => "stress_test_tautology",
             Transformation::StressNegation => "stress_test_negation",
             Transformation::StressLength => "stress_test_length",
@@ -114,7 +122,29 @@ impl Transformation {
     }
 
     pub fn is_word_level(self) -> bool {
-        !self.bugs().is_empty()
+        self.distractor().is_none()
+    }
+
+    /// The transformation of a distractor.
+    pub fn of_distractor(d: Distractor) -> Transformation {
+        match d {
+            Distractor::Tautology => Transformation::StressTautology,
+            Distractor::Negation => Transformation::StressNegation,
+            Distractor::LengthMismatch => Transformation::StressLength,
+            Distractor::Url => Transformation::ChecklistUrl,
+            Distractor::Handle => Transformation::ChecklistHandle,
+        }
+    }
+
+    /// The transformation of a TextBugger bug.
+    pub fn of_bug(b: Bug) -> Transformation {
+        match b {
+            Bug::Insert => Transformation::Insert,
+            Bug::Delete => Transformation::Delete,
+            Bug::Swap => Transformation::Swap,
+            Bug::SubC => Transformation::SubC,
+            Bug::SubW => Transformation::SubW,
+        }
     }
 
     /// Every distinct replacement of token `word_index` of `text` (for the model-guided search): empty for a
@@ -126,6 +156,13 @@ impl Transformation {
             return Vec::new();
         }
         let mut out: Vec<String> = Vec::new();
+        if self == Transformation::Synonym {
+            for c in near(word) {
+                if c != word && !c.is_empty() && !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
         for &bug in self.bugs() {
             for c in char_level::candidates(bug, word, near) {
                 if !out.contains(&c) {
@@ -136,8 +173,13 @@ impl Transformation {
         out
     }
 
-    /// One random replacement of `word`, `None` where no bug of this transformation applies.
+    /// One random replacement of `word`, `None` where no bug of this transformation applies (for
+    /// [`Transformation::Synonym`], `near` supplies the synonyms).
     pub fn apply_word(self, word: &str, near: &dyn Fn(&str) -> Vec<String>, rng: &mut SplitMix64) -> Option<String> {
+        if self == Transformation::Synonym {
+            let c: Vec<String> = near(word).into_iter().filter(|s| s != word && !s.is_empty()).collect();
+            return (!c.is_empty()).then(|| c[rng.below(c.len() as u64) as usize].clone());
+        }
         let bugs = self.bugs();
         if bugs.len() == 1 {
             return char_level::apply(bugs[0], word, near, rng);

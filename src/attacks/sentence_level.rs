@@ -98,7 +98,12 @@ fn insert_at(text: &str, at: usize, inserted: String) -> (String, Change) {
 /// the end of the text; URL and handle go at `placement`. A space separates the phrase from the text on each side
 /// where none is there already.
 pub fn distract(text: &str, d: Distractor, placement: Placement, rng: &mut SplitMix64) -> (String, Change) {
-    let p = phrase(d, rng);
+    place(text, d, &phrase(d, rng), placement)
+}
+
+/// [`distract`] with the phrase given (`p`: one [`phrase`] of `d`), for a search that draws phrases first and renders
+/// them later.
+pub fn place(text: &str, d: Distractor, p: &str, placement: Placement) -> (String, Change) {
     let trimmed = text.trim_end();
     let stress = matches!(d, Distractor::Tautology | Distractor::Negation | Distractor::LengthMismatch);
     if !stress && placement == Placement::Start {
