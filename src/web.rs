@@ -34,6 +34,8 @@ struct Loaded {
     gpu: Option<(GpuBackend, Model<GpuBackend>)>,
     gpu_error: Option<String>,
     label_names: Vec<String>,
+    /// Whole-word neighbours in the input embeddings (the attacks' Sub-W and synonym source).
+    neighbours: crate::attacks::neighbours::EmbeddingNeighbours,
     bytes: usize,
     /// (as stored, as f32) — see [`Checkpoint::weight_bytes`].
     weight_bytes: (usize, usize),
@@ -183,6 +185,7 @@ async fn load_model(folder: &'static str, gpu: Option<&Arc<GpuContext>>) -> Resu
     let tokenizer = TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap_or_default())?;
     let label_names = label_names(&ck.config);
     let weight_bytes = ck.weight_bytes();
+    let neighbours = crate::attacks::neighbours::EmbeddingNeighbours::from_checkpoint(&ck, &tokenizer)?;
     let (gpu_model, gpu_error) = match gpu {
         Some(ctx) => {
             let be = GpuBackend::new(ctx.clone());
@@ -198,7 +201,7 @@ async fn load_model(folder: &'static str, gpu: Option<&Arc<GpuContext>>) -> Resu
         return Err(Error::Invalid(format!("{folder}: tokenizer has {} tokens, the model {}", tokenizer.vocab_size(), cpu.common.vocab)));
     }
     let architecture = cpu.common.arch.display_name();
-    Ok(Loaded { folder, architecture, tokenizer, cpu, gpu: gpu_model, gpu_error, label_names, bytes, weight_bytes, load_ms: now_ms() - t0 })
+    Ok(Loaded { folder, architecture, tokenizer, cpu, gpu: gpu_model, gpu_error, label_names, neighbours, bytes, weight_bytes, load_ms: now_ms() - t0 })
 }
 
 /// `id2label` in id order.
@@ -346,6 +349,64 @@ pub async fn classify(task: String, text: String, text_pair: Option<String>, on_
     }
     report("done", 1.0);
     to_js(&ClassifyReport { task: task.name().into(), text, text_pair: pair, tokens: enc.tokens, rows, gpu_error: session.gpu_error.clone() })
+}
+
+#[derive(Serialize)]
+struct AttackReport {
+    folder: String,
+    architecture: String,
+    recipe: String,
+    label_names: Vec<String>,
+    record: crate::attacks::search::AttackRecord,
+    ms: f64,
+}
+
+/// Attack one text (or pair: the second text is edited) with `recipe` against bundled model `folder` on the CPU
+/// path, taking the model's own prediction on the unchanged text as the label to move away from (there is no gold
+/// label for a typed text). `budget` is the share of words that may change, `max_queries` the model queries.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub async fn attack_text(
+    folder: String,
+    task: String,
+    text: String,
+    text_pair: Option<String>,
+    recipe: String,
+    seed: f64,
+    budget: f64,
+    max_queries: usize,
+) -> std::result::Result<JsValue, JsError> {
+    use crate::attacks::search::{self, AttackConfig, Input, Lexicon, ModelVictim, Recipe, Victim};
+    let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before attack_text()"))?;
+    let task = Task::parse(&task).map_err(js_err)?;
+    let pair = text_pair.filter(|p| !p.trim().is_empty());
+    match (task.is_pair(), &pair) {
+        (true, None) => return Err(JsError::new(&format!("{task} compares two texts: fill in the second text too"))),
+        (false, Some(_)) => return Err(JsError::new(&format!("{task} reads one text: leave the second text empty"))),
+        _ => {}
+    }
+    if !(seed >= 0.0 && seed.fract() == 0.0 && seed <= 9_007_199_254_740_991.0) {
+        return Err(JsError::new("the seed must be a whole number from 0 to 2^53 − 1"));
+    }
+    let cfg = AttackConfig { recipe: Recipe::parse(&recipe).map_err(js_err)?, budget, max_queries };
+    cfg.check().map_err(js_err)?;
+    let l = match session.models.iter().find(|m| matches!(m, Ok(l) if l.folder == folder) || matches!(m, Err((f, _)) if *f == folder)) {
+        Some(Ok(l)) => l,
+        Some(Err((_, e))) => return Err(JsError::new(&format!("model {folder} did not load: {e}"))),
+        None => return Err(JsError::new(&format!("no bundled model {folder:?}"))),
+    };
+    let be = CpuBackend::new();
+    let mut victim = ModelVictim::new(&be, &l.cpu, &l.tokenizer, task).map_err(js_err)?;
+    let input = Input { a: text, b: pair };
+    if input.a.trim().is_empty() {
+        return Err(JsError::new("type a text to attack"));
+    }
+    let t0 = now_ms();
+    let p = victim.probs(std::slice::from_ref(&input)).await.map_err(js_err)?;
+    let label = crate::eval::argmax_rows(&p)[0];
+    let lex = Lexicon { synonyms: crate::attacks::synonyms::SynonymTable::bundled(), neighbours: &l.neighbours };
+    let record = search::attack(&mut victim, &lex, &input, label, 0, &cfg, seed as u64).await.map_err(js_err)?;
+    to_js(&AttackReport { folder, architecture: l.architecture.into(), recipe: cfg.recipe.name().into(), label_names: l.label_names.clone(), record, ms: now_ms() - t0 })
 }
 
 /// The examples of one evaluation or benchmark and, per bundled model, its batch plan

@@ -76,6 +76,45 @@ mod cli {
             #[arg(long)]
             csv: Option<PathBuf>,
         },
+        /// Attack a model on a bundled split with one recipe (TextBugger, TextFooler, StressTest, CheckList,
+        /// combined, or their random baselines): prints TextAttack's summary and a few attacked examples; the
+        /// whole record goes to --out. The same as a spec with one `attacks` entry.
+        Attack {
+            /// A bundled model name (transformer, gla, hgrn_bit) or a Hugging Face-layout folder.
+            #[arg(long)]
+            model: String,
+            #[arg(long)]
+            task: String,
+            /// textbugger, textfooler, stress_test, checklist, combined, random_textbugger, random_textfooler,
+            /// random_stress_test, random_checklist, random_combined.
+            #[arg(long)]
+            recipe: String,
+            #[arg(long, default_value_t = 42)]
+            seed: u64,
+            /// Largest share of the words that may change, in [0, 1].
+            #[arg(long, default_value_t = trilemma::attacks::search::DEFAULT_BUDGET)]
+            budget: f64,
+            /// Most model queries per example.
+            #[arg(long, default_value_t = trilemma::attacks::search::DEFAULT_MAX_QUERIES)]
+            max_queries: usize,
+            /// Attack only the first N examples.
+            #[arg(long)]
+            limit: Option<usize>,
+            /// advglue-original (default where bundled: the clean originals of AdvGLUE's examples), validation or train.
+            #[arg(long)]
+            split: Option<String>,
+            /// cpu (the reference; default), webgpu or auto.
+            #[arg(long, default_value = "cpu")]
+            backend: String,
+            #[arg(long, default_value = "assets")]
+            assets: PathBuf,
+            /// Write the results JSON (every attacked example) here.
+            #[arg(long)]
+            out: Option<PathBuf>,
+            /// Also write the HTML report here.
+            #[arg(long)]
+            report: Option<PathBuf>,
+        },
         /// Write a standalone HTML report (tables and SVG charts) of a results file.
         Report {
             results: PathBuf,
@@ -169,6 +208,9 @@ mod cli {
             }
             Cmd::Run { spec, out, assets, report, csv } => run(&spec, out.as_deref(), &assets, report.as_deref(), csv.as_deref()),
             Cmd::Report { results, out, csv } => report(&results, &out, csv.as_deref()),
+            Cmd::Attack { model, task, recipe, seed, budget, max_queries, limit, split, backend, assets, out, report } => {
+                attack(&model, &task, &recipe, seed, budget, max_queries, limit, split.as_deref(), backend, &assets, out.as_deref(), report.as_deref())
+            }
             Cmd::Train { arch, assets, out, recipe, seed, max_steps } => train(&arch, &assets, &out, recipe.as_deref(), seed, max_steps),
             Cmd::Bench { kernels: true, .. } => {
                 let t0 = std::time::Instant::now();
@@ -401,10 +443,95 @@ mod cli {
         report: Option<&std::path::Path>,
         csv: Option<&std::path::Path>,
     ) -> Result<(), String> {
+        let e = |err: trilemma::Error| err.to_string();
+        let spec = trilemma::experiment::native::read_spec(spec, assets).map_err(e)?;
+        let results = execute(&spec, assets)?;
+        let json = results.to_json();
+        match out {
+            Some(path) => write(path, &json)?,
+            None => println!("{json}"),
+        }
+        if let Some(path) = report {
+            write(path, &trilemma::report::html(&results).map_err(e)?)?;
+        }
+        if let Some(path) = csv {
+            write(path, &trilemma::report::csv(&results))?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attack(
+        model: &str,
+        task: &str,
+        recipe: &str,
+        seed: u64,
+        budget: f64,
+        max_queries: usize,
+        limit: Option<usize>,
+        split: Option<&str>,
+        backend: String,
+        assets: &std::path::Path,
+        out: Option<&std::path::Path>,
+        report: Option<&std::path::Path>,
+    ) -> Result<(), String> {
+        let backend: trilemma::backend::BackendChoice =
+            serde_json::from_value(serde_json::Value::String(backend.clone())).map_err(|_| format!("unknown backend {backend:?}; use cpu, webgpu or auto"))?;
+        use trilemma::attacks::search::{AttackConfig, Outcome, Recipe};
+        use trilemma::data::{Split, Task};
+        let e = |err: trilemma::Error| err.to_string();
+        let task: Task = task.parse().map_err(e)?;
+        let split = match split {
+            Some(s) => s.parse::<Split>().map_err(e)?,
+            None if trilemma::data::bundled(task, Split::AdvGlueOriginal).is_ok() => Split::AdvGlueOriginal,
+            None => Split::Validation,
+        };
+        let config = AttackConfig { recipe: Recipe::parse(recipe).map_err(e)?, budget, max_queries };
+        let spec = trilemma::experiment::Spec {
+            name: format!("{recipe} on {model}, {task}/{split}"),
+            models: vec![model.to_string()],
+            tasks: vec![task],
+            splits: vec![split],
+            attacks: vec![config],
+            compressions: Vec::new(),
+            backend,
+            seed,
+            limit,
+            bootstrap: 1000,
+            batch: trilemma::eval::MAX_BATCH,
+        };
+        spec.validate(&|m| trilemma::experiment::native::model_exists(assets, m)).map_err(e)?;
+        let results = execute(&spec, assets)?;
+        let Some(a) = results.attacks.first() else {
+            return Err("the attack was cancelled before it finished".into());
+        };
+        let s = &a.summary;
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
+        println!("{} against {} ({}), {}/{}: {} examples, seed {seed}, budget {budget}, max {max_queries} queries", recipe, model, a.architecture, task, split, s.n);
+        println!("  original accuracy       {:>7}", pct(Some(s.original_accuracy)));
+        println!("  accuracy under attack   {:>7}", pct(Some(s.accuracy_under_attack)));
+        println!("  attack success rate     {:>7}   ({} succeeded, {} failed, {} skipped)", pct(s.success_rate), s.succeeded, s.failed, s.skipped);
+        println!("  perturbed words         {:>7}   (mean over successful attacks; {:.1} words per input)", pct(s.perturbed_word_share), s.mean_words);
+        println!("  queries per attack      {:>7}", s.mean_queries.map_or("-".to_string(), |q| format!("{q:.1}")));
+        println!("  time                    {:>6.1}s   ({:.0} queries/s)", a.timing.seconds, a.timing.queries_per_second);
+        for r in a.records.iter().filter(|r| r.outcome == Outcome::Succeeded).take(3) {
+            let seg = |i: &trilemma::attacks::search::Input| i.b.clone().unwrap_or_else(|| i.a.clone());
+            println!("  #{}: {:?} ({:.2})\n      -> {:?} ({} {:.2})", r.idx, seg(&r.original), r.before.confidence(), seg(&r.perturbed), r.after.prediction, r.after.confidence());
+        }
+        if let Some(path) = out {
+            write(path, &results.to_json())?;
+        }
+        if let Some(path) = report {
+            write(path, &trilemma::report::html(&results).map_err(e)?)?;
+        }
+        Ok(())
+    }
+
+    /// Runs a spec with progress on stderr; Ctrl-C stops after the current batch or example.
+    fn execute(spec: &trilemma::experiment::Spec, assets: &std::path::Path) -> Result<trilemma::experiment::Results, String> {
         use std::sync::atomic::{AtomicBool, Ordering};
         use trilemma::experiment::native;
         let e = |err: trilemma::Error| err.to_string();
-        let spec = native::read_spec(spec, assets).map_err(e)?;
         let cancel = std::sync::Arc::new(AtomicBool::new(false));
         {
             let cancel = cancel.clone();
@@ -421,33 +548,26 @@ mod cli {
         }
         let mut last = String::new();
         let mut on_progress = |p: &trilemma::experiment::Progress| {
-            let line = format!("[{}/{}] {} {} {}: {}/{} ({:.0}%)", p.unit + 1, p.units, p.model, p.task, p.split, p.done, p.total, p.fraction * 100.0);
+            let what = p.attack.as_deref().map(|a| format!(" attack {a}")).unwrap_or_default();
+            let line = format!("[{}/{}] {} {} {}{what}: {}/{} ({:.0}%)", p.unit + 1, p.units, p.model, p.task, p.split, p.done, p.total, p.fraction * 100.0);
             if line != last {
                 eprint!("\r{line}   ");
                 last = line;
             }
         };
         let mut hooks = native::NativeHooks::new(&mut on_progress, cancel);
-        let results = native::run(&spec, assets, None, &mut hooks).map_err(e)?;
+        let results = native::run(spec, assets, None, &mut hooks).map_err(e)?;
         eprintln!();
         if results.status.cancelled {
-            eprintln!("cancelled: {} of {} evaluations finished and are kept", results.status.units_done, results.status.units_total);
+            eprintln!(
+                "cancelled: {} of {} evaluations and {} of {} attacks finished and are kept",
+                results.status.units_done, results.status.units_total, results.status.attacks_done, results.status.attacks_total
+            );
         }
         if let Some(f) = &results.provenance.fallback {
             eprintln!("note: {f}");
         }
-        let json = results.to_json();
-        match out {
-            Some(path) => write(path, &json)?,
-            None => println!("{json}"),
-        }
-        if let Some(path) = report {
-            write(path, &trilemma::report::html(&results).map_err(e)?)?;
-        }
-        if let Some(path) = csv {
-            write(path, &trilemma::report::csv(&results))?;
-        }
-        Ok(())
+        Ok(results)
     }
 
     fn report(results: &std::path::Path, out: &std::path::Path, csv: Option<&std::path::Path>) -> Result<(), String> {

@@ -9,6 +9,7 @@
 //! ([`crate::rng::derive_seed`]). Everything measured (times, memory) sits under a `timing` key,
 //! so two runs of one spec give byte-identical JSON once `timing` is removed (tested).
 
+pub mod attack;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 pub mod spec;
@@ -68,6 +69,8 @@ pub struct LoadedModel<B: Backend> {
     pub record: ModelRecord,
     pub model: Model<B>,
     pub tokenizer: TextTokenizer,
+    /// Whole-word neighbours in the input embeddings (the attacks' Sub-W and synonym source).
+    pub neighbours: crate::attacks::neighbours::EmbeddingNeighbours,
     counter: Model<CountBackend>,
 }
 
@@ -79,6 +82,7 @@ impl<B: Backend> LoadedModel<B> {
         let tok = ck.tokenizer_json.clone().ok_or_else(|| Error::Invalid(format!("model {name}: the folder has no tokenizer.json")))?;
         let tokenizer = TextTokenizer::from_json_bytes(&tok)?;
         let weight_bytes = ck.weight_bytes().0 as u64;
+        let neighbours = crate::attacks::neighbours::EmbeddingNeighbours::from_checkpoint(&ck, &tokenizer)?;
         let counter = Model::load(&CountBackend::new(), ck.clone())?;
         let model = Model::load(be, ck)?;
         if tokenizer.vocab_size() > model.common.vocab {
@@ -90,7 +94,7 @@ impl<B: Backend> LoadedModel<B> {
         }
         let files = files.iter().map(|(f, b)| FileRecord::of(f, b)).collect();
         let record = ModelRecord { name: name.into(), architecture: model.common.arch.display_name().into(), files, weight_bytes };
-        Ok(Self { record, model, tokenizer, counter })
+        Ok(Self { record, model, tokenizer, neighbours, counter })
     }
 }
 
@@ -119,12 +123,19 @@ pub struct Progress {
     pub model: String,
     pub task: Task,
     pub split: Split,
+    /// The attack recipe, for an attack unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack: Option<String>,
     /// Examples done in this unit, of `total`.
     pub done: usize,
     pub total: usize,
-    /// Fraction of the whole run, by examples.
+    /// Fraction of the whole run, by examples (an attacked example counts [`ATTACK_EXAMPLE_WEIGHT`]).
     pub fraction: f64,
 }
+
+/// How many evaluated examples one attacked example counts as in [`Progress::fraction`]: roughly the queries an
+/// attack spends per example on the bundled models [measured: 10 to 40 on SST-2 with the default budgets].
+pub const ATTACK_EXAMPLE_WEIGHT: usize = 25;
 
 /// What the host provides to a run.
 #[allow(async_fn_in_trait)]
@@ -335,6 +346,10 @@ pub struct Status {
     pub cancelled: bool,
     pub units_done: usize,
     pub units_total: usize,
+    #[serde(default)]
+    pub attacks_done: usize,
+    #[serde(default)]
+    pub attacks_total: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -352,7 +367,44 @@ pub struct Results {
     pub units: Vec<UnitResult>,
     pub advglue: Vec<AdvGlueSummary>,
     pub robustness: Vec<Robustness>,
+    /// The spec's attacks, one per model × clean (task, split) × attack.
+    #[serde(default)]
+    pub attacks: Vec<attack::AttackResult>,
+    /// Transfer of successful adversarial texts between the models (two or more models attacked).
+    #[serde(default)]
+    pub transfer: Vec<attack::TransferMatrix>,
     pub timing: RunTiming,
+}
+
+/// What a run has finished so far (kept when a GPU failure hands the rest to the CPU).
+#[derive(Default)]
+pub struct Done {
+    pub units: Vec<UnitResult>,
+    pub attacks: Vec<attack::AttackResult>,
+    pub transfer: Vec<attack::TransferMatrix>,
+}
+
+/// The run's work in examples: evaluated ones, and attacked ones times [`ATTACK_EXAMPLE_WEIGHT`].
+fn work(spec: &Spec, data: &[Dataset]) -> (usize, usize) {
+    let size = |task: Task, split: Split| {
+        data.iter().find(|d| d.task == task && d.split == split).map_or(0, |d| spec.limit.map_or(d.examples.len(), |l| l.min(d.examples.len())))
+    };
+    let eval = spec.units().iter().map(|u| size(u.task, u.split)).sum();
+    let attacks = attack::attack_units(spec).iter().map(|u| size(u.task, u.split) * ATTACK_EXAMPLE_WEIGHT).sum();
+    (eval, attacks)
+}
+
+/// Every evaluation, then every attack, then the transfer matrices; `false` when cancelled.
+pub async fn run_all<B: Backend, H: Hooks>(spec: &Spec, be: &B, gpu: Option<&GpuContext>, models: &[LoadedModel<B>], data: &[Dataset], done: &mut Done, hooks: &mut H) -> Result<bool> {
+    if !run_units(spec, be, gpu, models, data, &mut done.units, hooks).await? {
+        return Ok(false);
+    }
+    let (eval, attacks) = work(spec, data);
+    if !attack::run_attack_units(spec, be, models, data, &mut done.attacks, hooks, eval, eval + attacks).await? {
+        return Ok(false);
+    }
+    done.transfer = attack::transfer_matrices(be, models, &done.attacks).await?;
+    Ok(true)
 }
 
 impl Results {
@@ -394,7 +446,8 @@ pub async fn run_units<B: Backend, H: Hooks>(
             .ok_or_else(|| Error::Invalid(format!("the run was given no data for {task}/{split}")))
     };
     let size = |u: &Unit| find_data(u.task, u.split).map(|d| spec.limit.map_or(d.examples.len(), |l| l.min(d.examples.len())));
-    let total: usize = all.iter().map(size).sum::<Result<usize>>()?;
+    let (eval_work, attack_work) = work(spec, data);
+    let total = eval_work + attack_work;
     let mut before: usize = 0;
     for (ui, unit) in all.iter().enumerate() {
         let n = size(unit)?;
@@ -410,10 +463,11 @@ pub async fn run_units<B: Backend, H: Hooks>(
         let examples = &ds.examples[..n];
         let mut prog = Progress {
             unit: ui,
-            units: all.len(),
+            units: all.len() + attack::attack_units(spec).len(),
             model: unit.model.clone(),
             task: unit.task,
             split: unit.split,
+            attack: None,
             done: 0,
             total: n,
             fraction: before as f64 / total.max(1) as f64,
@@ -593,7 +647,7 @@ fn load_models<B: Backend>(be: &B, spec: &Spec, folders: &Folders, check: &dyn F
 /// and why the CPU did, when it did.
 pub async fn run<H: Hooks>(spec: &Spec, gpu: std::result::Result<Arc<GpuContext>, String>, folders: &Folders, data: &[Dataset], hooks: &mut H) -> Result<Results> {
     let t0 = hooks.now_ms();
-    let mut units: Vec<UnitResult> = Vec::new();
+    let mut done = Done::default();
     let mut fallback: Option<String> = None;
     if spec.backend != BackendChoice::Cpu {
         match spec.backend.use_gpu(gpu.as_ref().map(|c| c.is_software()).map_err(Clone::clone)) {
@@ -602,10 +656,10 @@ pub async fn run<H: Hooks>(spec: &Spec, gpu: std::result::Result<Arc<GpuContext>
                 let be = GpuBackend::new(ctx.clone());
                 let fits = |files: &BTreeMap<String, Vec<u8>>| be.check_fits(&Checkpoint::from_files(files)?.tensors).map(|_| ());
                 match load_models(&be, spec, folders, &fits) {
-                    Ok(models) => match run_units(spec, &be, Some(&ctx), &models, data, &mut units, hooks).await {
+                    Ok(models) => match run_all(spec, &be, Some(&ctx), &models, data, &mut done, hooks).await {
                         Ok(finished) => {
                             let prov = Provenance::new(spec, &be, None, &models, data);
-                            return assemble(spec, prov, units, !finished, (hooks.now_ms() - t0) / 1000.0);
+                            return assemble(spec, prov, done, !finished, (hooks.now_ms() - t0) / 1000.0);
                         }
                         Err(e) => fallback = Some(format!("WebGPU failed ({e}); the remaining evaluations ran on the CPU")),
                     },
@@ -617,9 +671,9 @@ pub async fn run<H: Hooks>(spec: &Spec, gpu: std::result::Result<Arc<GpuContext>
     }
     let be = CpuBackend::new();
     let models = load_models(&be, spec, folders, &|_| Ok(()))?;
-    let finished = run_units(spec, &be, None, &models, data, &mut units, hooks).await?;
+    let finished = run_all(spec, &be, None, &models, data, &mut done, hooks).await?;
     let prov = Provenance::new(spec, &be, fallback, &models, data);
-    assemble(spec, prov, units, !finished, (hooks.now_ms() - t0) / 1000.0)
+    assemble(spec, prov, done, !finished, (hooks.now_ms() - t0) / 1000.0)
 }
 
 /// Predictions and labels of a unit.
@@ -639,7 +693,8 @@ fn frac(v: &[bool], idx: &[usize]) -> f64 {
 /// The results of a run: its units plus the numbers across units, each with a seeded bootstrap
 /// 95% interval (strata resampled independently: task files, attack levels per task, the two
 /// splits of a gap; clean and adversarial versions of an example resampled together).
-pub fn assemble(spec: &Spec, provenance: Provenance, units: Vec<UnitResult>, cancelled: bool, seconds: f64) -> Result<Results> {
+pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool, seconds: f64) -> Result<Results> {
+    let Done { units, attacks, transfer } = done;
     let seed = |what: &str| crate::rng::derive_seed(spec.seed, &format!("bootstrap/{what}"));
     let mut advglue = Vec::new();
     let mut robustness = Vec::new();
@@ -749,14 +804,25 @@ pub fn assemble(spec: &Spec, provenance: Provenance, units: Vec<UnitResult>, can
         }
     }
     let units_total = spec.units().len();
+    let attacks_total = attack::attack_units(spec).len();
     Ok(Results {
         format: FORMAT.into(),
         spec: spec.clone(),
         provenance,
-        status: Status { skipped: spec.skipped(), complete: units.len() == units_total, cancelled, units_done: units.len(), units_total },
+        status: Status {
+            skipped: spec.skipped(),
+            complete: units.len() == units_total && attacks.len() == attacks_total,
+            cancelled,
+            units_done: units.len(),
+            units_total,
+            attacks_done: attacks.len(),
+            attacks_total,
+        },
         units,
         advglue,
         robustness,
+        attacks,
+        transfer,
         timing: RunTiming { seconds },
     })
 }

@@ -37,9 +37,10 @@ pub struct Spec {
     /// in the results.
     #[serde(default = "default_splits")]
     pub splits: Vec<Split>,
-    /// Attacks run on the examples (none in this version; see the README).
+    /// Attacks on every model × clean split (`validation`, `advglue-original`, `train`) of every task:
+    /// `{"recipe": "textfooler", "budget": 0.25, "max_queries": 2000}` (budget and max_queries optional).
     #[serde(default)]
-    pub attacks: Vec<serde_json::Value>,
+    pub attacks: Vec<crate::attacks::search::AttackConfig>,
     /// Weight compressions applied before evaluation (none in this version; see the README).
     #[serde(default)]
     pub compressions: Vec<serde_json::Value>,
@@ -137,8 +138,16 @@ impl Spec {
                 return bad(format!("splits[{i}]"), format!("split {s} is bundled for none of the listed tasks ({why})"));
             }
         }
-        if !self.attacks.is_empty() {
-            return bad("attacks".into(), "this version runs no attacks; leave the list empty".into());
+        for (i, a) in self.attacks.iter().enumerate() {
+            if let Err(e) = a.check() {
+                return bad(format!("attacks[{i}]"), message(e));
+            }
+            if self.attacks[..i].contains(a) {
+                return bad(format!("attacks[{i}]"), "this attack is listed twice".into());
+            }
+        }
+        if !self.attacks.is_empty() && !self.data().iter().any(|(_, s)| super::attack::CLEAN_SPLITS.contains(s)) {
+            return bad("attacks".into(), "attacks start from clean text: add a split validation, advglue-original or train".into());
         }
         if !self.compressions.is_empty() {
             return bad("compressions".into(), "this version applies no compressions; leave the list empty".into());
@@ -267,7 +276,7 @@ mod tests {
             (r#"{"models": ["gla"], "tasks": ["sst2"], "seeed": 1}"#, "seeed"),
             (r#"{"models": ["gla"], "tasks": ["sst2"], "bootstrap": 0}"#, "`bootstrap`"),
             (r#"{"models": ["gla"], "tasks": ["sst2"], "batch": 100000}"#, "`batch`"),
-            (r#"{"models": ["gla"], "tasks": ["sst2"], "attacks": [{"recipe": "textfooler"}]}"#, "`attacks`"),
+            (r#"{"models": ["gla"], "tasks": ["sst2"], "attacks": [{"recipe": "textfoolr"}]}"#, "attacks[0].recipe"),
             (r#"{"models": [], "tasks": ["sst2"]}"#, "`models`"),
             (r#"{"models": ["gla"], "tasks": ["sst2", "sst2"]}"#, "`tasks[1]`"),
             (r#"{"tasks": ["sst2"]}"#, "models"),

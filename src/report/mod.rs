@@ -52,7 +52,7 @@ const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #d8dce5}\
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #d8dce5;padding:3px 8px;text-align:right}\
 th{background:#f1f3f8}td.l,th.l{text-align:left}small{color:#5b6475}.warn{color:#a33}\
-.chart svg{max-width:100%;height:auto}code{font-size:12px}";
+.chart svg{max-width:100%;height:auto}code{font-size:12px}mark{background:#ffe08a}";
 
 fn title(r: &Results) -> &str {
     if r.spec.name.is_empty() {
@@ -84,10 +84,12 @@ pub fn body(r: &Results) -> Result<String> {
     if !st.complete {
         let _ = write!(
             h,
-            "<p class=\"warn\">{} {} of {} evaluations finished; the numbers below cover those only.</p>",
+            "<p class=\"warn\">{} {} of {} evaluations and {} of {} attacks finished; the numbers below cover those only.</p>",
             if st.cancelled { "Cancelled:" } else { "Incomplete:" },
             st.units_done,
-            st.units_total
+            st.units_total,
+            st.attacks_done,
+            st.attacks_total
         );
     }
     if !st.skipped.is_empty() {
@@ -112,6 +114,7 @@ pub fn body(r: &Results) -> Result<String> {
     h += &charts_section(r)?;
     h += &advglue_section(r);
     h += &robustness_section(r);
+    h += &attacks_section(r);
     h += &efficiency_table(r);
     h += &provenance_section(r);
     h += "</div>";
@@ -284,6 +287,113 @@ fn robustness_section(r: &Results) -> String {
         );
     }
     h + "</table><p><small>Paired: the AdvGLUE examples that have a clean original (<code>advglue-original</code>), scored clean and attacked; broken = right on the original, wrong when attacked.</small></p>"
+}
+
+/// `text` escaped, with the byte spans `marks` (sorted, non-overlapping are marked; an overlapping one is skipped)
+/// wrapped in `<mark>`.
+fn marked(text: &str, marks: &[crate::attacks::text::Span]) -> String {
+    let mut h = String::new();
+    let mut at = 0;
+    for s in marks {
+        if s.start < at || s.end > text.len() || !text.is_char_boundary(s.start) || !text.is_char_boundary(s.end) || s.is_empty() {
+            continue;
+        }
+        h += &esc(&text[at..s.start]);
+        h += "<mark>";
+        h += &esc(&text[s.start..s.end]);
+        h += "</mark>";
+        at = s.end;
+    }
+    h + &esc(&text[at..])
+}
+
+/// How many successful attacks per unit the report shows.
+const ATTACK_EXAMPLES: usize = 5;
+
+fn attacks_section(r: &Results) -> String {
+    if r.attacks.is_empty() {
+        return String::new();
+    }
+    let mut h = String::from("<h2>Attacks</h2><p>TextAttack's summary, percent. Success rate skips the examples the model already got wrong; perturbed words are averaged over successful attacks; queries over attacked examples.</p><table><tr><th class=\"l\">model</th><th class=\"l\">task / split</th><th class=\"l\">recipe</th><th>budget</th><th>max queries</th><th>n</th><th>original acc.</th><th>acc. under attack</th><th>success rate</th><th>perturbed words</th><th>queries</th><th>queries/s</th></tr>");
+    let o = |x: Option<f64>| x.map(pct).unwrap_or_else(|| "–".into());
+    for a in &r.attacks {
+        let s = &a.summary;
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{} {}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>",
+            esc(&a.model),
+            a.task,
+            a.split,
+            a.attack.recipe.name(),
+            pct(a.attack.budget),
+            a.attack.max_queries,
+            s.n,
+            pct(s.original_accuracy),
+            pct(s.accuracy_under_attack),
+            o(s.success_rate),
+            o(s.perturbed_word_share),
+            s.mean_queries.map(|q| format!("{q:.1}")).unwrap_or_else(|| "–".into()),
+            a.timing.queries_per_second
+        );
+    }
+    h += "</table>";
+    for m in &r.transfer {
+        let models: Vec<&str> = {
+            let mut v: Vec<&str> = Vec::new();
+            for c in &m.cells {
+                if !v.contains(&c.source.as_str()) {
+                    v.push(&c.source);
+                }
+            }
+            v
+        };
+        let _ = write!(h, "<h3>Transfer: {} {} {}</h3><p><small>Rows: the model the texts fooled (n = texts). Cells: the target's accuracy on those texts, its accuracy on their originals, and the share it had right that now fool it.</small></p><table><tr><th class=\"l\">crafted against ↓ / scored on →</th>", m.task, m.split, m.attack.recipe.name());
+        for t in &models {
+            let _ = write!(h, "<th>{}</th>", esc(t));
+        }
+        h += "</tr>";
+        for src in &models {
+            let n = m.cells.iter().find(|c| c.source == *src).map_or(0, |c| c.n);
+            let _ = write!(h, "<tr><td class=\"l\">{} <small>(n = {n})</small></td>", esc(src));
+            for t in &models {
+                match m.cells.iter().find(|c| c.source == *src && c.target == *t) {
+                    Some(c) => {
+                        let _ = write!(h, "<td>{} <small>(clean {}; transfer {})</small></td>", o(c.adversarial_accuracy), o(c.clean_accuracy), o(c.transfer_rate));
+                    }
+                    None => h += "<td></td>",
+                }
+            }
+            h += "</tr>";
+        }
+        h += "</table>";
+    }
+    for a in &r.attacks {
+        let wins: Vec<_> = a.records.iter().filter(|x| x.outcome == crate::attacks::search::Outcome::Succeeded).take(ATTACK_EXAMPLES).collect();
+        if wins.is_empty() {
+            continue;
+        }
+        let _ = write!(h, "<details><summary>{} × {} on {} {}: first {} successful attacks</summary><table><tr><th>idx</th><th class=\"l\">original</th><th class=\"l\">attacked (changes marked)</th><th>before</th><th>after</th></tr>", esc(&a.model), a.attack.recipe.name(), a.task, a.split, wins.len());
+        for x in wins {
+            let seg = |i: &crate::attacks::search::Input| i.b.clone().unwrap_or_else(|| i.a.clone());
+            let (orig, new) = (seg(&x.original), seg(&x.perturbed));
+            let olds: Vec<_> = x.changes.iter().map(|c| c.change.original).collect();
+            let mut news: Vec<_> = x.changes.iter().map(|c| c.change.new).collect();
+            news.sort_by_key(|s| (s.start, s.end));
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{} ({:.2})</td><td>{} ({:.2})</td></tr>",
+                x.idx,
+                marked(&orig, &olds),
+                marked(&new, &news),
+                x.before.prediction,
+                x.before.confidence(),
+                x.after.prediction,
+                x.after.confidence()
+            );
+        }
+        h += "</table></details>";
+    }
+    h
 }
 
 fn efficiency_table(r: &Results) -> String {
