@@ -882,7 +882,7 @@ mod tests {
             Transformation::Synonym => lex.textfooler(before).contains(&after.to_string()),
             Transformation::StressTautology => before.is_empty() && after.trim() == sentence_level::STRESS_TAUTOLOGY,
             Transformation::StressNegation => before.is_empty() && after.trim() == sentence_level::STRESS_NEGATION,
-            Transformation::StressLength => before.is_empty() && after.trim() == vec![sentence_level::STRESS_TAUTOLOGY; 5].join(" "),
+            Transformation::StressLength => before.is_empty() && after.trim() == [sentence_level::STRESS_TAUTOLOGY; 5].join(" "),
             Transformation::ChecklistUrl => before.is_empty() && after.trim().strip_prefix("https://t.co/").is_some_and(|s| s.len() == 6 && s.chars().all(|c| c.is_ascii_alphanumeric())),
             Transformation::ChecklistHandle => before.is_empty() && after.trim().strip_prefix('@').is_some_and(|s| s.len() == 6 && s.chars().all(|c| c.is_ascii_alphanumeric())),
             Transformation::AnyBug => false,
