@@ -60,6 +60,16 @@ pub enum Level {
     Combined,
 }
 
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Word => "word",
+            Level::Sentence => "sentence",
+            Level::Combined => "combined",
+        }
+    }
+}
+
 /// An attack recipe by its spec name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

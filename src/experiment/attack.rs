@@ -3,7 +3,7 @@
 
 use super::{Hooks, LoadedModel, Progress, Spec};
 use crate::attacks::metrics::{self, AttackSummary, Transfer};
-use crate::attacks::search::{self, AttackConfig, AttackRecord, Input, Lexicon, ModelVictim, Outcome, Recipe, Victim};
+use crate::attacks::search::{self, AttackConfig, AttackRecord, Input, Lexicon, ModelVictim, Outcome, Victim};
 use crate::attacks::synonyms::SynonymTable;
 use crate::backend::Backend;
 use crate::data::{Example, Split, Task};
@@ -178,9 +178,4 @@ pub async fn transfer_matrices<B: Backend>(be: &B, models: &[LoadedModel<B>], do
         out.push(TransferMatrix { task: r.task, split: r.split, attack: r.attack.clone(), cells });
     }
     Ok(out)
-}
-
-/// Whether a recipe name is known (for the spec's message).
-pub fn recipe_names() -> String {
-    Recipe::ALL.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
 }

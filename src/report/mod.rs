@@ -314,17 +314,18 @@ fn attacks_section(r: &Results) -> String {
     if r.attacks.is_empty() {
         return String::new();
     }
-    let mut h = String::from("<h2>Attacks</h2><p>TextAttack's summary, percent. Success rate skips the examples the model already got wrong; perturbed words are averaged over successful attacks; queries over attacked examples.</p><table><tr><th class=\"l\">model</th><th class=\"l\">task / split</th><th class=\"l\">recipe</th><th>budget</th><th>max queries</th><th>n</th><th>original acc.</th><th>acc. under attack</th><th>success rate</th><th>perturbed words</th><th>queries</th><th>queries/s</th></tr>");
+    let mut h = String::from("<h2>Attacks</h2><p>TextAttack's summary, percent. Success rate skips the examples the model already got wrong; perturbed words are averaged over successful attacks; queries over attacked examples.</p><table><tr><th class=\"l\">model</th><th class=\"l\">task / split</th><th class=\"l\">recipe</th><th class=\"l\">level</th><th>budget</th><th>max queries</th><th>n</th><th>original acc.</th><th>acc. under attack</th><th>success rate</th><th>perturbed words</th><th>queries</th><th>queries/s</th></tr>");
     let o = |x: Option<f64>| x.map(pct).unwrap_or_else(|| "–".into());
     for a in &r.attacks {
         let s = &a.summary;
         let _ = write!(
             h,
-            "<tr><td class=\"l\">{}</td><td class=\"l\">{} {}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>",
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{} {}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>",
             esc(&a.model),
             a.task,
             a.split,
             a.attack.recipe.name(),
+            a.attack.recipe.level().name(),
             pct(a.attack.budget),
             a.attack.max_queries,
             s.n,
