@@ -406,7 +406,7 @@ pub async fn attack_text(
     let label = crate::eval::argmax_rows(&p)[0];
     let lex = Lexicon { synonyms: crate::attacks::synonyms::SynonymTable::bundled(), neighbours: &l.neighbours };
     let record = search::attack(&mut victim, &lex, &input, label, 0, &cfg, seed as u64).await.map_err(js_err)?;
-    to_js(&AttackReport { folder, architecture: l.architecture.into(), recipe: cfg.recipe.name().into(), label_names: l.label_names.clone(), record, ms: now_ms() - t0 })
+    to_js(&AttackReport { folder, architecture: l.architecture.into(), recipe: cfg.recipe.name().into(), label_names: task.label_names().iter().map(|n| n.to_string()).collect(), record, ms: now_ms() - t0 })
 }
 
 /// The examples of one evaluation or benchmark and, per bundled model, its batch plan

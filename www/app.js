@@ -1,4 +1,5 @@
 import { initExperiment } from './experiment.js';
+import { initAttack } from './attack.js';
 import { CpuPool } from './pool.js';
 
 // The page: DOM and messages only. All computing happens in worker.js (the Rust core) and, for
@@ -263,6 +264,7 @@ const pool = new CpuPool(worker, {
 });
 renderCpu(pool.status());
 const experiment = initExperiment(worker);
+const attack = initAttack(worker);
 
 function run() {
   if (!ready || running) return;
@@ -281,6 +283,10 @@ worker.addEventListener('message', (e) => {
     experiment.onMessage(msg);
     return;
   }
+  if (typeof msg?.type === 'string' && msg.type.startsWith('attack-')) {
+    attack.onMessage(msg);
+    return;
+  }
   switch (msg?.type) {
     case 'ready':
       ready = true;
@@ -289,6 +295,7 @@ worker.addEventListener('message', (e) => {
       setBusy(false);
       setState('ready');
       experiment.ready();
+      attack.ready(msg.report);
       // `?simulate=gpu-lost` destroys the GPU device first, `?simulate=gpu-oom` leaves it no
       // memory for activations (the fallback tests).
       {
@@ -332,6 +339,7 @@ worker.addEventListener('error', (e) => {
   ready = false;
   setBusy(false);
   setState('failed');
+  attack.unavailable();
 });
 
 worker.addEventListener('messageerror', () => showError('Worker error: a message could not be read.'));

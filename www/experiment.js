@@ -101,7 +101,9 @@ export function initExperiment(worker) {
       if (msg.type === 'experiment-progress') {
         const p = msg.progress;
         el.progress.value = p.fraction;
-        el.stage.textContent = `${p.unit + 1}/${p.units}: ${p.model} · ${p.task} ${p.split} · ${p.done}/${p.total}`;
+        // An attack unit names its recipe; its count is of attacked examples.
+        const what = p.attack ? ` · attack ${p.attack}` : '';
+        el.stage.textContent = `${p.unit + 1}/${p.units}: ${p.model} · ${p.task} ${p.split}${what} · ${p.done}/${p.total}`;
       } else if (msg.type === 'experiment-result') {
         const seconds = ((performance.now() - started) / 1000).toFixed(1);
         const status = JSON.parse(msg.json).status;

@@ -10,14 +10,16 @@
 //
 // Messages in:  {type: 'run', task, text, textPair} | {type: 'simulate-gpu-loss'} | {type: 'simulate-gpu-oom'}
 //               | {type: 'experiment', spec} | {type: 'cancel-experiment'}
+//               | {type: 'attack', folder, task, text, textPair, recipe, seed, budget, maxQueries}
 //               | {type: 'prepare', id, task, split, n, batch} | {type: 'batches', id, model, batches, backend, warmUp}
 // Messages out: {type: 'ready', report} | {type: 'progress', stage, fraction}
 //               | {type: 'result', report} | {type: 'error', message}
 //               | {type: 'experiment-progress', progress} | {type: 'experiment-result', json}
 //               | {type: 'experiment-error', message}
+//               | {type: 'attack-result', report} | {type: 'attack-error', message}
 //               | {type: 'reply', id, report} | {type: 'error', id, message}   (answers to prepare / batches)
 import init, {
-  start, start_cpu, classify, prepare, run_batches, simulate_gpu_loss, set_gpu_memory_headroom, run_experiment, set_experiment_cancelled,
+  start, start_cpu, classify, prepare, run_batches, simulate_gpu_loss, set_gpu_memory_headroom, run_experiment, set_experiment_cancelled, attack_text,
 } from './trilemma.js';
 
 const params = new URLSearchParams(self.location.search);
@@ -57,7 +59,7 @@ const ready = (async () => {
   return false;
 });
 
-const TYPES = ['run', 'experiment', 'prepare', 'batches', 'simulate-gpu-loss', 'simulate-gpu-oom'];
+const TYPES = ['run', 'experiment', 'attack', 'prepare', 'batches', 'simulate-gpu-loss', 'simulate-gpu-oom'];
 
 self.addEventListener('message', (e) => {
   const msg = e.data;
@@ -71,7 +73,8 @@ self.addEventListener('message', (e) => {
   if (!msg || !TYPES.includes(msg.type)) return;
   queue = queue.then(async () => {
     if (!(await ready)) {
-      fail('the Trilemma core did not start, so nothing can run', undefined, msg.id);
+      if (msg.type === 'attack') postMessage({ type: 'attack-error', message: 'the Trilemma core did not start, so nothing can run' });
+      else fail('the Trilemma core did not start, so nothing can run', undefined, msg.id);
       return;
     }
     try {
@@ -94,6 +97,18 @@ self.addEventListener('message', (e) => {
             postMessage({ type: 'experiment-error', message: describe(err) });
           } finally {
             experimentRunning = false;
+          }
+          return;
+        }
+        case 'attack': {
+          // Errors are the attack panel's to show, not the classify panel's.
+          try {
+            const pair = msg.textPair == null ? undefined : String(msg.textPair);
+            const report = await attack_text(String(msg.folder ?? ''), String(msg.task ?? ''), String(msg.text ?? ''), pair, String(msg.recipe ?? ''),
+              Number(msg.seed), Number(msg.budget), Number(msg.maxQueries));
+            postMessage({ type: 'attack-result', report });
+          } catch (err) {
+            postMessage({ type: 'attack-error', message: describe(err) });
           }
           return;
         }

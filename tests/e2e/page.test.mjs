@@ -5,8 +5,9 @@
 //
 // Serves dist/ on a free port, waits for the worker to load the three bundled models, checks their
 // predictions on WebGPU against the CPU (same label, logits within tolerance), a pair task, an
-// error path (empty text), that the page stays responsive, and that nothing logged an error;
-// then the fallbacks (no adapter, GPU lost, GPU out of memory) and the CPU worker pool (1 vs 2
+// error path (empty text), the attack panel (a TextBugger attack with its marked changes checked
+// against the record, deterministic, its errors) and an experiment with an attack, that the page
+// stays responsive, and that nothing logged an error; then the fallbacks (no adapter, GPU lost, GPU out of memory) and the CPU worker pool (1 vs 2
 // workers bit-identical, a helper failing at start or dying mid-run). Screenshots in test-results/.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -181,6 +182,118 @@ test('the built page runs the three bundled models on WebGPU and on the CPU', { 
     assert.equal(await page.inputValue('#text'), 'still typing');
   });
 
+  // The "Attack a text" panel: the core's attack_text in the worker, on the CPU path. The record
+  // (window.trilemmaAttack) is what the page drew from; its spans are UTF-8 byte offsets.
+  const ATTACK_TEXT = "it 's a charming and often affecting journey . "; // SST-2 validation, idx 0
+  const attackFinished = async () => Number(await page.getAttribute('#attack', 'data-finished'));
+  /** Clicks Attack (or presses Enter in the text box) and waits for the panel to finish; returns its state. */
+  async function attackOnce({ enter = false } = {}) {
+    const before = await attackFinished();
+    // Every state the panel passes through, with whether Attack was disabled then.
+    await page.evaluate(() => {
+      window.__attackStates = [];
+      window.__attackObserver?.disconnect();
+      const panel = document.getElementById('attack');
+      window.__attackObserver = new MutationObserver(() => window.__attackStates.push(`${panel.dataset.state}:${document.getElementById('atk-run').disabled}`));
+      window.__attackObserver.observe(panel, { attributes: true, attributeFilter: ['data-state'] });
+    });
+    if (enter) await page.press('#atk-text', 'Enter');
+    else await page.click('#atk-run');
+    await page.waitForFunction((n) => Number(document.getElementById('attack').dataset.finished) > n, before, { timeout: RUN_TIMEOUT });
+    return page.getAttribute('#attack', 'data-state');
+  }
+  const utf8 = (s, span) => Buffer.from(s, 'utf8').subarray(span.start, span.end).toString('utf8');
+  let firstAttack;
+
+  await step('attack panel: TextBugger on an SST-2 sentence, each change marked, predictions before and after', async (st) => {
+    assert.equal(await page.getAttribute('#attack', 'data-state'), 'idle');
+    const models = await page.locator('#atk-model option').evaluateAll((os) => os.map((o) => o.value));
+    assert.deepEqual(models, ARCHS, 'the loaded models are offered');
+    const recipes = await page.locator('#atk-recipe optgroup').evaluateAll((gs) => gs.map((g) => [g.label, [...g.children].map((o) => o.value)]));
+    assert.equal(recipes.length, 2, 'model-guided and random groups');
+    assert.equal(recipes.flatMap(([, r]) => r).length, 10, 'all ten recipes');
+    assert.match(await page.locator('#atk-recipe option[value="stress_test"]').textContent(), /sentence level/);
+    await page.selectOption('#atk-model', 'hgrn_bit');
+    await page.selectOption('#atk-task', 'sst2');
+    await page.selectOption('#atk-recipe', 'textbugger');
+    assert.equal(await page.isVisible('#atk-text-pair'), false, 'SST-2 takes one text');
+    await page.fill('#atk-text', ATTACK_TEXT);
+    assert.equal(await attackOnce(), 'done', `the attack failed: ${await text('#atk-error')}`);
+    assert.deepEqual(await page.evaluate(() => window.__attackStates), ['running:true', 'done:false'], 'Attack is disabled while it runs');
+    assert.equal(await text('#atk-error'), '');
+    const r = await page.evaluate(() => window.trilemmaAttack);
+    const rec = r.record;
+    assert.equal(r.folder, 'hgrn_bit');
+    assert.equal(r.recipe, 'textbugger');
+    assert.deepEqual(r.label_names, ['negative', 'positive']);
+    assert.equal(rec.original.a, ATTACK_TEXT);
+    assert.equal(rec.segment, 'first');
+    assert.ok(['succeeded', 'failed'].includes(rec.outcome), `outcome ${rec.outcome}: the label is the model's own prediction, so never skipped`);
+    assert.equal(await page.getAttribute('#attack', 'data-outcome'), rec.outcome);
+    assert.match(await text('#atk-outcome'), rec.outcome === 'succeeded' ? /^Succeeded: / : /^Failed: /);
+    // The texts side by side, the changed spans marked: each mark is exactly the changed token.
+    assert.equal(await text('#atk-original'), rec.original.a);
+    assert.equal(await text('#atk-attacked'), rec.perturbed.a);
+    assert.ok(rec.changes.length >= 1, 'at least one change');
+    const marks = (sel) => page.locator(sel).evaluateAll((ms) => ms.map((m) => ({ text: m.textContent, title: m.title, kind: m.dataset.kind })));
+    const attacked = await marks('#atk-attacked mark');
+    const original = await marks('#atk-original mark');
+    assert.equal(attacked.length, rec.changes.length, 'one mark per change');
+    assert.equal(original.length, rec.changes.length);
+    rec.changes.forEach((c, i) => {
+      assert.match(c.kind, /^textbugger_/);
+      assert.equal(utf8(rec.perturbed.a, c.new), c.after, 'the record: new span = after');
+      assert.equal(utf8(rec.original.a, c.original), c.before, 'the record: original span = before');
+      assert.notEqual(c.after, c.before);
+      assert.equal(attacked[i].text, c.after, `mark ${i} in the attacked text`);
+      assert.equal(original[i].text, c.before, `mark ${i} in the original text`);
+      assert.equal(attacked[i].kind, c.kind);
+      assert.ok(attacked[i].title.startsWith('TextBugger '), `title names the transformation: ${attacked[i].title}`);
+    });
+    // The prediction with its label name and confidence, before and after.
+    const rows = page.locator('#atk-predictions tbody tr');
+    assert.equal(await rows.count(), 2);
+    for (const [i, v] of [rec.before, rec.after].entries()) {
+      assert.equal(await rows.nth(i).getAttribute('data-label'), r.label_names[v.prediction]);
+      assert.equal(Number(await rows.nth(i).getAttribute('data-confidence')), v.probs[v.prediction]);
+      assert.match(await rows.nth(i).textContent(), new RegExp(`${r.label_names[v.prediction]} \\d+\\.\\d %`));
+    }
+    if (rec.outcome === 'succeeded') assert.notEqual(rec.after.prediction, rec.before.prediction);
+    const stats = await text('#atk-stats');
+    assert.match(stats, new RegExp(`^${rec.words_changed} of ${rec.words} words changed · ${rec.queries} model queries · \\d+ ms`));
+    assert.ok(rec.words_changed >= 1 && rec.words_changed <= Math.ceil(0.25 * rec.words));
+    mkdirSync(RESULTS, { recursive: true });
+    await page.locator('#attack').screenshot({ path: join(RESULTS, 'e2e-attack.png') });
+    firstAttack = rec;
+    st.diagnostic(`${rec.outcome}: “${rec.perturbed.a.trim()}” (${rec.changes.map((c) => `${c.before}→${c.after} ${c.kind}`).join(', ')}); ` +
+      `${r.label_names[rec.before.prediction]} ${rec.before.probs[rec.before.prediction].toFixed(3)} → ${r.label_names[rec.after.prediction]} ${rec.after.probs[rec.after.prediction].toFixed(3)}; ${rec.queries} queries, ${r.ms.toFixed(0)} ms`);
+  });
+
+  await step('attack panel: an empty text or a bad budget is a visible error; the panel stays usable', async () => {
+    await page.fill('#atk-text', '   ');
+    assert.equal(await attackOnce({ enter: true }), 'failed', 'Enter in the text box submits too');
+    const error = await text('#atk-error');
+    assert.match(error, /empty/i, `#atk-error should explain the empty text, got: ${JSON.stringify(error)}`);
+    assert.equal(await page.getAttribute('#atk-error', 'role'), 'alert');
+    assert.ok(await page.isVisible('#atk-error'));
+    assert.equal(await page.isHidden('#atk-result'), true, 'no stale result next to the error');
+    assert.ok(await page.isEnabled('#atk-run'), 'Attack is enabled again');
+    await page.fill('#atk-text', ATTACK_TEXT);
+    await page.fill('#atk-budget', '1.5');
+    assert.equal(await attackOnce(), 'failed');
+    assert.match(await text('#atk-error'), /budget/i);
+    await page.fill('#atk-budget', '0.25');
+  });
+
+  await step('attack panel: the same attack again gives the identical attacked text', async () => {
+    assert.equal(await attackOnce(), 'done', `the attack failed: ${await text('#atk-error')}`);
+    assert.equal(await text('#atk-error'), '', 'the error is cleared');
+    const again = await page.evaluate(() => window.trilemmaAttack.record);
+    assert.equal(again.perturbed.a, firstAttack.perturbed.a);
+    assert.equal(await text('#atk-attacked'), firstAttack.perturbed.a);
+    assert.deepEqual(again, firstAttack, 'the whole record (changes, queries, probabilities) is the same');
+  });
+
   await step('the benchmark panel times the three models on both backends', async () => {
     const before = await finished();
     await page.fill('#bench-n', '3');
@@ -250,6 +363,34 @@ test('the built page runs the three bundled models on WebGPU and on the CPU', { 
     for (let i = 0; i < g.units.length; i++) {
       assert.deepEqual(g.units[i].predictions.map((p) => p.prediction), c.units[i].predictions.map((p) => p.prediction), g.units[i].model);
     }
+  });
+
+  await step('an experiment with an attack shows its progress and the report\'s Attacks section', async (st) => {
+    const spec = { name: 'e2e attack', models: ['transformer'], tasks: ['sst2'], splits: ['advglue-original'], backend: 'cpu', limit: 6, bootstrap: 50,
+      attacks: [{ recipe: 'random_checklist' }] };
+    // Every progress line the panel shows.
+    await page.evaluate(() => {
+      window.__stages = [];
+      new MutationObserver((ms) => ms.forEach((m) => m.addedNodes.forEach((n) => window.__stages.push(n.textContent))))
+        .observe(document.getElementById('exp-stage'), { childList: true });
+    });
+    const r = JSON.parse(await runExperiment(spec));
+    assert.equal(r.status.cancelled, false);
+    assert.equal(r.units.length, 1);
+    assert.equal(r.attacks.length, 1);
+    const a = r.attacks[0];
+    assert.equal(a.model, 'transformer');
+    assert.equal(a.split, 'advglue-original');
+    assert.deepEqual(a.attack, { recipe: 'random_checklist', budget: 0.25, max_queries: 2000 });
+    assert.equal(a.summary.n, 6);
+    assert.equal(a.records.length, 6);
+    assert.ok(a.records.every((rec) => rec.outcome === 'skipped' || rec.queries === 2), 'a random attack asks the model before and after only');
+    const stages = await page.evaluate(() => window.__stages);
+    assert.ok(stages.some((s) => /^2\/2: transformer · sst2 advglue-original · attack random_checklist · [1-6]\/6$/.test(s)), `progress names the attack: ${stages.join(' | ')}`);
+    const headings = await page.locator('#exp-report h2').allTextContents();
+    assert.ok(headings.includes('Attacks'), `the report has an Attacks section: ${headings.join(', ')}`);
+    assert.match(await page.locator('#exp-report').textContent(), /random_checklist/);
+    st.diagnostic(`attack: success rate ${a.summary.success_rate}, ${a.timing.seconds.toFixed(2)} s; experiment ${await page.getAttribute('#experiment', 'data-seconds')} s`);
   });
 
   await step('a bad spec is refused naming the field', async () => {
