@@ -8,6 +8,8 @@
 //! - [`io`]: checkpoint folders (config.json, safetensors, tokenizer.json) -> named tensors.
 //! - [`nn`]: layers shared by the models (dense and BitLinear linears, RoPE).
 //! - [`models`]: Transformer++, GLA and HGRN-bit, one file each, with the LM and classifier heads.
+//! - [`compress`]: pure compression primitives on `[out, in]` weights (int8/int4/ternary quantisation,
+//!   magnitude/Wanda/N:M/structured pruning, SVD and SFSD feature-space low rank).
 //! - [`data`]: GLUE / AdvGLUE task definitions, bundled splits and their JSONL parser.
 //! - [`attacks`]: adversarial text transformations (TextBugger bugs, StressTest / CheckList distractors), random baseline.
 //! - [`eval`]: metrics (accuracy, F1, MCC, GLUE and AdvGLUE scores, bootstrap intervals).
@@ -20,6 +22,7 @@
 
 pub mod attacks;
 pub mod backend;
+pub mod compress;
 pub mod data;
 pub mod demo;
 pub mod error;
