@@ -115,6 +115,22 @@ mod cli {
             #[arg(long)]
             report: Option<PathBuf>,
         },
+        /// Compress a model folder's linear weights and write a folder that loads like any other (reference form:
+        /// the compressed weights written back as f32, the record in config.json under trilemma.compressions).
+        /// Prints the record as JSON.
+        Compress {
+            /// A bundled model name (transformer, gla, hgrn_bit) or a Hugging Face-layout folder.
+            #[arg(long)]
+            model: String,
+            /// JSON, e.g. '{"method": "int4", "group": 64}'; methods: magnitude {sparsity}, n_m {n, m}, structured_rows
+            /// {sparsity}, int8, int4 {group}, ternary, svd {rank_fraction}, drop_layers {layers}.
+            #[arg(long)]
+            recipe: String,
+            #[arg(long)]
+            out: PathBuf,
+            #[arg(long, default_value = "assets")]
+            assets: PathBuf,
+        },
         /// Write a standalone HTML report (tables and SVG charts) of a results file.
         Report {
             results: PathBuf,
@@ -208,6 +224,7 @@ mod cli {
             }
             Cmd::Run { spec, out, assets, report, csv } => run(&spec, out.as_deref(), &assets, report.as_deref(), csv.as_deref()),
             Cmd::Report { results, out, csv } => report(&results, &out, csv.as_deref()),
+            Cmd::Compress { model, recipe, out, assets } => compress(&model, &recipe, &out, &assets),
             Cmd::Attack { model, task, recipe, seed, budget, max_queries, limit, split, backend, assets, out, report } => {
                 attack(&model, &task, &recipe, seed, budget, max_queries, limit, split.as_deref(), backend, &assets, out.as_deref(), report.as_deref())
             }
@@ -524,6 +541,26 @@ mod cli {
         if let Some(path) = report {
             write(path, &trilemma::report::html(&results).map_err(e)?)?;
         }
+        Ok(())
+    }
+
+    fn compress(model: &str, recipe: &str, out: &std::path::Path, assets: &std::path::Path) -> Result<(), String> {
+        use trilemma::compress::apply::{self, Recipe};
+        use trilemma::experiment::native;
+        let recipe: Recipe = serde_json::from_str(recipe).map_err(|e| format!("--recipe: {e}"))?;
+        native::model_exists(assets, model)?;
+        let dir = native::model_dir(assets, model);
+        let files = native::read_folder(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let ck = trilemma::io::Checkpoint::from_files(&files).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let (compressed, record) = apply::apply(&ck, &recipe).map_err(|e| e.to_string())?;
+        if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
+            return Err(format!("{}: exists and is not empty; choose a new folder", out.display()));
+        }
+        std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        for (name, bytes) in apply::folder_files(&compressed).map_err(|e| e.to_string())? {
+            std::fs::write(out.join(&name), bytes).map_err(|e| format!("{}: {e}", out.join(&name).display()))?;
+        }
+        println!("{}", serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?);
         Ok(())
     }
 

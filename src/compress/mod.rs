@@ -19,6 +19,7 @@
 //!   Feature-Space Decomposition, arXiv 2405.13039) and the rank-budget rule `κ = ⌊in·out/(in+out)⌋`,
 //!   `r = ⌊κ·ρ⌋`. Linear algebra by `faer` (pure Rust, builds for wasm32).
 
+pub mod apply;
 pub mod lowrank;
 pub mod prune;
 pub mod quant;

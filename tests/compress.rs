@@ -1,0 +1,169 @@
+//! Compression applied to the bundled checkpoints (reference form): zero compression is the identity, exact
+//! sparsity and the 2:4 pattern in every targeted tensor, quantization within its bound end to end, dropped layers,
+//! refusals, and `trilemma compress` writing a folder that loads like any other.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use trilemma::backend::cpu::CpuBackend;
+use trilemma::backend::Data;
+use trilemma::compress::apply::{apply, Recipe};
+use trilemma::data::{load_split, Split, Task};
+use trilemma::io::Checkpoint;
+use trilemma::models::Model;
+use trilemma::text::TextTokenizer;
+
+fn assets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
+}
+
+fn checkpoint(name: &str) -> Checkpoint {
+    Checkpoint::load_dir(&assets().join("models").join(name)).unwrap()
+}
+
+/// SST-2 logits of a checkpoint on the first 24 validation sentences.
+fn logits(ck: &Checkpoint) -> Vec<Vec<f32>> {
+    let be = CpuBackend::new();
+    let tk = TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap()).unwrap();
+    let model = Model::load(&be, ck.clone()).unwrap();
+    let ex: Vec<_> = load_split(&assets(), Task::Sst2, Split::Validation).unwrap().into_iter().take(24).collect();
+    pollster::block_on(trilemma::eval::logits(&be, &model, &tk, Task::Sst2, &ex)).unwrap()
+}
+
+fn targeted(ck: &Checkpoint) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    ck.tensors
+        .iter()
+        .filter(|(n, t)| n.starts_with("model.layers.") && t.shape.len() == 2)
+        .filter_map(|(n, t)| match &t.data {
+            Data::F32(v) => Some((n.clone(), t.shape.clone(), v.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn zero_compression_gives_identical_outputs() {
+    for name in ["transformer", "gla", "hgrn_bit"] {
+        let ck = checkpoint(name);
+        let base = logits(&ck);
+        for r in [Recipe::Magnitude { sparsity: 0.0 }, Recipe::StructuredRows { sparsity: 0.0 }, Recipe::DropLayers { layers: vec![] }] {
+            let (c, rec) = apply(&ck, &r).unwrap();
+            assert_eq!(logits(&c), base, "{name} {r:?}");
+            assert_eq!(rec.relative_error, 0.0);
+        }
+    }
+}
+
+#[test]
+fn sparsity_is_exact_and_two_four_holds_in_every_tensor() {
+    let ck = checkpoint("transformer");
+    let (c, rec) = apply(&ck, &Recipe::Magnitude { sparsity: 0.5 }).unwrap();
+    assert_eq!(rec.tensors, 14);
+    for (name, shape, w) in targeted(&c) {
+        let n = shape[0] * shape[1];
+        assert_eq!(w.iter().filter(|v| **v == 0.0).count(), n / 2, "{name}");
+    }
+    assert!((rec.sparsity - 0.5).abs() < 1e-12);
+    let (c, rec) = apply(&ck, &Recipe::NM { n: 2, m: 4 }).unwrap();
+    for (name, shape, w) in targeted(&c) {
+        let orig = match &ck.tensors[&name].data {
+            Data::F32(v) => v.clone(),
+            _ => unreachable!(),
+        };
+        for (g, (kept, was)) in w.chunks(4).zip(orig.chunks(4)).enumerate() {
+            assert_eq!(kept.iter().filter(|v| **v != 0.0).count(), 2, "{name} group {g}");
+            // The kept two are the two largest |w| of the group.
+            let mut mags: Vec<f32> = was.iter().map(|v| v.abs()).collect();
+            mags.sort_by(|a, b| b.total_cmp(a));
+            for (k, v) in kept.iter().zip(was) {
+                if *k != 0.0 {
+                    assert_eq!(k, v);
+                    assert!(v.abs() >= mags[1], "{name} group {g}");
+                }
+            }
+        }
+        assert_eq!(shape[1] % 4, 0);
+    }
+    // 2:4 stores the 2 kept f32 values of every 4 plus a 2-bit index each: (2·32 + 2·2) / 4 = 17 bits per weight.
+    assert!((rec.bits_per_weight - 17.0).abs() < 1e-9, "{}", rec.bits_per_weight);
+}
+
+#[test]
+fn quantized_weights_stay_within_their_bound_and_the_answers_barely_move() {
+    let ck = checkpoint("gla");
+    let base = logits(&ck);
+    let (c, rec) = apply(&ck, &Recipe::Int8 {}).unwrap();
+    for (name, shape, w) in targeted(&c) {
+        let Data::F32(orig) = &ck.tensors[&name].data else { unreachable!() };
+        let inp = shape[1];
+        for (r, (row, orow)) in w.chunks(inp).zip(orig.chunks(inp)).enumerate() {
+            let scale = orow.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            for (a, b) in row.iter().zip(orow) {
+                assert!((a - b).abs() <= scale / 2.0 + 1e-7, "{name} row {r}");
+            }
+        }
+    }
+    assert!(rec.bits_per_weight > 8.0 && rec.bits_per_weight < 8.5, "{}", rec.bits_per_weight);
+    let q = logits(&c);
+    let same = base.iter().zip(&q).filter(|(a, b)| trilemma::eval::argmax_rows(&[a.to_vec()]) == trilemma::eval::argmax_rows(&[b.to_vec()])).count();
+    assert!(same >= 23, "int8 changed {} of 24 answers", 24 - same);
+    // HGRN-bit's linear weights are packed ternary already: nothing to quantize, each one listed.
+    let (_, h) = apply(&checkpoint("hgrn_bit"), &Recipe::Int8 {}).unwrap();
+    assert_eq!(h.tensors, 0);
+    assert!(!h.skipped.is_empty() && h.skipped.iter().all(|s| s.contains("packed ternary")));
+    // SVD at the break-even rank: factors take about as many bytes as the dense weight.
+    let (_, s) = apply(&ck, &Recipe::Svd { rank_fraction: 1.0 }).unwrap();
+    assert!(s.relative_error > 0.0 && s.bits_per_weight <= 32.0 + 1e-9, "{s:?}");
+}
+
+#[test]
+fn dropping_layers_and_refusals() {
+    let ck = checkpoint("transformer");
+    let (c, rec) = apply(&ck, &Recipe::DropLayers { layers: vec![0] }).unwrap();
+    assert_eq!((rec.layers_before, rec.layers_after), (2, 1));
+    assert!(c.tensors.keys().all(|k| !k.starts_with("model.layers.1.")));
+    // The remaining block is the old block 1.
+    assert_eq!(c.tensors["model.layers.0.attn.q_proj.weight"], ck.tensors["model.layers.1.attn.q_proj.weight"]);
+    assert_ne!(logits(&c), logits(&ck));
+    for (r, msg) in [
+        (Recipe::DropLayers { layers: vec![2] }, "does not exist"),
+        (Recipe::DropLayers { layers: vec![0, 1] }, "no model"),
+        (Recipe::Magnitude { sparsity: 1.5 }, "sparsity"),
+        (Recipe::Int4 { group: 48 }, "group"),
+        (Recipe::NM { n: 5, m: 4 }, "N:M"),
+    ] {
+        let e = apply(&ck, &r).unwrap_err().to_string();
+        assert!(e.contains(msg), "{r:?}: {e}");
+    }
+    assert!(serde_json::from_str::<Recipe>(r#"{"method": "int3"}"#).is_err());
+    assert!(serde_json::from_str::<Recipe>(r#"{"method": "int8", "bits": 3}"#).is_err());
+}
+
+#[test]
+fn trilemma_compress_writes_a_folder_that_loads() {
+    let dir = std::env::temp_dir().join(format!("trilemma-compress-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_trilemma")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let out = dir.join("gla-int4");
+    let o = run(&["compress", "--model", "gla", "--recipe", r#"{"method": "int4", "group": 32}"#, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(record["recipe"]["method"], "int4");
+    assert!((record["bits_per_weight"].as_f64().unwrap() - 5.0).abs() < 1e-9, "{record}");
+    let loaded = Checkpoint::load_dir(&out).unwrap();
+    assert_eq!(loaded.config["trilemma"]["compressions"][0]["recipe"]["group"], 32);
+    let (mem, _) = apply(&checkpoint("gla"), &Recipe::Int4 { group: 32 }).unwrap();
+    assert_eq!(logits(&loaded), logits(&mem));
+    let e = run(&["eval", "--model", out.to_str().unwrap(), "--task", "sst2", "--limit", "16"]);
+    assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+    for (args, msg) in [
+        (vec!["compress", "--model", "gla", "--recipe", r#"{"method": "int4", "group": 32}"#, "--out", out.to_str().unwrap()], "not empty"),
+        (vec!["compress", "--model", "gla", "--recipe", "int4", "--out", dir.join("x").to_str().unwrap()], "--recipe"),
+        (vec!["compress", "--model", "nope", "--recipe", r#"{"method": "int8"}"#, "--out", dir.join("y").to_str().unwrap()], "does not exist"),
+    ] {
+        let o = run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(msg), "{args:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
