@@ -167,3 +167,49 @@ fn trilemma_compress_writes_a_folder_that_loads() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_spec_with_compressions_reports_the_hemorrhage() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use trilemma::experiment::native::{self, NativeHooks};
+    use trilemma::experiment::{Progress, Spec};
+    let exists = |m: &str| native::model_exists(&assets(), m);
+    let spec = Spec::from_json(
+        br#"{"models": ["transformer"], "tasks": ["sst2"], "splits": ["validation"], "limit": 40, "bootstrap": 100,
+             "compressions": [{"method": "magnitude", "sparsity": 0.0}, {"method": "int4", "group": 32}, {"method": "drop_layers", "layers": [1]}]}"#,
+        &exists,
+    )
+    .unwrap();
+    let mut sink = |_: &Progress| {};
+    let mut hooks = NativeHooks::new(&mut sink, Arc::new(AtomicBool::new(false)));
+    let r = native::run(&spec, &assets(), None, &mut hooks).unwrap();
+    let names: Vec<&str> = r.units.iter().map(|u| u.model.as_str()).collect();
+    assert_eq!(names, ["transformer", "transformer + magnitude 0", "transformer + int4 g32", "transformer + drop layers [1]"]);
+    assert_eq!(r.hemorrhage.len(), 3);
+    let zero = &r.hemorrhage[0];
+    assert_eq!((zero.kl, zero.agreement, zero.accuracy_drop.value, zero.broken, zero.repaired), (0.0, 1.0, 0.0, 0, 0));
+    for h in &r.hemorrhage {
+        assert_eq!((h.base.as_str(), h.n), ("transformer", 40));
+        let u = r.units.iter().find(|u| u.model == h.model).unwrap();
+        assert_eq!(h.accuracy, u.metric("accuracy").unwrap().value);
+        assert!((h.base_accuracy - h.accuracy - h.accuracy_drop.value).abs() < 1e-12);
+        assert!(h.accuracy_drop.ci95[0] <= h.accuracy_drop.value && h.accuracy_drop.value <= h.accuracy_drop.ci95[1]);
+    }
+    // Removing a block moves the outputs far more than int4 does.
+    assert!(r.hemorrhage[2].kl > r.hemorrhage[1].kl && r.hemorrhage[1].kl > 0.0);
+    let rec = r.provenance.models.iter().find(|m| m.name == "transformer + int4 g32").unwrap();
+    assert_eq!(rec.compressed_from.as_deref(), Some("transformer"));
+    assert!((rec.compression.as_ref().unwrap().bits_per_weight - 5.0).abs() < 1e-9);
+    let html = trilemma::report::html(&r).unwrap();
+    assert!(html.contains("Hemorrhage") && html.contains("transformer + int4 g32"));
+    // Refusals name the field.
+    for (json, field) in [
+        (r#"{"models": ["gla"], "tasks": ["sst2"], "compressions": [{"method": "int4", "group": 7}]}"#, "`compressions[0]`"),
+        (r#"{"models": ["gla"], "tasks": ["sst2"], "compressions": [{"method": "zip"}]}"#, "compressions[0]"),
+        (r#"{"models": ["gla"], "tasks": ["sst2"], "compressions": [{"method": "int8"}, {"method": "int8"}]}"#, "`compressions[1]`"),
+    ] {
+        let e = Spec::from_json(json.as_bytes(), &exists).unwrap_err().to_string();
+        assert!(e.contains(field), "{json}: {e}");
+    }
+}

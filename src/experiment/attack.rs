@@ -24,7 +24,7 @@ pub struct AttackUnit {
 /// The spec's attack units in run order: model, then task and split, then attack.
 pub fn attack_units(spec: &Spec) -> Vec<AttackUnit> {
     let mut out = Vec::new();
-    for m in &spec.models {
+    for m in &spec.model_names() {
         for (task, split) in spec.data() {
             if CLEAN_SPLITS.contains(&split) {
                 for config in 0..spec.attacks.len() {

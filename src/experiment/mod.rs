@@ -62,6 +62,11 @@ pub struct ModelRecord {
     pub files: Vec<FileRecord>,
     /// Bytes of the weights as held for inference (packed ternary weights at 2 bits each).
     pub weight_bytes: u64,
+    /// For a compressed copy: its original's name and what the compression did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<crate::compress::apply::CompressionRecord>,
 }
 
 /// A model ready to run: on the backend, on the operation counter, with its tokenizer.
@@ -78,7 +83,19 @@ impl<B: Backend> LoadedModel<B> {
     /// Loads a model folder given as `file name -> bytes` (`config.json`, `model.safetensors`,
     /// `tokenizer.json`, …), hashing every file.
     pub fn load(be: &B, name: &str, files: &BTreeMap<String, Vec<u8>>) -> Result<Self> {
-        let ck = Checkpoint::from_files(files)?;
+        Self::from_checkpoint(be, name, Checkpoint::from_files(files)?, files)
+    }
+
+    /// A compressed copy of the folder `files` (reference form, [`crate::compress::apply`]), named `name`.
+    pub fn load_compressed(be: &B, name: &str, base: &str, files: &BTreeMap<String, Vec<u8>>, recipe: &crate::compress::apply::Recipe) -> Result<Self> {
+        let (ck, record) = crate::compress::apply::apply(&Checkpoint::from_files(files)?, recipe)?;
+        let mut m = Self::from_checkpoint(be, name, ck, files)?;
+        m.record.compressed_from = Some(base.to_string());
+        m.record.compression = Some(record);
+        Ok(m)
+    }
+
+    fn from_checkpoint(be: &B, name: &str, ck: Checkpoint, files: &BTreeMap<String, Vec<u8>>) -> Result<Self> {
         let tok = ck.tokenizer_json.clone().ok_or_else(|| Error::Invalid(format!("model {name}: the folder has no tokenizer.json")))?;
         let tokenizer = TextTokenizer::from_json_bytes(&tok)?;
         let weight_bytes = ck.weight_bytes().0 as u64;
@@ -93,7 +110,14 @@ impl<B: Backend> LoadedModel<B> {
             )));
         }
         let files = files.iter().map(|(f, b)| FileRecord::of(f, b)).collect();
-        let record = ModelRecord { name: name.into(), architecture: model.common.arch.display_name().into(), files, weight_bytes };
+        let record = ModelRecord {
+            name: name.into(),
+            architecture: model.common.arch.display_name().into(),
+            files,
+            weight_bytes,
+            compressed_from: None,
+            compression: None,
+        };
         Ok(Self { record, model, tokenizer, neighbours, counter })
     }
 }
@@ -374,7 +398,31 @@ pub struct Results {
     /// Transfer of successful adversarial texts between the models (two or more models attacked).
     #[serde(default)]
     pub transfer: Vec<attack::TransferMatrix>,
+    /// Every compressed copy against its original, per (task, split).
+    #[serde(default)]
+    pub hemorrhage: Vec<Hemorrhage>,
     pub timing: RunTiming,
+}
+
+/// A compressed copy against its original on one (task, split): methods.md §4.4's hemorrhage numbers.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Hemorrhage {
+    pub model: String,
+    pub base: String,
+    pub task: Task,
+    pub split: Split,
+    pub n: usize,
+    pub base_accuracy: f64,
+    pub accuracy: f64,
+    /// Original − compressed accuracy, examples resampled as pairs.
+    pub accuracy_drop: Estimate,
+    /// Mean KL(original ‖ compressed) of the class distributions, nats.
+    pub kl: f64,
+    /// Share of examples with the same predicted label.
+    pub agreement: f64,
+    /// Right before, wrong after; and the reverse.
+    pub broken: usize,
+    pub repaired: usize,
 }
 
 /// What a run has finished so far (kept when a GPU failure hands the rest to the CPU).
@@ -628,17 +676,20 @@ pub const MODEL_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokeniz
 pub type Folders = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 
 fn load_models<B: Backend>(be: &B, spec: &Spec, folders: &Folders, check: &dyn Fn(&BTreeMap<String, Vec<u8>>) -> Result<()>) -> Result<Vec<LoadedModel<B>>> {
-    spec.models
-        .iter()
-        .map(|m| {
-            let files = folders.get(m).ok_or_else(|| Error::Invalid(format!("the run was given no files for model {m}")))?;
-            check(files)?;
-            LoadedModel::load(be, m, files).map_err(|e| match e {
-                Error::Invalid(msg) => Error::Invalid(format!("model {m}: {msg}")),
-                other => other,
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for m in &spec.models {
+        let files = folders.get(m).ok_or_else(|| Error::Invalid(format!("the run was given no files for model {m}")))?;
+        check(files)?;
+        let named = |e: Error| match e {
+            Error::Invalid(msg) => Error::Invalid(format!("model {m}: {msg}")),
+            other => other,
+        };
+        out.push(LoadedModel::load(be, m, files).map_err(named)?);
+        for c in &spec.compressions {
+            out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c).map_err(named)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Runs a whole spec — the one function behind `trilemma run` and the page. The backend is the
@@ -699,7 +750,7 @@ pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool
     let seed = |what: &str| crate::rng::derive_seed(spec.seed, &format!("bootstrap/{what}"));
     let mut advglue = Vec::new();
     let mut robustness = Vec::new();
-    for model in &spec.models {
+    for model in &spec.model_names() {
         let mine: Vec<&UnitResult> = units.iter().filter(|u| &u.model == model).collect();
         let adv: Vec<&UnitResult> = mine.iter().copied().filter(|u| u.split == Split::AdvGlue).collect();
         if !adv.is_empty() {
@@ -804,6 +855,34 @@ pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool
             }
         }
     }
+    let mut hemorrhage = Vec::new();
+    for m in provenance.models.iter().filter(|m| m.compressed_from.is_some()) {
+        let base = m.compressed_from.as_deref().unwrap_or_default();
+        for u in units.iter().filter(|u| u.model == m.name) {
+            let Some(b) = units.iter().find(|b| b.model == base && b.task == u.task && b.split == u.split) else { continue };
+            let bp: Vec<Vec<f32>> = b.predictions.iter().map(|p| p.probs.clone()).collect();
+            let cp: Vec<Vec<f32>> = u.predictions.iter().map(|p| p.probs.clone()).collect();
+            let (bc, cc) = (correct(b), correct(u));
+            let k = bc.len().min(cc.len());
+            let drop = |ix: &[usize]| frac(&bc, ix) - frac(&cc, ix);
+            let (lo, hi) = eval::metrics::bootstrap_strata(&[k], spec.bootstrap, seed(&format!("{}/{}/{}/hemorrhage", m.name, u.task, u.split)), |idx| Ok(drop(&idx[0])))?;
+            let all: Vec<usize> = (0..k).collect();
+            hemorrhage.push(Hemorrhage {
+                model: m.name.clone(),
+                base: base.to_string(),
+                task: u.task,
+                split: u.split,
+                n: k,
+                base_accuracy: frac(&bc, &all),
+                accuracy: frac(&cc, &all),
+                accuracy_drop: Estimate { value: drop(&all), ci95: [lo, hi] },
+                kl: eval::hemorrhage::kl_divergence(&bp, &cp)?,
+                agreement: eval::hemorrhage::agreement_rate(&bp, &cp)?,
+                broken: (0..k).filter(|&i| bc[i] && !cc[i]).count(),
+                repaired: (0..k).filter(|&i| !bc[i] && cc[i]).count(),
+            });
+        }
+    }
     let units_total = spec.units().len();
     let attacks_total = attack::attack_units(spec).len();
     Ok(Results {
@@ -824,6 +903,7 @@ pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool
         robustness,
         attacks,
         transfer,
+        hemorrhage,
         timing: RunTiming { seconds },
     })
 }

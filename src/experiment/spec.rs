@@ -41,9 +41,10 @@ pub struct Spec {
     /// `{"recipe": "textfooler", "budget": 0.25, "max_queries": 2000}` (budget and max_queries optional).
     #[serde(default)]
     pub attacks: Vec<crate::attacks::search::AttackConfig>,
-    /// Weight compressions applied before evaluation (none in this version; see the README).
+    /// Weight compressions: each makes a compressed copy of every model (`"gla + int8"`), evaluated and attacked like
+    /// the others and compared with its original (`{"method": "int4", "group": 64}`, see `compress::apply::Recipe`).
     #[serde(default)]
-    pub compressions: Vec<serde_json::Value>,
+    pub compressions: Vec<crate::compress::apply::Recipe>,
     #[serde(default)]
     pub backend: BackendChoice,
     /// The one seed every random choice derives from (bootstrap resamples, attacks, …).
@@ -149,8 +150,13 @@ impl Spec {
         if !self.attacks.is_empty() && !self.data().iter().any(|(_, s)| super::attack::CLEAN_SPLITS.contains(s)) {
             return bad("attacks".into(), "attacks start from clean text: add a split validation, advglue-original or train".into());
         }
-        if !self.compressions.is_empty() {
-            return bad("compressions".into(), "this version applies no compressions; leave the list empty".into());
+        for (i, c) in self.compressions.iter().enumerate() {
+            if let Err(e) = c.check() {
+                return bad(format!("compressions[{i}]"), message(e));
+            }
+            if self.compressions[..i].contains(c) {
+                return bad(format!("compressions[{i}]"), "this compression is listed twice".into());
+            }
         }
         if self.limit == Some(0) {
             return bad("limit".into(), "must be a positive number of examples (or absent for all)".into());
@@ -164,10 +170,22 @@ impl Spec {
         Ok(())
     }
 
-    /// The evaluations in run order: model by model, then task, then split.
-    pub fn units(&self) -> Vec<Unit> {
+    /// Every model a run evaluates: each listed model, then its compressed copies (`"gla + int8"`), in order.
+    pub fn model_names(&self) -> Vec<String> {
         let mut out = Vec::new();
         for m in &self.models {
+            out.push(m.clone());
+            for c in &self.compressions {
+                out.push(compressed_name(m, c));
+            }
+        }
+        out
+    }
+
+    /// The evaluations in run order: model by model (compressed copies after their original), then task, then split.
+    pub fn units(&self) -> Vec<Unit> {
+        let mut out = Vec::new();
+        for m in &self.model_names() {
             for (task, split) in self.data() {
                 out.push(Unit { model: m.clone(), task, split });
             }
@@ -204,6 +222,11 @@ impl Spec {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a spec always serialises")
     }
+}
+
+/// The name of `model` compressed with `c`.
+pub fn compressed_name(model: &str, c: &crate::compress::apply::Recipe) -> String {
+    format!("{model} + {}", c.label())
 }
 
 /// An error's message without the "invalid input" prefix.

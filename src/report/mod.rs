@@ -114,6 +114,7 @@ pub fn body(r: &Results) -> Result<String> {
     h += &charts_section(r)?;
     h += &advglue_section(r);
     h += &robustness_section(r);
+    h += &compression_section(r);
     h += &attacks_section(r);
     h += &efficiency_table(r);
     h += &provenance_section(r);
@@ -151,7 +152,7 @@ fn charts_section(r: &Results) -> Result<String> {
             cats.push((u.task, u.split));
         }
     }
-    let models = &r.spec.models;
+    let models = &r.spec.model_names();
     let series: Vec<BarSeries> = models
         .iter()
         .map(|m| BarSeries {
@@ -305,6 +306,53 @@ fn marked(text: &str, marks: &[crate::attacks::text::Span]) -> String {
         at = s.end;
     }
     h + &esc(&text[at..])
+}
+
+fn compression_section(r: &Results) -> String {
+    let compressed: Vec<_> = r.provenance.models.iter().filter_map(|m| m.compression.as_ref().map(|c| (m, c))).collect();
+    if compressed.is_empty() {
+        return String::new();
+    }
+    let mut h = String::from("<h2>Compression</h2><p>Reference form: the compressed weights run as f32; bytes are those of the compressed form (codes and scales, low-rank factors; unstructured pruning counted dense).</p><table><tr><th class=\"l\">model</th><th>weights</th><th>f32</th><th>compressed</th><th>bits / weight</th><th>sparsity</th><th>relative error</th><th>layers</th><th class=\"l\">left as they were</th></tr>");
+    for (m, c) in &compressed {
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{:.4}</td><td>{} → {}</td><td class=\"l\"><small>{}</small></td></tr>",
+            esc(&m.name),
+            big(c.weights as f64),
+            mb(c.bytes_f32 as u64),
+            mb(c.bytes_compressed as u64),
+            c.bits_per_weight,
+            pct(c.sparsity),
+            c.relative_error,
+            c.layers_before,
+            c.layers_after,
+            esc(&c.skipped.join("; "))
+        );
+    }
+    h += "</table>";
+    if !r.hemorrhage.is_empty() {
+        h += "<h3>Hemorrhage</h3><table><tr><th class=\"l\">model</th><th class=\"l\">task / split</th><th>n</th><th>original acc.</th><th>compressed acc.</th><th>drop</th><th>KL (nats)</th><th>agreement</th><th>broken</th><th>repaired</th></tr>";
+        for x in &r.hemorrhage {
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&x.model),
+                x.task,
+                x.split,
+                x.n,
+                pct(x.base_accuracy),
+                pct(x.accuracy),
+                est(&x.accuracy_drop),
+                x.kl,
+                pct(x.agreement),
+                x.broken,
+                x.repaired
+            );
+        }
+        h += "</table>";
+    }
+    h
 }
 
 /// How many successful attacks per unit the report shows.
