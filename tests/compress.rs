@@ -125,6 +125,13 @@ fn dropping_layers_and_refusals() {
     // The remaining block is the old block 1.
     assert_eq!(c.tensors["model.layers.0.attn.q_proj.weight"], ck.tensors["model.layers.1.attn.q_proj.weight"]);
     assert_ne!(logits(&c), logits(&ck));
+    // HGRN-bit keeps one lower-bound row per remaining layer.
+    let h = checkpoint("hgrn_bit");
+    let (hc, _) = apply(&h, &Recipe::DropLayers { layers: vec![0] }).unwrap();
+    let Data::F32(all) = &h.tensors["model.lower_bounds"].data else { unreachable!() };
+    let Data::F32(kept) = &hc.tensors["model.lower_bounds"].data else { unreachable!() };
+    assert_eq!(kept.as_slice(), &all[128..]);
+    assert_eq!(logits(&hc).len(), 24);
     for (r, msg) in [
         (Recipe::DropLayers { layers: vec![2] }, "does not exist"),
         (Recipe::DropLayers { layers: vec![0, 1] }, "no model"),

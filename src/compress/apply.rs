@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 use crate::io::Checkpoint;
 
 const LAYER_PREFIX: &str = "model.layers.";
+/// A tensor with one row per layer outside the blocks (HGRN's `lower_bounds`, models.md).
+const PER_LAYER_ROWS: &str = "model.lower_bounds";
 
 fn default_n() -> usize {
     prune::DEFAULT_N_M.0
@@ -162,6 +164,15 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
                     if let Some(new) = keep.iter().position(|&k| k == i) {
                         tensors.insert(format!("{LAYER_PREFIX}{new}.{tail}"), t);
                     }
+                }
+                // HGRN's per-layer forget-gate lower bounds live outside the blocks, one row per layer.
+                None if name == PER_LAYER_ROWS && t.shape.first() == Some(&layers_before) => {
+                    let Data::F32(v) = &t.data else { return Err(Error::Invalid(format!("{name}: expected f32"))) };
+                    let width = t.shape[1..].iter().product::<usize>();
+                    let rows: Vec<f32> = keep.iter().flat_map(|&k| v[k * width..(k + 1) * width].iter().copied()).collect();
+                    let mut shape = t.shape.clone();
+                    shape[0] = keep.len();
+                    tensors.insert(name, HostTensor::f32(&shape, rows)?);
                 }
                 None => {
                     tensors.insert(name, t);
