@@ -393,6 +393,26 @@ test('the built page runs the three bundled models on WebGPU and on the CPU', { 
     st.diagnostic(`attack: success rate ${a.summary.success_rate}, ${a.timing.seconds.toFixed(2)} s; experiment ${await page.getAttribute('#experiment', 'data-seconds')} s`);
   });
 
+  await step('an experiment with compressions shows the compressed copies and their hemorrhage', async (st) => {
+    const spec = { name: 'e2e compression', models: ['gla'], tasks: ['sst2'], splits: ['validation'], backend: 'cpu', limit: 24, bootstrap: 50,
+      compressions: [{ method: 'svd', rank_fraction: 0.5 }, { method: 'int4', group: 32 }] };
+    const r = JSON.parse(await runExperiment(spec));
+    assert.deepEqual(r.units.map((u) => u.model), ['gla', 'gla + svd ρ=0.5', 'gla + int4 g32']);
+    assert.equal(r.hemorrhage.length, 2);
+    for (const h of r.hemorrhage) {
+      assert.equal(h.base, 'gla');
+      assert.equal(h.n, 24);
+      assert.ok(h.kl > 0 && h.agreement > 0.5 && h.agreement <= 1, JSON.stringify(h));
+    }
+    const int4 = r.provenance.models.find((m) => m.name === 'gla + int4 g32');
+    assert.equal(int4.compressed_from, 'gla');
+    assert.equal(int4.compression.bits_per_weight, 5);
+    const report = await page.locator('#exp-report').textContent();
+    assert.match(report, /Hemorrhage/);
+    assert.match(report, /gla \+ svd ρ=0\.5/);
+    st.diagnostic(`svd: KL ${r.hemorrhage[0].kl.toFixed(4)}, agreement ${r.hemorrhage[0].agreement}; int4: KL ${r.hemorrhage[1].kl.toFixed(4)}`);
+  });
+
   await step('a bad spec is refused naming the field', async () => {
     await page.fill('#exp-spec', JSON.stringify({ models: ['gla'], tasks: ['sst2'], limit: -1 }));
     await page.click('#exp-run');
