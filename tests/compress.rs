@@ -210,6 +210,7 @@ fn a_spec_with_compressions_reports_the_hemorrhage() {
     assert!((rec.compression.as_ref().unwrap().bits_per_weight - 5.0).abs() < 1e-9);
     let html = trilemma::report::html(&r).unwrap();
     assert!(html.contains("Hemorrhage") && html.contains("transformer + int4 g32"));
+    assert!(html.contains("transformer: accuracy vs bits per weight (sst2 validation)"), "the hemorrhage chart");
     // Refusals name the field.
     for (json, field) in [
         (r#"{"models": ["gla"], "tasks": ["sst2"], "compressions": [{"method": "int4", "group": 7}]}"#, "`compressions[0]`"),

@@ -80,6 +80,11 @@ pub fn grouped_bars(title: &str, categories: &[String], series: &[BarSeries], y_
 
 /// Labelled points (one per model): x on a log scale.
 pub fn scatter_log_x(title: &str, points: &[(String, f64, f64)], x_desc: &str, y_desc: &str) -> crate::Result<String> {
+    scatter_log_x_with(title, points, x_desc, y_desc, &|x| format!("{x:.1e}"))
+}
+
+/// [`scatter_log_x`] with the x tick labels formatted by `x_fmt`.
+pub fn scatter_log_x_with(title: &str, points: &[(String, f64, f64)], x_desc: &str, y_desc: &str, x_fmt: &dyn Fn(&f64) -> String) -> crate::Result<String> {
     let xs: Vec<f64> = points.iter().map(|p| p.1).filter(|x| *x > 0.0).collect();
     let (lo, hi) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
     let (lo, hi) = if xs.is_empty() { (1.0, 10.0) } else { (lo / 2.0, hi * 2.0) };
@@ -98,7 +103,7 @@ pub fn scatter_log_x(title: &str, points: &[(String, f64, f64)], x_desc: &str, y
             .configure_mesh()
             .x_desc(x_desc)
             .y_desc(y_desc)
-            .x_label_formatter(&|x| format!("{x:.1e}"))
+            .x_label_formatter(x_fmt)
             .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
             .draw()
             .map_err(err)?;

@@ -351,6 +351,37 @@ fn compression_section(r: &Results) -> String {
             );
         }
         h += "</table>";
+        // Per original: accuracy against stored bits per weight on the first (task, split), the original at 32.
+        let (task, split) = (r.hemorrhage[0].task, r.hemorrhage[0].split);
+        let mut bases: Vec<&str> = Vec::new();
+        for x in &r.hemorrhage {
+            if !bases.contains(&x.base.as_str()) {
+                bases.push(&x.base);
+            }
+        }
+        for base in bases {
+            let mut points: Vec<(String, f64, f64)> = Vec::new();
+            for x in r.hemorrhage.iter().filter(|x| x.base == base && x.task == task && x.split == split) {
+                if points.is_empty() {
+                    points.push((format!("{base} (f32)"), 32.0, x.base_accuracy));
+                }
+                if let Some((_, c)) = compressed.iter().find(|(m, _)| m.name == x.model) {
+                    if c.tensors > 0 {
+                        points.push((x.model.clone(), c.bits_per_weight, x.accuracy));
+                    }
+                }
+            }
+            if points.len() > 1 {
+                match charts::scatter_log_x_with(&format!("{base}: accuracy vs bits per weight ({task} {split})"), &points, "bits per weight (compressed form)", "accuracy", &|x| format!("{x:.0}")) {
+                    Ok(svg) => {
+                        let _ = write!(h, "<div class=\"chart\">{svg}</div>");
+                    }
+                    Err(e) => {
+                        let _ = write!(h, "<p class=\"warn\">{}</p>", esc(&e.to_string()));
+                    }
+                }
+            }
+        }
     }
     h
 }
