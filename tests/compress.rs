@@ -203,6 +203,13 @@ fn a_spec_with_compressions_reports_the_hemorrhage() {
         assert!((h.base_accuracy - h.accuracy - h.accuracy_drop.value).abs() < 1e-12);
         assert!(h.accuracy_drop.ci95[0] <= h.accuracy_drop.value && h.accuracy_drop.value <= h.accuracy_drop.ci95[1]);
     }
+    // Perplexity through the LM head: unchanged at zero compression, moved by the others (the bundled models were
+    // fine-tuned after one LM epoch, so their LM heads are poor and a change can go either way).
+    assert_eq!(zero.perplexity_ratio, Some(1.0));
+    for h in &r.hemorrhage[1..] {
+        let (b, c, q) = (h.perplexity_base.unwrap(), h.perplexity.unwrap(), h.perplexity_ratio.unwrap());
+        assert!(b > 1.0 && c > 1.0 && (q - c / b).abs() < 1e-12 && q != 1.0, "{h:?}");
+    }
     // Removing a block moves the outputs far more than int4 does.
     assert!(r.hemorrhage[2].kl > r.hemorrhage[1].kl && r.hemorrhage[1].kl > 0.0);
     let rec = r.provenance.models.iter().find(|m| m.name == "transformer + int4 g32").unwrap();

@@ -423,6 +423,53 @@ pub struct Hemorrhage {
     /// Right before, wrong after; and the reverse.
     pub broken: usize,
     pub repaired: usize,
+    /// Perplexity through the LM head on the first [`PERPLEXITY_TEXTS`] texts of the split (first segments),
+    /// original and compressed, and their ratio (methods.md §4.4); absent when a model has no LM head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perplexity_base: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perplexity: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perplexity_ratio: Option<f64>,
+}
+
+/// Texts per split whose perplexity the hemorrhage rows report [default: ours; a quick check, not a corpus].
+pub const PERPLEXITY_TEXTS: usize = 32;
+
+/// Perplexity of one model on one split's first texts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SplitPerplexity {
+    pub model: String,
+    pub task: Task,
+    pub split: Split,
+    pub perplexity: f64,
+}
+
+/// Perplexity through the LM head over the first [`PERPLEXITY_TEXTS`] first segments of `examples` (BOS + text, cut
+/// to the evaluation's length): exp of the mean next-token negative log-likelihood. `None` without an LM head.
+async fn lm_perplexity<B: Backend>(be: &B, lm: &LoadedModel<B>, examples: &[Example]) -> Result<Option<f64>> {
+    if lm.model.lm_head.is_none() {
+        return Ok(None);
+    }
+    let (mut nll, mut tokens) = (0f64, 0usize);
+    for e in examples.iter().take(PERPLEXITY_TEXTS) {
+        let ids = lm.tokenizer.encode(&e.text_a)?.ids;
+        let ids = &ids[..ids.len().min(crate::text::MAX_EXAMPLE_TOKENS)];
+        if ids.len() < 2 {
+            continue;
+        }
+        let logits = be.read(&lm.model.lm_logits(be, ids)?).await?;
+        let v = logits.as_f32("lm logits")?;
+        let vocab = v.len() / ids.len();
+        for t in 0..ids.len() - 1 {
+            let row = &v[t * vocab..(t + 1) * vocab];
+            let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+            let lse = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+            nll += lse - row[ids[t + 1] as usize] as f64;
+            tokens += 1;
+        }
+    }
+    eval::hemorrhage::perplexity(nll, tokens).map(Some)
 }
 
 /// What a run has finished so far (kept when a GPU failure hands the rest to the CPU).
@@ -431,6 +478,7 @@ pub struct Done {
     pub units: Vec<UnitResult>,
     pub attacks: Vec<attack::AttackResult>,
     pub transfer: Vec<attack::TransferMatrix>,
+    pub perplexity: Vec<SplitPerplexity>,
 }
 
 /// The run's work in examples: evaluated ones, and attacked ones times [`ATTACK_EXAMPLE_WEIGHT`].
@@ -447,6 +495,18 @@ fn work(spec: &Spec, data: &[Dataset]) -> (usize, usize) {
 pub async fn run_all<B: Backend, H: Hooks>(spec: &Spec, be: &B, gpu: Option<&GpuContext>, models: &[LoadedModel<B>], data: &[Dataset], done: &mut Done, hooks: &mut H) -> Result<bool> {
     if !run_units(spec, be, gpu, models, data, &mut done.units, hooks).await? {
         return Ok(false);
+    }
+    // Perplexity of every compressed copy and its original, for the hemorrhage rows.
+    if !spec.compressions.is_empty() {
+        done.perplexity.clear();
+        for lm in models {
+            for d in data.iter().filter(|d| d.split != Split::Train) {
+                if let Some(p) = lm_perplexity(be, lm, &d.examples).await? {
+                    done.perplexity.push(SplitPerplexity { model: lm.record.name.clone(), task: d.task, split: d.split, perplexity: p });
+                }
+            }
+            hooks.pause().await;
+        }
     }
     let (eval, attacks) = work(spec, data);
     if !attack::run_attack_units(spec, be, models, data, &mut done.attacks, hooks, eval, eval + attacks).await? {
@@ -746,7 +806,8 @@ fn frac(v: &[bool], idx: &[usize]) -> f64 {
 /// 95% interval (strata resampled independently: task files, attack levels per task, the two
 /// splits of a gap; clean and adversarial versions of an example resampled together).
 pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool, seconds: f64) -> Result<Results> {
-    let Done { units, attacks, transfer } = done;
+    let Done { units, attacks, transfer, perplexity } = done;
+    let ppl = |model: &str, task: Task, split: Split| perplexity.iter().find(|p| p.model == model && p.task == task && p.split == split).map(|p| p.perplexity);
     let seed = |what: &str| crate::rng::derive_seed(spec.seed, &format!("bootstrap/{what}"));
     let mut advglue = Vec::new();
     let mut robustness = Vec::new();
@@ -880,6 +941,12 @@ pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool
                 agreement: eval::hemorrhage::agreement_rate(&bp, &cp)?,
                 broken: (0..k).filter(|&i| bc[i] && !cc[i]).count(),
                 repaired: (0..k).filter(|&i| !bc[i] && cc[i]).count(),
+                perplexity_base: ppl(base, u.task, u.split),
+                perplexity: ppl(&m.name, u.task, u.split),
+                perplexity_ratio: match (ppl(base, u.task, u.split), ppl(&m.name, u.task, u.split)) {
+                    (Some(b), Some(c)) => Some(eval::hemorrhage::perplexity_ratio(b, c)?),
+                    _ => None,
+                },
             });
         }
     }

@@ -332,11 +332,11 @@ fn compression_section(r: &Results) -> String {
     }
     h += "</table>";
     if !r.hemorrhage.is_empty() {
-        h += "<h3>Hemorrhage</h3><table><tr><th class=\"l\">model</th><th class=\"l\">task / split</th><th>n</th><th>original acc.</th><th>compressed acc.</th><th>drop</th><th>KL (nats)</th><th>agreement</th><th>broken</th><th>repaired</th></tr>";
+        h += "<h3>Hemorrhage</h3><table><tr><th class=\"l\">model</th><th class=\"l\">task / split</th><th>n</th><th>original acc.</th><th>compressed acc.</th><th>drop</th><th>KL (nats)</th><th>agreement</th><th>broken</th><th>repaired</th><th>perplexity (LM head)</th></tr>";
         for x in &r.hemorrhage {
             let _ = write!(
                 h,
-                "<tr><td class=\"l\">{}</td><td class=\"l\">{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&x.model),
                 x.task,
                 x.split,
@@ -347,7 +347,11 @@ fn compression_section(r: &Results) -> String {
                 x.kl,
                 pct(x.agreement),
                 x.broken,
-                x.repaired
+                x.repaired,
+                match (x.perplexity_base, x.perplexity) {
+                    (Some(b), Some(c)) => format!("{b:.1} → {c:.1}"),
+                    _ => "–".into(),
+                }
             );
         }
         h += "</table>";
