@@ -259,18 +259,24 @@ async fn run_model<B: Backend>(be: &B, m: &Model<B>, ids: &[u32], task: Task, na
     Ok((ModelRun { probs, label, label_name, ms }, logits))
 }
 
+/// The task by name and the second text, refused when the task reads two texts and there is one, or the reverse
+/// (a blank second text counts as none).
+fn task_and_pair(task: &str, text_pair: Option<String>) -> std::result::Result<(Task, Option<String>), JsError> {
+    let task = Task::parse(task).map_err(js_err)?;
+    let pair = text_pair.filter(|p| !p.trim().is_empty());
+    match (task.is_pair(), &pair) {
+        (true, None) => Err(JsError::new(&format!("{task} compares two texts: fill in the second text too"))),
+        (false, Some(_)) => Err(JsError::new(&format!("{task} reads one text: leave the second text empty"))),
+        _ => Ok((task, pair)),
+    }
+}
+
 /// Classify `text` (and `text_pair` for pair tasks) for `task` with every bundled model, on the
 /// CPU and on the GPU when there is one.
 #[wasm_bindgen]
 pub async fn classify(task: String, text: String, text_pair: Option<String>, on_progress: js_sys::Function) -> std::result::Result<JsValue, JsError> {
     let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before classify()"))?;
-    let task = Task::parse(&task).map_err(js_err)?;
-    let pair = text_pair.filter(|p| !p.trim().is_empty());
-    match (task.is_pair(), &pair) {
-        (true, None) => return Err(JsError::new(&format!("{task} compares two texts: fill in the second text too"))),
-        (false, Some(_)) => return Err(JsError::new(&format!("{task} reads one text: leave the second text empty"))),
-        _ => {}
-    }
+    let (task, pair) = task_and_pair(&task, text_pair)?;
     let report = |stage: &str, f: f64| {
         let _ = on_progress.call2(&JsValue::NULL, &JsValue::from_str(stage), &JsValue::from_f64(f));
     };
@@ -378,13 +384,7 @@ pub async fn attack_text(
 ) -> std::result::Result<JsValue, JsError> {
     use crate::attacks::search::{self, AttackConfig, Input, Lexicon, ModelVictim, Recipe, Victim};
     let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before attack_text()"))?;
-    let task = Task::parse(&task).map_err(js_err)?;
-    let pair = text_pair.filter(|p| !p.trim().is_empty());
-    match (task.is_pair(), &pair) {
-        (true, None) => return Err(JsError::new(&format!("{task} compares two texts: fill in the second text too"))),
-        (false, Some(_)) => return Err(JsError::new(&format!("{task} reads one text: leave the second text empty"))),
-        _ => {}
-    }
+    let (task, pair) = task_and_pair(&task, text_pair)?;
     if !(seed >= 0.0 && seed.fract() == 0.0 && seed <= 9_007_199_254_740_991.0) {
         return Err(JsError::new("the seed must be a whole number from 0 to 2^53 − 1"));
     }

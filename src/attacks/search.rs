@@ -30,7 +30,7 @@ use super::sentence_level::{self, Distractor, Placement, Segment};
 use super::synonyms::SynonymTable;
 use super::text::{self, Change, Edit, Span};
 use super::{word_budget, Transformation};
-use crate::backend::{Backend, TensorMeta};
+use crate::backend::Backend;
 use crate::data::Task;
 use crate::error::{Error, Result};
 use crate::eval;
@@ -277,12 +277,7 @@ pub struct ModelVictim<'m, B: Backend> {
 impl<'m, B: Backend> ModelVictim<'m, B> {
     /// Refuses a model whose head for `task` has the wrong number of classes.
     pub fn new(be: &'m B, model: &'m Model<B>, tokenizer: &'m TextTokenizer, task: Task) -> Result<Self> {
-        let head = task.model_task().name();
-        let classes = model.head(Some(head))?.shape()[0];
-        if classes != task.num_labels() as usize {
-            return Err(Error::Invalid(format!("the model's head for {task} has {classes} classes, but {task} has {}", task.num_labels())));
-        }
-        Ok(Self { be, model, tokenizer, head })
+        Ok(Self { be, model, tokenizer, head: eval::task_head(model, task)? })
     }
 }
 
@@ -351,11 +346,6 @@ impl<V: Victim> Oracle<'_, V> {
     }
 }
 
-/// The index of the largest probability (the first on ties, as [`eval::argmax_rows`]).
-fn argmax(p: &[f32]) -> u32 {
-    eval::argmax_rows(&[p.to_vec()])[0]
-}
-
 /// A prediction with its class probabilities.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -365,7 +355,7 @@ pub struct Verdict {
 
 impl Verdict {
     fn of(p: Vec<f32>) -> Self {
-        Verdict { prediction: argmax(&p), probs: p }
+        Verdict { prediction: eval::argmax(&p), probs: p }
     }
 
     /// The probability of the predicted class.
@@ -638,12 +628,12 @@ pub async fn attack<V: Victim>(victim: &mut V, lex: &Lexicon<'_>, input: &Input,
             Some(p) => p,
             None => return Ok(finish(&Draft::default(), Outcome::Failed, p0, oracle.queries)),
         };
-        let outcome = if argmax(&p) != label { Outcome::Succeeded } else { Outcome::Failed };
+        let outcome = if eval::argmax(&p) != label { Outcome::Succeeded } else { Outcome::Failed };
         return Ok(finish(&draft, outcome, p, oracle.queries));
     }
 
     let mut current = p0;
-    let succeeded = |p: &[f32]| argmax(p) != label;
+    let succeeded = |p: &[f32]| eval::argmax(p) != label;
     // Sentence level: the most damaging distractor, kept when it lowers the true label's probability.
     let ds = distractor_candidates(cfg.recipe, seed, idx);
     if !ds.is_empty() {

@@ -182,7 +182,6 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
         out.tensors = tensors;
         out.config["num_hidden_layers"] = serde_json::json!(keep.len());
         rec.layers_after = keep.len();
-        rec.bits_per_weight = 32.0;
         write_record(&mut out, &rec)?;
         return Ok((out, rec));
     }

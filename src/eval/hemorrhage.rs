@@ -13,7 +13,7 @@
 //!   temperature scaling `softmax(z/T)` with T fitted by minimising the NLL on a calibration split.
 //! - Ours (this module's choices, documented where they are made): KL in nats with the compressed
 //!   probabilities clamped at [`KL_EPS`]; the row checks (sum within [`SUM_TOL`] of 1, no negative or
-//!   non-finite entries); ties in argmax to the lowest index (as [`super::argmax_rows`]); the bin
+//!   non-finite entries); ties in argmax to the lowest index (as [`super::argmax`]); the bin
 //!   edges' closed side; `perplexity_change = ratio − 1`; the search for T (golden section on log T
 //!   over [[`T_MIN`], [`T_MAX`]] to [`T_TOL`]).
 //!
@@ -111,17 +111,6 @@ fn check_labels(op: &str, labels: &[u32], rows: usize, classes: usize) -> Result
     Ok(())
 }
 
-/// Index of the first maximum (ties → lowest index, as [`super::argmax_rows`]). Rows are non-empty
-/// and finite here.
-fn argmax(r: &[f32]) -> usize {
-    let mut best = 0;
-    for (j, &x) in r.iter().enumerate().skip(1) {
-        if x > r[best] {
-            best = j;
-        }
-    }
-    best
-}
 
 /// KL(p ‖ q) in nats of one pair of rows, in f64, with q clamped at [`KL_EPS`] and `0·ln 0 = 0`.
 fn kl_row(p: &[f32], q: &[f32]) -> f64 {
@@ -150,7 +139,7 @@ pub fn kl_divergence(base: &[Vec<f32>], compressed: &[Vec<f32>]) -> Result<f64> 
 /// must be finite and of one class count, with as many compressed rows as base rows.
 pub fn agreement_rate(base: &[Vec<f32>], compressed: &[Vec<f32>]) -> Result<f64> {
     check_rows("agreement_rate", base, compressed)?;
-    let same = base.iter().zip(compressed).filter(|(a, b)| argmax(a) == argmax(b)).count();
+    let same = base.iter().zip(compressed).filter(|(a, b)| super::argmax(a) == super::argmax(b)).count();
     Ok(same as f64 / base.len() as f64)
 }
 
@@ -188,8 +177,8 @@ pub fn hemorrhage(base: &[Vec<f32>], compressed: &[Vec<f32>], labels: &[u32]) ->
     let n = base.len();
     let (mut right_base, mut right_comp, mut r2w, mut w2r, mut same) = (0usize, 0usize, 0usize, 0usize, 0usize);
     for ((p, q), &l) in base.iter().zip(compressed).zip(labels) {
-        let (a, b) = (argmax(p), argmax(q));
-        let (ra, rb) = (a == l as usize, b == l as usize);
+        let (a, b) = (super::argmax(p), super::argmax(q));
+        let (ra, rb) = (a == l, b == l);
         right_base += ra as usize;
         right_comp += rb as usize;
         r2w += (ra && !rb) as usize;
@@ -266,7 +255,7 @@ pub fn ece(probs: &[Vec<f32>], labels: &[u32], bins: usize) -> Result<f64> {
     check_labels("ece", labels, probs.len(), classes)?;
     let (mut count, mut correct, mut conf) = (vec![0usize; bins], vec![0usize; bins], vec![0f64; bins]);
     for (r, &l) in probs.iter().zip(labels) {
-        let k = argmax(r);
+        let k = super::argmax(r) as usize;
         let c = r[k] as f64;
         let b = bin_of(c, bins);
         count[b] += 1;

@@ -58,11 +58,7 @@ impl Plan {
         if max_batch == 0 {
             return Err(Error::Invalid("the batch size must be positive".into()));
         }
-        let head_task = task.model_task().name();
-        let classes = model.head(Some(head_task))?.shape()[0];
-        if classes != task.num_labels() as usize {
-            return Err(Error::Invalid(format!("the model's head for {task} has {classes} classes, but {task} has {}", task.num_labels())));
-        }
+        let head_task = task_head(model, task)?;
         let seqs = examples.iter().map(|e| tk.encode_example(&e.text_a, e.text_b.as_deref())).collect::<Result<Vec<_>>>()?;
         let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
         let batches = batches(&lengths, max_batch, MAX_BATCH_TOKENS);
@@ -173,7 +169,30 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 
 /// The predicted class of each logit row (first maximum, as argmax).
 pub fn argmax_rows(rows: &[Vec<f32>]) -> Vec<u32> {
-    rows.iter().map(|r| crate::demo::top_k(r, 1).first().map_or(0, |t| t.0 as u32)).collect()
+    rows.iter().map(|r| argmax(r)).collect()
+}
+
+/// Index of the largest value of a row by `f32::total_cmp`, the first on ties (0 for an empty row): the
+/// predicted label everywhere in the crate.
+pub fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (j, x) in row.iter().enumerate().skip(1) {
+        if x.total_cmp(&row[best]).is_gt() {
+            best = j;
+        }
+    }
+    best as u32
+}
+
+/// The name of `model`'s head for `task` (MNLI mismatched uses the MNLI head), refused when its class count
+/// differs from the task's.
+pub fn task_head<B: Backend>(model: &Model<B>, task: Task) -> Result<&'static str> {
+    let head = task.model_task().name();
+    let classes = model.head(Some(head))?.shape()[0];
+    if classes != task.num_labels() as usize {
+        return Err(Error::Invalid(format!("the model's head for {task} has {classes} classes, but {task} has {}", task.num_labels())));
+    }
+    Ok(head)
 }
 
 /// How two backends' logits compare on the same examples.

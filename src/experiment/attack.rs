@@ -169,7 +169,7 @@ pub async fn transfer_matrices<B: Backend>(be: &B, models: &[LoadedModel<B>], do
                     let inputs: Vec<Input> = ok.iter().map(|&k| src.records[k].perturbed.clone()).collect();
                     let probs = ModelVictim::new(be, &lm.model, &lm.tokenizer, r.task)?.probs(&inputs).await?;
                     for (&k, p) in ok.iter().zip(&probs) {
-                        adversarial[k] = crate::eval::argmax_rows(std::slice::from_ref(p))[0];
+                        adversarial[k] = crate::eval::argmax(p);
                     }
                 }
                 cells.push(metrics::transfer(&src.model, &tgt.model, &src.records, &clean, &adversarial)?);
