@@ -16,11 +16,13 @@
 //! - [`experiment`]: the experiment spec and the engine that turns it into results.
 //! - [`report`]: results -> standalone HTML (tables, plotters SVG charts) and CSV.
 //! - [`text`]: the tokenizer (the `tokenizers` crate) and the bundled default tokenizer.
-//! - `train` (native only): `trilemma train`, the batched differentiable twin of the models.
+//! - [`autodiff`]: the batched differentiable twin of the models (candle-core autograd), native and wasm.
+//! - `train` (native only): `trilemma train`, the bundled models trained from scratch.
 //! - [`demo`]: the end-to-end check the page runs on both backends.
 //! - `web` (wasm32 only): the whole JavaScript-facing surface.
 
 pub mod attacks;
+pub mod autodiff;
 pub mod backend;
 pub mod compress;
 pub mod data;

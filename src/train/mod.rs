@@ -13,9 +13,8 @@
 //! `score.<task>.weight`, listed in `config.json` under `trilemma.task_heads` (README "Model
 //! folders"). HGRN-bit's BitLinear weights are exported packed (`weight_ternary` + `weight_scale`).
 
-pub mod twin;
 pub mod card;
-pub mod vars;
+pub use crate::autodiff::{twin, vars};
 
 use crate::backend::{ternary, HostTensor};
 use crate::data::{load_split, Example, Split, Task};
