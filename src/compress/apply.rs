@@ -1,7 +1,23 @@
-//! A compression recipe applied to a whole checkpoint, in its **reference form**: every compressed linear weight is
-//! written back as the f32 matrix it stands for (dequantized codes, pruned zeros, the product of the low-rank
-//! factors), so any backend runs it unchanged and it is the slow twin of the packed kernels to come. The record says
-//! what the compressed form would store (bytes, bits per weight) and how far the weights moved.
+//! A compression recipe applied to a whole checkpoint, in one of two [`Form`]s:
+//!
+//! - **packed** ([`apply`], the default): quantized and low-rank weights are stored as what they are, and models run
+//!   on them as they are ([`crate::nn::linear::Linear`]'s packed variants, picked by [`crate::models`]' loader from
+//!   the tensor names). `<prefix>.weight` becomes
+//!
+//!   | method | tensors |
+//!   |---|---|
+//!   | int8 | `weight_int8` u32 `[N, ⌈K/4⌉]` ([`crate::backend::int8`]) + `weight_scale` `[N]` |
+//!   | int4 | `weight_int4` u32 `[N, K/8]` ([`quant::int4`]) + `weight_scale` `[N, K/g]` |
+//!   | ternary | `weight_ternary` u32 `[N, ⌈K/16⌉]` ([`crate::backend::ternary`]) + `weight_scale` `[1]` (weight-only: f32 activations) |
+//!   | svd | `weight_lr_a` `[r, K]` + `weight_lr_b` `[N, r]` |
+//!
+//!   and the record's `bytes_compressed` is exactly the bytes of those tensors. Pruning has no sparse format here:
+//!   pruned weights stay dense f32 in both forms.
+//! - **reference** ([`apply_reference`]): every compressed weight is written back as the f32 matrix it stands for
+//!   (dequantized codes, pruned zeros, the product of the low-rank factors), so any backend runs it on its plain
+//!   product: the slow twin of the packed model (tests compare their logits). Its record is the packed form's.
+//!
+//! The record also says how far the weights moved.
 //!
 //! Targets: the 2-D f32 weights under `model.layers.` (attention and MLP projections, GLA's low-rank gate) — not
 //! the embeddings, the norms, the LM head or the classifier heads [default: the seed papers compress the blocks'
@@ -12,7 +28,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{lowrank, prune, quant, Footprint};
+use super::{lowrank, prune, quant};
 use crate::backend::{Data, HostTensor};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
@@ -130,9 +146,32 @@ fn layer_index(name: &str) -> Option<(usize, &str)> {
     Some((i.parse().ok()?, tail))
 }
 
-/// Applies `recipe` to a copy of `ck`. Errors: a bad option, a layer index out of range, a matrix a method cannot
-/// take (e.g. int4 with an input size not divisible by the group).
+/// How [`apply_form`] writes a compressed weight.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Form {
+    /// Codes and scales, low-rank factors: what models run on.
+    #[default]
+    Packed,
+    /// The f32 matrix the compressed weight stands for: the slow twin.
+    Reference,
+}
+
+/// Applies `recipe` to a copy of `ck`, packed ([`Form::Packed`]).
 pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, CompressionRecord)> {
+    apply_form(ck, recipe, Form::Packed)
+}
+
+/// Applies `recipe` to a copy of `ck` in the reference form ([`Form::Reference`]).
+pub fn apply_reference(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, CompressionRecord)> {
+    apply_form(ck, recipe, Form::Reference)
+}
+
+/// Applies `recipe` to a copy of `ck` in `form`. Errors: a bad option, a layer index out of range, a matrix a method
+/// cannot take (e.g. int4 with an input size not divisible by the group; in the packed form, an SVD rank of 0).
+/// HGRN-bit checkpoints always get the reference form: their block linears are BitLinears, whose loader reads a
+/// latent f32 `weight` or its own packed ternary, nothing else.
+pub fn apply_form(ck: &Checkpoint, recipe: &Recipe, form: Form) -> Result<(Checkpoint, CompressionRecord)> {
     recipe.check()?;
     let mut out = ck.clone();
     let layers_before = ck.config_usize("num_hidden_layers")?;
@@ -186,6 +225,8 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
         return Ok((out, rec));
     }
     let (mut zeros, mut err2, mut norm2) = (0usize, 0f64, 0f64);
+    let hgrn = crate::models::config::Common::parse(&ck.config).is_ok_and(|c| c.arch == crate::models::config::Arch::HgrnBit);
+    let form = if hgrn { Form::Reference } else { form };
     let names: Vec<String> = out.tensors.keys().filter(|n| n.starts_with(LAYER_PREFIX)).cloned().collect();
     for name in names {
         let t = &out.tensors[&name];
@@ -193,9 +234,16 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
             continue;
         }
         let Data::F32(w) = &t.data else {
-            rec.skipped.push(format!("{name}: packed ternary already"));
+            let what = if name.ends_with(".weight_ternary") { "packed ternary" } else { "packed" };
+            rec.skipped.push(format!("{name}: {what} already"));
             continue;
         };
+        // Scales and low-rank factors of an earlier compression are part of its form, not weights of their own.
+        let Some(prefix) = name.strip_suffix(".weight") else {
+            rec.skipped.push(format!("{name}: part of a compressed weight; left as it is"));
+            continue;
+        };
+        let prefix = prefix.to_string();
         let (o, i) = (t.shape[0], t.shape[1]);
         // A matrix whose input size the format's block does not divide stays in f32, listed.
         let block = match recipe {
@@ -211,9 +259,15 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
             Error::Invalid(m) => Error::Invalid(format!("{name}: {m}")),
             other => other,
         };
-        let (new, bytes): (Vec<f32>, usize) = match recipe {
-            Recipe::Magnitude { sparsity } => (prune::magnitude(w, o, i, *sparsity).map_err(ctx)?.apply(w).map_err(ctx)?, w.len() * 4),
-            Recipe::NM { n, m } => (prune::n_m(w, o, i, *n, *m, None).map_err(ctx)?.apply(w).map_err(ctx)?, n_m_bytes(o, i, *n, *m)),
+        // The f32 matrix the compressed weight stands for, and its packed tensors (suffix, tensor) — none for pruning,
+        // whose bytes are notional (see the record): dense, 2:4's kept half plus indices, the kept rows.
+        let mut pruned_bytes = w.len() * 4;
+        let (new, packed): (Vec<f32>, Vec<(&str, HostTensor)>) = match recipe {
+            Recipe::Magnitude { sparsity } => (prune::magnitude(w, o, i, *sparsity).map_err(ctx)?.apply(w).map_err(ctx)?, vec![]),
+            Recipe::NM { n, m } => {
+                pruned_bytes = n_m_bytes(o, i, *n, *m);
+                (prune::n_m(w, o, i, *n, *m, None).map_err(ctx)?.apply(w).map_err(ctx)?, vec![])
+            }
             Recipe::StructuredRows { sparsity } => {
                 let rp = prune::structured_rows(w, o, i, *sparsity).map_err(ctx)?;
                 let mut v = w.clone();
@@ -221,27 +275,53 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
                     v[r * i..(r + 1) * i].fill(0.0);
                 }
                 // Removed rows need not be stored (their outputs are zero).
-                (v, (o - rp.removed.len()) * i * 4)
+                pruned_bytes = (o - rp.removed.len()) * i * 4;
+                (v, vec![])
             }
             Recipe::Int8 {} => {
                 let q = quant::quantize_int8(w, o, i).map_err(ctx)?;
-                (q.dequantize().map_err(ctx)?, q.bytes())
+                let words = crate::backend::int8::pack(&q.codes, o, i).map_err(ctx)?;
+                let packed = vec![
+                    ("weight_int8", HostTensor::u32(&[o, crate::backend::int8::words_per_row(i)], words)?),
+                    ("weight_scale", HostTensor::f32(&[o], q.scales.clone())?),
+                ];
+                (q.dequantize().map_err(ctx)?, packed)
             }
             Recipe::Int4 { group } => {
                 let q = quant::quantize_int4(w, o, i, *group).map_err(ctx)?;
-                (q.dequantize().map_err(ctx)?, q.bytes())
+                let packed = vec![
+                    ("weight_int4", HostTensor::u32(&[o, quant::int4::words_per_row(i)], q.packed.clone())?),
+                    ("weight_scale", HostTensor::f32(&[o, i / group], q.scales.clone())?),
+                ];
+                (q.dequantize().map_err(ctx)?, packed)
             }
             Recipe::Ternary {} => {
                 let q = quant::quantize_ternary(w, o, i).map_err(ctx)?;
-                (q.dequantize(), q.bytes())
+                let t = quant::pack_ternary(&q).map_err(ctx)?;
+                let packed = vec![
+                    ("weight_ternary", HostTensor::u32(&[o, crate::backend::ternary::words_per_row(i)], t.packed)?),
+                    ("weight_scale", HostTensor::f32(&[1], vec![t.beta])?),
+                ];
+                (q.dequantize(), packed)
             }
             Recipe::Svd { rank_fraction } => {
                 let r = lowrank::budget_rank(o, i, *rank_fraction).map_err(ctx)?;
+                if r == 0 && form == Form::Packed {
+                    return Err(ctx(Error::Invalid(format!("svd: rank_fraction {rank_fraction} gives rank 0, which has no packed form (two empty factors)"))));
+                }
                 let lr = lowrank::truncated_svd(w, o, i, r).map_err(ctx)?;
-                (lr.reconstruct().map_err(ctx)?, lr.bytes())
+                let packed = if r == 0 {
+                    pruned_bytes = 0; // rank 0 stores nothing
+                    vec![]
+                } else {
+                    vec![("weight_lr_a", HostTensor::f32(&[r, i], lr.w1.clone())?), ("weight_lr_b", HostTensor::f32(&[o, r], lr.w2.clone())?)]
+                };
+                (lr.reconstruct().map_err(ctx)?, packed)
             }
             Recipe::DropLayers { .. } => unreachable!("handled above"),
         };
+        // Bytes of the compressed form: exactly its packed tensors (u32 words and f32 values, 4 bytes each).
+        let bytes = if packed.is_empty() { pruned_bytes } else { packed.iter().map(|(_, t)| t.numel() * 4).sum() };
         for (a, b) in w.iter().zip(&new) {
             err2 += ((a - b) as f64).powi(2);
             norm2 += (*a as f64).powi(2);
@@ -252,7 +332,14 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
         rec.bytes_f32 += w.len() * 4;
         rec.bytes_compressed += bytes;
         let shape = t.shape.clone();
-        out.tensors.insert(name, HostTensor::f32(&shape, new)?);
+        if form == Form::Packed && !packed.is_empty() {
+            out.tensors.remove(&name);
+            for (suffix, p) in packed {
+                out.tensors.insert(format!("{prefix}.{suffix}"), p);
+            }
+        } else {
+            out.tensors.insert(name, HostTensor::f32(&shape, new)?);
+        }
     }
     rec.sparsity = zeros as f64 / rec.weights.max(1) as f64;
     rec.relative_error = if norm2 > 0.0 { (err2 / norm2).sqrt() } else { 0.0 };
