@@ -161,13 +161,25 @@ fn trilemma_compress_writes_a_folder_that_loads() {
     assert!((record["bits_per_weight"].as_f64().unwrap() - 5.0).abs() < 1e-9, "{record}");
     let loaded = Checkpoint::load_dir(&out).unwrap();
     assert_eq!(loaded.config["trilemma"]["compressions"][0]["recipe"]["group"], 32);
-    let (mem, _) = apply(&checkpoint("gla"), &Recipe::Int4 { group: 32 }).unwrap();
+    let (mem, rec) = apply(&checkpoint("gla"), &Recipe::Int4 { group: 32 }).unwrap();
     assert_eq!(logits(&loaded), logits(&mem));
+    // Stored packed: codes and scales, exactly the record's bytes.
+    assert!(loaded.tensors.contains_key("model.layers.0.attn.q_proj.weight_int4"));
+    let stored: usize = loaded.tensors.iter().filter(|(n, _)| n.ends_with(".weight_int4") || (n.ends_with(".weight_scale") && n.starts_with("model.layers."))).map(|(_, t)| t.numel() * 4).sum();
+    assert_eq!((stored, record["bytes_compressed"].as_u64().unwrap() as usize), (rec.bytes_compressed, rec.bytes_compressed));
+    // --form reference writes the f32 slow twin.
+    let twin = dir.join("gla-int4-reference");
+    let o = run(&["compress", "--model", "gla", "--recipe", r#"{"method": "int4", "group": 32}"#, "--form", "reference", "--out", twin.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let twin = Checkpoint::load_dir(&twin).unwrap();
+    assert!(twin.tensors.keys().all(|n| !n.ends_with(".weight_int4")) && twin.tensors.contains_key("model.layers.0.attn.q_proj.weight"));
+    assert_eq!(logits(&twin), logits(&apply_reference(&checkpoint("gla"), &Recipe::Int4 { group: 32 }).unwrap().0));
     let e = run(&["eval", "--model", out.to_str().unwrap(), "--task", "sst2", "--limit", "16"]);
     assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
     for (args, msg) in [
         (vec!["compress", "--model", "gla", "--recipe", r#"{"method": "int4", "group": 32}"#, "--out", out.to_str().unwrap()], "not empty"),
         (vec!["compress", "--model", "gla", "--recipe", "int4", "--out", dir.join("x").to_str().unwrap()], "--recipe"),
+        (vec!["compress", "--model", "gla", "--recipe", r#"{"method": "int8"}"#, "--form", "zip", "--out", dir.join("z").to_str().unwrap()], "--form"),
         (vec!["compress", "--model", "nope", "--recipe", r#"{"method": "int8"}"#, "--out", dir.join("y").to_str().unwrap()], "does not exist"),
     ] {
         let o = run(&args);
@@ -274,7 +286,7 @@ fn packed_models_match_their_reference_form() {
                 assert_eq!(left_f32, prec.skipped.len(), "{name} {r:?}: only the skipped weights stay f32: {:?}", prec.skipped);
                 // The f32 size of the packed checkpoint is the original's (K is a multiple of 16 in the bundled models),
                 // plus ternary's one scale per tensor, counted as HGRN-bit's always was.
-                let scales = if r == Recipe::Ternary {} { 4 * prec.tensors } else { 0 };
+                let scales = if matches!(r, Recipe::Ternary {}) { 4 * prec.tensors } else { 0 };
                 assert_eq!(p.weight_bytes().1, ck.weight_bytes().1 + scales, "{name} {r:?}");
             }
             // The written folder reloads to the same model.

@@ -115,8 +115,9 @@ mod cli {
             #[arg(long)]
             report: Option<PathBuf>,
         },
-        /// Compress a model folder's linear weights and write a folder that loads like any other (reference form:
-        /// the compressed weights written back as f32, the record in config.json under trilemma.compressions).
+        /// Compress a model folder's linear weights and write a folder that loads like any other (packed form: int8 /
+        /// int4 codes and scales, packed ternary, low-rank factors, which models run on as they are; the record in
+        /// config.json under trilemma.compressions).
         /// Prints the record as JSON.
         Compress {
             /// A bundled model name (transformer, gla, hgrn_bit) or a Hugging Face-layout folder.
@@ -128,6 +129,9 @@ mod cli {
             recipe: String,
             #[arg(long)]
             out: PathBuf,
+            /// packed (what models run on) or reference (the compressed weights written back as f32: the slow twin).
+            #[arg(long, default_value = "packed")]
+            form: String,
             #[arg(long, default_value = "assets")]
             assets: PathBuf,
         },
@@ -224,7 +228,7 @@ mod cli {
             }
             Cmd::Run { spec, out, assets, report, csv } => run(&spec, out.as_deref(), &assets, report.as_deref(), csv.as_deref()),
             Cmd::Report { results, out, csv } => report(&results, &out, csv.as_deref()),
-            Cmd::Compress { model, recipe, out, assets } => compress(&model, &recipe, &out, &assets),
+            Cmd::Compress { model, recipe, out, form, assets } => compress(&model, &recipe, &form, &out, &assets),
             Cmd::Attack { model, task, recipe, seed, budget, max_queries, limit, split, backend, assets, out, report } => {
                 attack(&model, &task, &recipe, seed, budget, max_queries, limit, split.as_deref(), backend, &assets, out.as_deref(), report.as_deref())
             }
@@ -544,15 +548,20 @@ mod cli {
         Ok(())
     }
 
-    fn compress(model: &str, recipe: &str, out: &std::path::Path, assets: &std::path::Path) -> Result<(), String> {
-        use trilemma::compress::apply::{self, Recipe};
+    fn compress(model: &str, recipe: &str, form: &str, out: &std::path::Path, assets: &std::path::Path) -> Result<(), String> {
+        use trilemma::compress::apply::{self, Form, Recipe};
         use trilemma::experiment::native;
         let recipe: Recipe = serde_json::from_str(recipe).map_err(|e| format!("--recipe: {e}"))?;
         native::model_exists(assets, model)?;
         let dir = native::model_dir(assets, model);
         let files = native::read_folder(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let ck = trilemma::io::Checkpoint::from_files(&files).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let (compressed, record) = apply::apply(&ck, &recipe).map_err(|e| e.to_string())?;
+        let form = match form {
+            "packed" => Form::Packed,
+            "reference" => Form::Reference,
+            other => return Err(format!("--form: \"{other}\" is not one of packed, reference")),
+        };
+        let (compressed, record) = apply::apply_form(&ck, &recipe, form).map_err(|e| e.to_string())?;
         if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
             return Err(format!("{}: exists and is not empty; choose a new folder", out.display()));
         }
