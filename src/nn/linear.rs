@@ -356,4 +356,53 @@ mod tests {
         bad.packed[0] |= 3 << 30; // a code in the padding
         assert!(bad.validate().is_err());
     }
+
+    #[test]
+    fn packed_linears_refuse_bad_tensors_and_match_their_dense_twin() {
+        use crate::backend::cpu::CpuBackend;
+        use crate::backend::int8;
+        let be = CpuBackend::new();
+        let read = |t: &<CpuBackend as Backend>::Tensor| be.read_sync(t).unwrap().as_f32("y").unwrap().to_vec();
+        // int8, K = 5: words [N, 2], the second padded; codes [[1, -1, 2, 0, 127], [-127, 0, 0, 0, 1]].
+        let words = int8::pack(&[1, -1, 2, 0, 127, -127, 0, 0, 0, 1], 2, 5).unwrap();
+        let codes = HostTensor::u32(&[2, 2], words.clone()).unwrap();
+        let scales = HostTensor::f32(&[2], vec![0.5, 2.0]).unwrap();
+        let bias = HostTensor::f32(&[2], vec![1.0, -1.0]).unwrap();
+        let l = Linear::int8(&be, &codes, &scales, 5, Some(&bias)).unwrap();
+        assert_eq!(l.out_features(), 2);
+        let x = be.upload(&HostTensor::f32(&[1, 5], vec![1., 2., 3., 4., 5.]).unwrap()).unwrap();
+        assert_eq!(read(&l.forward(&be, &x).unwrap()), vec![321.0, -245.0]);
+        let mut padded = words.clone();
+        padded[1] |= 0x100; // a byte past K = 5
+        let e = Linear::int8(&be, &HostTensor::u32(&[2, 2], padded).unwrap(), &scales, 5, None).unwrap_err();
+        assert!(e.to_string().contains("padding"), "{e}");
+        assert!(Linear::int8(&be, &codes, &scales, 9, None).is_err(), "K = 9 needs 3 words per row");
+        assert!(Linear::int8(&be, &codes, &scales, 5, Some(&scales.clone())).is_ok());
+        assert!(Linear::int8(&be, &codes, &scales, 5, Some(&HostTensor::f32(&[3], vec![0.0; 3]).unwrap())).is_err(), "bias [3]");
+        assert!(Linear::int8(&be, &codes, &HostTensor::f32(&[2], vec![0.5, -2.0]).unwrap(), 5, None).is_err(), "negative scale");
+        // Ternary (weight-only): K = 3 padded to 16 codes; a code in the padding is refused.
+        let t = TernaryWeights::from_latent(&HostTensor::f32(&[2, 3], vec![0.5, -0.1, 0.9, -0.3, 0.0, 0.2]).unwrap()).unwrap();
+        let l = Linear::ternary(&be, &t, None).unwrap();
+        let x3 = be.upload(&HostTensor::f32(&[1, 3], vec![1., 2., 3.]).unwrap()).unwrap();
+        let y = read(&l.forward(&be, &x3).unwrap());
+        let want = [t.beta * (1.0 + 3.0), t.beta * (-1.0 + 3.0)]; // T = [[1, 0, 1], [-1, 0, 1]]
+        assert!(y.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{y:?}");
+        let mut bad = t.clone();
+        bad.packed[0] |= 1 << 20;
+        assert!(Linear::ternary(&be, &bad, None).is_err());
+        // Low rank: (x·Aᵀ)·Bᵀ + bias against the dense product of the factors.
+        let a = HostTensor::f32(&[1, 3], vec![1., 0., -1.]).unwrap();
+        let b = HostTensor::f32(&[2, 1], vec![2., 3.]).unwrap();
+        let l = Linear::low_rank(&be, &a, &b, 3, Some(&bias)).unwrap();
+        assert_eq!(read(&l.forward(&be, &x3).unwrap()), vec![2.0 * -2.0 + 1.0, 3.0 * -2.0 - 1.0]);
+        assert!(Linear::low_rank(&be, &a, &b, 4, None).is_err(), "a must be [r, K]");
+        assert!(Linear::low_rank(&be, &a, &HostTensor::f32(&[2, 2], vec![0.0; 4]).unwrap(), 3, None).is_err(), "b must be [N, r]");
+        // int4: K = 8 is not one of the group sizes; K = 32 in one group of 32 is.
+        let c4 = HostTensor::u32(&[1, 4], vec![0x1111_1111; 4]).unwrap();
+        let l = Linear::int4(&be, &c4, &HostTensor::f32(&[1, 1], vec![0.5]).unwrap(), 32, None).unwrap();
+        let x32 = be.upload(&HostTensor::f32(&[1, 32], vec![1.0; 32]).unwrap()).unwrap();
+        assert_eq!(read(&l.forward(&be, &x32).unwrap()), vec![16.0]);
+        assert!(Linear::int4(&be, &c4, &HostTensor::f32(&[1, 2], vec![0.5; 2]).unwrap(), 32, None).is_err(), "group 16");
+        assert!(Linear::int4(&be, &HostTensor::u32(&[1, 4], vec![0x8; 4]).unwrap(), &HostTensor::f32(&[1, 1], vec![0.5]).unwrap(), 32, None).is_err(), "nibble 0x8");
+    }
 }
