@@ -228,9 +228,15 @@ fn a_spec_with_compressions_reports_the_hemorrhage() {
     assert!(r.hemorrhage[2].kl > r.hemorrhage[1].kl && r.hemorrhage[1].kl > 0.0);
     let rec = r.provenance.models.iter().find(|m| m.name == "transformer + int4 g32").unwrap();
     assert_eq!(rec.compressed_from.as_deref(), Some("transformer"));
-    assert!((rec.compression.as_ref().unwrap().bits_per_weight - 5.0).abs() < 1e-9);
+    let c = rec.compression.as_ref().unwrap();
+    assert!((c.bits_per_weight - 5.0).abs() < 1e-9);
+    // The model record's bytes are the packed checkpoint's: the original's with the targeted f32 weights swapped for
+    // their codes and scales.
+    let base = r.provenance.models.iter().find(|m| m.name == "transformer").unwrap();
+    assert_eq!(rec.weight_bytes as usize + c.bytes_f32, base.weight_bytes as usize + c.bytes_compressed);
     let html = trilemma::report::html(&r).unwrap();
     assert!(html.contains("Hemorrhage") && html.contains("transformer + int4 g32"));
+    assert!(html.contains("Packed form: quantized and low-rank weights run as stored"), "the compression section says what ran");
     assert!(html.contains("transformer: accuracy vs bits per weight (sst2 validation)"), "the hemorrhage chart");
     // Refusals name the field.
     for (json, field) in [

@@ -86,7 +86,7 @@ impl<B: Backend> LoadedModel<B> {
         Self::from_checkpoint(be, name, Checkpoint::from_files(files)?, files)
     }
 
-    /// A compressed copy of the folder `files` (reference form, [`crate::compress::apply`]), named `name`.
+    /// A compressed copy of the folder `files` (packed form, run as stored: [`crate::compress::apply`]), named `name`.
     pub fn load_compressed(be: &B, name: &str, base: &str, files: &BTreeMap<String, Vec<u8>>, recipe: &crate::compress::apply::Recipe) -> Result<Self> {
         let (ck, record) = crate::compress::apply::apply(&Checkpoint::from_files(files)?, recipe)?;
         let mut m = Self::from_checkpoint(be, name, ck, files)?;
