@@ -228,3 +228,48 @@ fn a_spec_with_compressions_reports_the_hemorrhage() {
         assert!(e.contains(field), "{json}: {e}");
     }
 }
+
+#[test]
+fn compressions_of_one_family_make_a_hemorrhage_curve_with_thresholds() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use trilemma::experiment::native::{self, NativeHooks};
+    use trilemma::experiment::{Progress, Spec};
+    let exists = |m: &str| native::model_exists(&assets(), m);
+    let spec = Spec::from_json(
+        br#"{"models": ["transformer"], "tasks": ["sst2"], "splits": ["validation"], "limit": 40, "bootstrap": 100,
+             "compressions": [{"method": "magnitude", "sparsity": 0.9}, {"method": "magnitude", "sparsity": 0.25}, {"method": "int8"},
+                              {"method": "magnitude", "sparsity": 0.5}, {"method": "svd", "rank_fraction": 0.5}]}"#,
+        &exists,
+    )
+    .unwrap();
+    let mut sink = |_: &Progress| {};
+    let mut hooks = NativeHooks::new(&mut sink, Arc::new(AtomicBool::new(false)));
+    let r = native::run(&spec, &assets(), None, &mut hooks).unwrap();
+    // int8 alone (with the original: two points) and svd alone make no curve; magnitude makes one, in strength order.
+    assert_eq!(r.curves.len(), 1, "{:?}", r.curves);
+    let c = &r.curves[0];
+    assert_eq!((c.base.as_str(), c.family.as_str()), ("transformer", "magnitude"));
+    let s: Vec<f64> = c.points.iter().map(|p| p.strength).collect();
+    assert_eq!(s, [0.0, 0.25, 0.5, 0.9]);
+    assert_eq!((c.points[0].model.as_str(), c.points[0].retention, c.points[0].kl), ("transformer", 1.0, 0.0));
+    for p in &c.points[1..] {
+        let h = r.hemorrhage.iter().find(|h| h.model == p.model).unwrap();
+        assert_eq!((p.accuracy, p.kl), (h.accuracy, h.kl));
+        assert!((p.retention - h.accuracy / h.base_accuracy).abs() < 1e-12);
+    }
+    // The fit's knee lies between measured strengths; s*95 is a measured strength that keeps 95%.
+    let fit = c.fit.as_ref().expect("four points fit");
+    assert!(fit.s0 > 0.0 && fit.s0 < 0.9 && fit.sse.is_finite());
+    let t = c.threshold_95.expect("the original keeps 100%");
+    assert!(c.points.iter().any(|p| p.strength == t && p.retention >= 0.95));
+    assert!(c.points.iter().all(|p| p.strength <= t || p.retention < 0.95));
+    // Every compression's wall time is recorded, and left out of what must reproduce.
+    for m in r.provenance.models.iter().filter(|m| m.compression.is_some()) {
+        assert!(m.timing.as_ref().is_some_and(|t| t.compress_seconds >= 0.0), "{}", m.name);
+    }
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.contains("compress_seconds") && !trilemma::experiment::without_timing(&json).unwrap().contains("compress_seconds"));
+    let html = trilemma::report::html(&r).unwrap();
+    assert!(html.contains("Hemorrhage curves") && html.contains("transformer: retention vs compression strength (sst2 validation)"));
+}

@@ -20,6 +20,7 @@
 //!   `r = ⌊κ·ρ⌋`. Linear algebra by `faer` (pure Rust, builds for wasm32).
 
 pub mod apply;
+pub mod level;
 pub mod lowrank;
 pub mod prune;
 pub mod quant;
