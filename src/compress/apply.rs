@@ -59,6 +59,14 @@ pub enum Recipe {
     Svd { rank_fraction: f64 },
     /// Remove these blocks (0-based) and renumber the rest.
     DropLayers { layers: Vec<usize> },
+    /// SFSD's surgical rank search on the run's task ([`super::surgical`]): needs the task's validation split, so
+    /// the engine and `trilemma compress --task` run it, not [`apply`]. `start_block` defaults to `⌈L/8⌉`.
+    Surgical {
+        #[serde(default)]
+        delta: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_block: Option<usize>,
+    },
 }
 
 impl Recipe {
@@ -73,6 +81,10 @@ impl Recipe {
             Recipe::Ternary {} => "ternary".into(),
             Recipe::Svd { rank_fraction } => format!("svd ρ={rank_fraction}"),
             Recipe::DropLayers { layers } => format!("drop layers {layers:?}"),
+            Recipe::Surgical { delta, start_block } => match start_block {
+                Some(b) => format!("surgical δ={delta} from block {b}"),
+                None => format!("surgical δ={delta}"),
+            },
         }
     }
 
@@ -86,6 +98,7 @@ impl Recipe {
                 Err(Error::Invalid(format!("compression: int4 group must be one of {:?}, got {group}", quant::GROUP_SIZES)))
             }
             Recipe::Svd { rank_fraction } => frac("rank_fraction", *rank_fraction),
+            Recipe::Surgical { delta, .. } => frac("delta", *delta),
             _ => Ok(()),
         }
     }
@@ -114,6 +127,9 @@ pub struct CompressionRecord {
     /// Blocks before and after (drop_layers).
     pub layers_before: usize,
     pub layers_after: usize,
+    /// The surgical scan's search, for [`Recipe::Surgical`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<super::surgical::ScanRecord>,
 }
 
 /// Bytes of a 2:4 (N:M) pruned matrix as stored by sparse tensor cores: the N kept of every M values plus
@@ -134,6 +150,9 @@ fn layer_index(name: &str) -> Option<(usize, &str)> {
 /// take (e.g. int4 with an input size not divisible by the group).
 pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, CompressionRecord)> {
     recipe.check()?;
+    if let Recipe::Surgical { .. } = recipe {
+        return Err(Error::Invalid("compression: the surgical scan evaluates the model on a task: run it from an experiment spec or `trilemma compress --task`".into()));
+    }
     let mut out = ck.clone();
     let layers_before = ck.config_usize("num_hidden_layers")?;
     let mut rec = CompressionRecord {
@@ -148,6 +167,7 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
         relative_error: 0.0,
         layers_before,
         layers_after: layers_before,
+        scan: None,
     };
     if let Recipe::DropLayers { layers } = recipe {
         if let Some(&bad) = layers.iter().find(|&&l| l >= layers_before) {
@@ -240,7 +260,7 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
                 let lr = lowrank::truncated_svd(w, o, i, r).map_err(ctx)?;
                 (lr.reconstruct().map_err(ctx)?, lr.bytes())
             }
-            Recipe::DropLayers { .. } => unreachable!("handled above"),
+            Recipe::DropLayers { .. } | Recipe::Surgical { .. } => unreachable!("handled above"),
         };
         for (a, b) in w.iter().zip(&new) {
             err2 += ((a - b) as f64).powi(2);
@@ -262,7 +282,7 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
 }
 
 /// Notes the compression in `config.json` under `trilemma.compressions` (a list: compressions compose).
-fn write_record(ck: &mut Checkpoint, rec: &CompressionRecord) -> Result<()> {
+pub(crate) fn write_record(ck: &mut Checkpoint, rec: &CompressionRecord) -> Result<()> {
     let v = serde_json::to_value(rec).map_err(|e| Error::Invalid(e.to_string()))?;
     let cfg = ck.config.as_object_mut().ok_or_else(|| Error::Invalid("config.json: expected a JSON object".into()))?;
     let t = cfg.entry("trilemma").or_insert_with(|| serde_json::json!({}));

@@ -24,6 +24,7 @@ pub mod level;
 pub mod lowrank;
 pub mod prune;
 pub mod quant;
+pub mod surgical;
 
 use crate::error::{Error, Result};
 
