@@ -340,6 +340,7 @@ fn the_surgical_scan_follows_the_reference_protocol() {
     let m = r.provenance.models.iter().find(|m| m.name == "transformer + surgical δ=1").unwrap();
     assert_eq!(m.compression.as_ref().unwrap().scan.as_ref().unwrap().examples, 120);
     assert_eq!(r.hemorrhage.len(), 1);
+    assert!(trilemma::report::html(&r).unwrap().contains("Surgical scan: transformer + surgical δ=1"));
     let e = run_spec(r#"{"models": ["transformer"], "tasks": ["sst2"], "splits": ["advglue"], "compressions": [{"method": "surgical"}]}"#).unwrap_err();
     assert!(e.to_string().contains("validation split"), "{e}");
 }

@@ -332,6 +332,38 @@ fn compression_section(r: &Results) -> String {
         );
     }
     h += "</table>";
+    for (m, c) in &compressed {
+        let Some(scan) = &c.scan else { continue };
+        let _ = write!(
+            h,
+            "<h3>Surgical scan: {}</h3><p>δ = {}, blocks from {} searched, {} examples ({} per search chunk, {} in the 20% check, {} in the test split), {} evaluations. Test accuracy {} → {}; searched parameters {} → {}.</p><table><tr><th class=\"l\">linear</th><th>κ</th><th class=\"l\">chunk ranks</th><th>rank</th><th>20% check</th><th class=\"l\">kept</th></tr>",
+            esc(&m.name),
+            scan.delta,
+            scan.start_block,
+            scan.examples,
+            scan.splits.chunks[0].len(),
+            scan.splits.block.len(),
+            scan.splits.test.len(),
+            scan.evaluations,
+            pct(scan.test_accuracy_before),
+            pct(scan.test_accuracy_after),
+            big(scan.params_before as f64),
+            big(scan.params_after as f64),
+        );
+        for s in &scan.steps {
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+                esc(&s.linear),
+                s.kappa,
+                s.chunk_ranks.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "),
+                s.rank,
+                s.block_accuracy.map_or("–".into(), pct),
+                if s.kept { "decomposed" } else { "dense" }
+            );
+        }
+        h += "</table>";
+    }
     if !r.hemorrhage.is_empty() {
         h += "<h3>Hemorrhage</h3><table><tr><th class=\"l\">model</th><th class=\"l\">task / split</th><th>n</th><th>original acc.</th><th>compressed acc.</th><th>drop</th><th>KL (nats)</th><th>agreement</th><th>broken</th><th>repaired</th><th>perplexity (LM head)</th></tr>";
         for x in &r.hemorrhage {
