@@ -7,7 +7,9 @@
 //!   with the stored bits per weight, scales included [default: our originals are f32, not the
 //!   fp16 of the hemorrhage paper's `1 − bits/16`];
 //! - low rank: the rank reduction `1 − ρ`;
-//! - dropping layers: the share of blocks removed.
+//! - dropping layers: the share of blocks removed;
+//! - layer parallelism: Δ/L, the share of blocks run in parallel pairs (methods.md §4.4's "Δ for LP",
+//!   normalised by depth).
 
 use super::apply::{CompressionRecord, Recipe};
 
@@ -33,6 +35,9 @@ pub fn level(recipe: &Recipe, rec: &CompressionRecord) -> Option<Level> {
         Recipe::Int8 {} | Recipe::Int4 { .. } | Recipe::Ternary {} => l("quantisation", "1 − bits per weight / 32", (1.0 - rec.bits_per_weight / 32.0).clamp(0.0, 1.0)),
         Recipe::Svd { rank_fraction } => l("svd", "rank reduction 1 − ρ", 1.0 - rank_fraction),
         Recipe::DropLayers { layers } => l("drop layers", "share of blocks removed", layers.len() as f64 / rec.layers_before.max(1) as f64),
+        Recipe::LayerParallel { start, end, .. } => {
+            l("layer parallel", "share of blocks paired Δ/L", (end - start) as f64 / rec.layers_before.max(1) as f64)
+        }
         #[allow(unreachable_patterns)]
         _ => None,
     }

@@ -34,6 +34,7 @@ pub async fn compress(ck: &Checkpoint, recipe: &Recipe, task: Task, examples: &[
         layers_before: layers,
         layers_after: layers,
         scan: None,
+        effective_depth: layers,
     };
     let mut out = ck.clone();
     if targets.is_empty() {
