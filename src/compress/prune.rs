@@ -158,6 +158,24 @@ pub fn wanda(w: &[f32], out: usize, inp: usize, col_norms: &[f32], s: f64) -> Re
     prune_lowest_per_row(&wanda_scores(w, out, inp, col_norms)?, out, inp, s)
 }
 
+/// Gradient-aware scores (specs/methods.md §4.5.1): `S_ij = a_ij / mean(a) + α · g_ij / mean(g)` with the Wanda term
+/// `a_ij = |W_ij|·‖X_j‖₂` and the first-order Taylor term `g_ij = |W_ij·G_ij|` (G the loss gradient summed over the
+/// calibration examples), each scaled to unit mean over the layer; a term that is zero everywhere stays zero.
+pub fn gradient_aware_scores(w: &[f32], out: usize, inp: usize, col_norms: &[f32], grad: &[f64], alpha: f64) -> Result<Vec<f64>> {
+    let a = wanda_scores(w, out, inp, col_norms)?;
+    check_scores("gradient-aware pruning (gradient)", grad, out, inp)?;
+    if !(alpha.is_finite() && alpha >= 0.0) {
+        return Err(Error::Invalid(format!("gradient-aware pruning: alpha must be a finite non-negative number, got {alpha}")));
+    }
+    let g: Vec<f64> = w.iter().zip(grad).map(|(&x, &d)| (x as f64 * d).abs()).collect();
+    let unit = |v: &[f64]| {
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        if mean > 0.0 { 1.0 / mean } else { 0.0 }
+    };
+    let (sa, sg) = (unit(&a), alpha * unit(&g));
+    Ok(a.iter().zip(&g).map(|(x, y)| x * sa + y * sg).collect())
+}
+
 /// N:M semi-structured by scores: in every group of `m` consecutive inputs of a row keep the `n`
 /// highest scores.
 pub fn n_m_by_scores(scores: &[f64], out: usize, inp: usize, n: usize, m: usize) -> Result<Mask> {

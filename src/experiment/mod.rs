@@ -86,9 +86,17 @@ impl<B: Backend> LoadedModel<B> {
         Self::from_checkpoint(be, name, Checkpoint::from_files(files)?, files)
     }
 
-    /// A compressed copy of the folder `files` (reference form, [`crate::compress::apply`]), named `name`.
-    pub fn load_compressed(be: &B, name: &str, base: &str, files: &BTreeMap<String, Vec<u8>>, recipe: &crate::compress::apply::Recipe) -> Result<Self> {
-        let (ck, record) = crate::compress::apply::apply(&Checkpoint::from_files(files)?, recipe)?;
+    /// A compressed copy of the folder `files` (reference form, [`crate::compress::apply`]), named `name`; `cal` is
+    /// the calibration data of a calibration-based recipe.
+    pub fn load_compressed(
+        be: &B,
+        name: &str,
+        base: &str,
+        files: &BTreeMap<String, Vec<u8>>,
+        recipe: &crate::compress::apply::Recipe,
+        cal: &crate::compress::apply::Calibration,
+    ) -> Result<Self> {
+        let (ck, record) = crate::compress::apply::apply_with(&Checkpoint::from_files(files)?, recipe, cal)?;
         let mut m = Self::from_checkpoint(be, name, ck, files)?;
         m.record.compressed_from = Some(base.to_string());
         m.record.compression = Some(record);
@@ -745,8 +753,9 @@ fn load_models<B: Backend>(be: &B, spec: &Spec, folders: &Folders, check: &dyn F
             other => other,
         };
         out.push(LoadedModel::load(be, m, files).map_err(named)?);
+        let cal = spec.calibration();
         for c in &spec.compressions {
-            out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c).map_err(named)?);
+            out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c, &cal).map_err(named)?);
         }
     }
     Ok(out)

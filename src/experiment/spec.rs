@@ -43,6 +43,9 @@ pub struct Spec {
     pub attacks: Vec<crate::attacks::search::AttackConfig>,
     /// Weight compressions: each makes a compressed copy of every model (`"gla + int8"`), evaluated and attacked like
     /// the others and compared with its original (`{"method": "int4", "group": 64}`, see `compress::apply::Recipe`).
+    /// The calibration-based ones (`wanda`, `gradient_aware`, `sfsd`) calibrate on 128 bundled train examples drawn
+    /// with the spec's seed: of the spec's task when it names one, else the mixed set over all seven tasks (one
+    /// compressed copy serves every task of the run), see [`Spec::calibration`].
     #[serde(default)]
     pub compressions: Vec<crate::compress::apply::Recipe>,
     #[serde(default)]
@@ -168,6 +171,14 @@ impl Spec {
             return bad("batch".into(), format!("{} sequences; use 1 to {MAX_BATCH}", self.batch));
         }
         Ok(())
+    }
+
+    /// The calibration data of the spec's calibration-based compressions: the one task's train rows when the spec
+    /// lists a single task, else the mixed set (a compressed copy is made once per model and serves every task);
+    /// seeded with the spec's seed, the default 128 examples.
+    pub fn calibration(&self) -> crate::compress::apply::Calibration {
+        let task = if self.tasks.len() == 1 { Some(self.tasks[0]) } else { None };
+        crate::compress::apply::Calibration { task, seed: self.seed, ..Default::default() }
     }
 
     /// Every model a run evaluates: each listed model, then its compressed copies (`"gla + int8"`), in order.
