@@ -347,6 +347,28 @@ mod tests {
     }
 
     #[test]
+    fn gradient_aware_scores_by_hand() {
+        // W = [1, -2, 0.5, 4], ‖X‖ = [1, 1, 2, 0.5]: Wanda term [1, 2, 1, 2] (mean 1.5); G = [0, 1, -4, 0.25]:
+        // Taylor term |W·G| = [0, 2, 2, 1] (mean 1.25). S = a/1.5 + α·g/1.25.
+        let w = [1.0, -2.0, 0.5, 4.0];
+        let norms = [1.0, 1.0, 2.0, 0.5];
+        let g = [0.0, 1.0, -4.0, 0.25];
+        let s = gradient_aware_scores(&w, 1, 4, &norms, &g, 1.0).unwrap();
+        let want = [1.0 / 1.5, 2.0 / 1.5 + 1.6, 1.0 / 1.5 + 1.6, 2.0 / 1.5 + 0.8];
+        for (a, b) in s.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{s:?}");
+        }
+        // α = 0 is Wanda up to a constant factor; a zero gradient leaves the Wanda term alone.
+        let a0 = gradient_aware_scores(&w, 1, 4, &norms, &g, 0.0).unwrap();
+        let wa = wanda_scores(&w, 1, 4, &norms).unwrap();
+        assert!(a0.iter().zip(&wa).all(|(x, y)| (x * 1.5 - y).abs() < 1e-12));
+        assert_eq!(gradient_aware_scores(&w, 1, 4, &norms, &[0.0; 4], 1.0).unwrap(), a0);
+        assert!(gradient_aware_scores(&w, 1, 4, &norms, &g, -1.0).is_err());
+        assert!(gradient_aware_scores(&w, 1, 4, &norms, &[0.0; 3], 1.0).is_err());
+        assert!(gradient_aware_scores(&w, 1, 4, &norms, &[f64::NAN, 0.0, 0.0, 0.0], 1.0).is_err());
+    }
+
+    #[test]
     fn two_four_pattern() {
         let (out, inp) = (6, 24);
         let w = matrix(14, out, inp);
