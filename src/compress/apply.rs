@@ -7,6 +7,12 @@
 //! the embeddings, the norms, the LM head or the classifier heads [default: the seed papers compress the blocks'
 //! linear layers, methods.md §2.9, §4.3]. HGRN-bit's BitLinear weights are already packed ternary (`U32`): they are
 //! left as they are and listed under `skipped`. `drop_layers` removes whole blocks and renumbers the rest.
+//!
+//! Calibration-based recipes (`wanda`, `gradient_aware`, `sfsd`) first run a seeded subset of the bundled calibration
+//! set through the checkpoint's differentiable twin ([`super::calibrate`]); [`apply_with`] takes which subset
+//! ([`Calibration`]: task or mixed, seed, size) and the record names it (source, task, size, seed, sha256). SFSD is
+//! written as `V_r V_rᵀ W` and, with `mean_correction`, a bias `<prefix>.bias` `[N]`; it leaves GLA's two-factor gate
+//! projection `gk_proj` alone (low-rank already, methods.md §2.9) and, like `svd`, compresses every block.
 
 use std::collections::BTreeMap;
 

@@ -294,6 +294,10 @@ mod tests {
         assert_eq!(u[4].model, "hgrn_bit");
         // Round trip.
         assert_eq!(Spec::from_json(s.to_json().as_bytes(), &bundled_only).unwrap(), s);
+        // Calibration: the mixed set for several tasks, the task's own rows for one; the spec's seed either way.
+        assert_eq!(s.calibration(), crate::compress::apply::Calibration { task: None, seed: 42, size: 128 });
+        let one = Spec::from_json(br#"{"models": ["gla"], "tasks": ["rte"], "seed": 7}"#, &bundled_only).unwrap();
+        assert_eq!(one.calibration(), crate::compress::apply::Calibration { task: Some(Task::Rte), seed: 7, size: 128 });
     }
 
     #[test]
