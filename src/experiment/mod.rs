@@ -97,9 +97,10 @@ impl<B: Backend> LoadedModel<B> {
         Self::from_checkpoint(be, name, Checkpoint::from_files(files)?, files)
     }
 
-    /// A compressed copy of the folder `files` (packed form, run as stored: [`crate::compress::apply`]), named `name`.
-    /// `now` is a clock in milliseconds: the compression's wall time goes in the record's `timing`.
-    /// The surgical scan evaluates on `scan_data` (the run's first task and its first `limit` validation examples).
+    /// A compressed copy of the folder `files` (packed form, run as stored: [`crate::compress::apply`]), named `name`; `cal` is
+    /// the calibration data of a calibration-based recipe. `now` is a clock in milliseconds: the compression's wall
+    /// time goes in the record's `timing`. The surgical scan evaluates on `scan_data` (the run's first task and its
+    /// first `limit` validation examples).
     pub async fn load_compressed(
         be: &B,
         name: &str,
@@ -107,16 +108,17 @@ impl<B: Backend> LoadedModel<B> {
         files: &BTreeMap<String, Vec<u8>>,
         recipe: &crate::compress::apply::Recipe,
         scan_data: Option<(Task, &[Example])>,
+        cal: &crate::compress::apply::Calibration,
         now: &dyn Fn() -> f64,
     ) -> Result<Self> {
         let ck = Checkpoint::from_files(files)?;
         let t0 = now();
         let (ck, record) = match (recipe, scan_data) {
-            (crate::compress::apply::Recipe::Surgical { .. }, Some((task, ex))) => surgical::compress(&ck, recipe, task, ex).await?,
+            (crate::compress::apply::Recipe::Surgical { .. }, Some((task, ex))) => surgical::compress(&ck, recipe, task, ex, cal).await?,
             (crate::compress::apply::Recipe::Surgical { .. }, None) => {
                 return Err(Error::Invalid("the surgical scan needs the validation split of the run's first task among the spec's splits".into()))
             }
-            _ => crate::compress::apply::apply(&ck, recipe)?,
+            _ => crate::compress::apply::apply_with(&ck, recipe, cal)?,
         };
         let seconds = (now() - t0) / 1000.0;
         let mut m = Self::from_checkpoint(be, name, ck, files)?;
@@ -788,8 +790,9 @@ async fn load_models<B: Backend>(
             other => other,
         };
         out.push(LoadedModel::load(be, m, files).map_err(named)?);
+        let cal = spec.calibration();
         for c in &spec.compressions {
-            out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c, scan_data, now).await.map_err(named)?);
+            out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c, scan_data, &cal, now).await.map_err(named)?);
         }
     }
     Ok(out)
