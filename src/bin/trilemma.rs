@@ -511,6 +511,7 @@ mod cli {
             splits: vec![split],
             attacks: vec![config],
             compressions: Vec::new(),
+            repair: None,
             backend,
             seed,
             limit,
