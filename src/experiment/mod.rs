@@ -12,6 +12,7 @@
 pub mod attack;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
+pub mod repair;
 pub mod spec;
 
 pub use spec::{Spec, Unit, BUNDLED_MODELS};
@@ -77,6 +78,9 @@ pub struct LoadedModel<B: Backend> {
     /// Whole-word neighbours in the input embeddings (the attacks' Sub-W and synonym source).
     pub neighbours: crate::attacks::neighbours::EmbeddingNeighbours,
     counter: Model<CountBackend>,
+    /// The weights as loaded, kept for a compressed copy that the spec's `repair` section trains soft
+    /// prompts for (the prompts' differentiable twin reads them); `None` otherwise.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 impl<B: Backend> LoadedModel<B> {
@@ -86,10 +90,13 @@ impl<B: Backend> LoadedModel<B> {
         Self::from_checkpoint(be, name, Checkpoint::from_files(files)?, files)
     }
 
-    /// A compressed copy of the folder `files` (reference form, [`crate::compress::apply`]), named `name`.
-    pub fn load_compressed(be: &B, name: &str, base: &str, files: &BTreeMap<String, Vec<u8>>, recipe: &crate::compress::apply::Recipe) -> Result<Self> {
+    /// A compressed copy of the folder `files` (reference form, [`crate::compress::apply`]), named `name`;
+    /// `keep`: keep its checkpoint in [`LoadedModel::checkpoint`].
+    pub fn load_compressed(be: &B, name: &str, base: &str, files: &BTreeMap<String, Vec<u8>>, recipe: &crate::compress::apply::Recipe, keep: bool) -> Result<Self> {
         let (ck, record) = crate::compress::apply::apply(&Checkpoint::from_files(files)?, recipe)?;
+        let kept = keep.then(|| ck.clone());
         let mut m = Self::from_checkpoint(be, name, ck, files)?;
+        m.checkpoint = kept;
         m.record.compressed_from = Some(base.to_string());
         m.record.compression = Some(record);
         Ok(m)
@@ -118,7 +125,7 @@ impl<B: Backend> LoadedModel<B> {
             compressed_from: None,
             compression: None,
         };
-        Ok(Self { record, model, tokenizer, neighbours, counter })
+        Ok(Self { record, model, tokenizer, neighbours, counter, checkpoint: None })
     }
 }
 
@@ -401,6 +408,12 @@ pub struct Results {
     /// Every compressed copy against its original, per (task, split).
     #[serde(default)]
     pub hemorrhage: Vec<Hemorrhage>,
+    /// The spec's `repair` section: a soft-prompt pool per compressed copy × task (IDP).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repair: Vec<repair::RepairResult>,
+    /// Its decoding calibration per compressed copy × task, on the calibration split.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calibration: Vec<repair::CalibrationFit>,
     pub timing: RunTiming,
 }
 
@@ -431,6 +444,10 @@ pub struct Hemorrhage {
     pub perplexity: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perplexity_ratio: Option<f64>,
+    /// Temperature scaling and decoding calibration fitted on the calibration split, applied to this
+    /// split (with the spec's `repair` section).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<repair::HemorrhageCalibration>,
 }
 
 /// Texts per split whose perplexity the hemorrhage rows report [default: ours; a quick check, not a corpus].
@@ -479,6 +496,8 @@ pub struct Done {
     pub attacks: Vec<attack::AttackResult>,
     pub transfer: Vec<attack::TransferMatrix>,
     pub perplexity: Vec<SplitPerplexity>,
+    pub repairs: Vec<repair::RepairResult>,
+    pub calibration: Vec<repair::CalibrationFit>,
 }
 
 /// The run's work in examples: evaluated ones, and attacked ones times [`ATTACK_EXAMPLE_WEIGHT`].
@@ -509,6 +528,9 @@ pub async fn run_all<B: Backend, H: Hooks>(spec: &Spec, be: &B, gpu: Option<&Gpu
         }
     }
     let (eval, attacks) = work(spec, data);
+    if !repair::run(spec, be, models, data, done, hooks, eval as f64 / (eval + attacks).max(1) as f64).await? {
+        return Ok(false);
+    }
     if !attack::run_attack_units(spec, be, models, data, &mut done.attacks, hooks, eval, eval + attacks).await? {
         return Ok(false);
     }
@@ -746,7 +768,8 @@ fn load_models<B: Backend>(be: &B, spec: &Spec, folders: &Folders, check: &dyn F
         };
         out.push(LoadedModel::load(be, m, files).map_err(named)?);
         for c in &spec.compressions {
-            out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c).map_err(named)?);
+            let keep = spec.repair.as_ref().is_some_and(|r| r.prompts > 0) && spec.repaired_compressions().contains(&c);
+            out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c, keep).map_err(named)?);
         }
     }
     Ok(out)
@@ -806,7 +829,7 @@ fn frac(v: &[bool], idx: &[usize]) -> f64 {
 /// 95% interval (strata resampled independently: task files, attack levels per task, the two
 /// splits of a gap; clean and adversarial versions of an example resampled together).
 pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool, seconds: f64) -> Result<Results> {
-    let Done { units, attacks, transfer, perplexity } = done;
+    let Done { units, attacks, transfer, perplexity, repairs, calibration } = done;
     let ppl = |model: &str, task: Task, split: Split| perplexity.iter().find(|p| p.model == model && p.task == task && p.split == split).map(|p| p.perplexity);
     let seed = |what: &str| crate::rng::derive_seed(spec.seed, &format!("bootstrap/{what}"));
     let mut advglue = Vec::new();
@@ -947,6 +970,15 @@ pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool
                     (Some(b), Some(c)) => Some(eval::hemorrhage::perplexity_ratio(b, c)?),
                     _ => None,
                 },
+                calibration: match calibration.iter().find(|c| c.model == m.name && c.task == u.task) {
+                    Some(fit) => {
+                        let labels: Vec<u32> = u.predictions.iter().map(|p| p.label).collect();
+                        let cal = repair::held_out(spec, u.task, u.split, k).unwrap_or_default();
+                        let keep: Vec<usize> = (0..k).filter(|i| cal.binary_search(i).is_err()).collect();
+                        if keep.is_empty() { None } else { Some(repair::hemorrhage_calibration(fit, &bp, &cp, &labels, &keep)?) }
+                    }
+                    None => None,
+                },
             });
         }
     }
@@ -971,6 +1003,8 @@ pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool
         attacks,
         transfer,
         hemorrhage,
+        repair: repairs,
+        calibration,
         timing: RunTiming { seconds },
     })
 }
