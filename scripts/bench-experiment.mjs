@@ -1,6 +1,7 @@
 // Browser benchmark (not a test): runs an experiment spec through the page's Experiment panel in
 // headless Chromium without a WebGPU adapter (the wasm CPU path, as `"backend": "cpu"`), and
-// prints the wall time the page measured, each evaluation's and each attack's time and throughput,
+// prints the wall time the page measured, each evaluation's and each attack's time and throughput, each
+// compression's wall time, bytes and hemorrhage row,
 // and where the results JSON was saved. While it runs, the panel's progress line is printed every
 // BENCH_PROGRESS_S seconds (60).
 //
@@ -71,6 +72,13 @@ try {
     console.log(`${u.model.padEnd(12)} ${u.task} ${u.split.padEnd(17)} n=${String(u.n).padStart(4)}  acc ${(u.metrics[0].value * 100).toFixed(1)}  ${u.timing.seconds.toFixed(2)} s  ${u.timing.examples_per_second.toFixed(1)} ex/s`);
   }
   const pct = (x) => (x === null || x === undefined ? '—' : (x * 100).toFixed(1));
+  for (const m of r.provenance.models.filter((m) => m.compression)) {
+    const c = m.compression;
+    console.log(`compress ${m.name.padEnd(34)} ${m.timing ? m.timing.compress_seconds.toFixed(3) : '—'} s  ${c.bytes_f32} -> ${c.bytes_compressed} B  ${c.bits_per_weight.toFixed(2)} bits/weight`);
+  }
+  for (const h of r.hemorrhage ?? []) {
+    console.log(`hemorrhage ${h.model.padEnd(32)} ${h.task} ${h.split.padEnd(10)} acc ${pct(h.base_accuracy)} -> ${pct(h.accuracy)}  KL ${h.kl.toFixed(4)}  agreement ${pct(h.agreement)}`);
+  }
   for (const a of r.attacks ?? []) {
     const s = a.summary;
     console.log(`${a.model.padEnd(12)} ${a.task} ${a.split.padEnd(17)} ${a.attack.recipe.padEnd(18)} n=${String(s.n).padStart(4)}  acc ${pct(s.original_accuracy)} -> ${pct(s.accuracy_under_attack)}`

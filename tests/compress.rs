@@ -228,3 +228,119 @@ fn a_spec_with_compressions_reports_the_hemorrhage() {
         assert!(e.contains(field), "{json}: {e}");
     }
 }
+
+#[test]
+fn compressions_of_one_family_make_a_hemorrhage_curve_with_thresholds() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use trilemma::experiment::native::{self, NativeHooks};
+    use trilemma::experiment::{Progress, Spec};
+    let exists = |m: &str| native::model_exists(&assets(), m);
+    let spec = Spec::from_json(
+        br#"{"models": ["transformer"], "tasks": ["sst2"], "splits": ["validation"], "limit": 40, "bootstrap": 100,
+             "compressions": [{"method": "magnitude", "sparsity": 0.9}, {"method": "magnitude", "sparsity": 0.25}, {"method": "int8"},
+                              {"method": "magnitude", "sparsity": 0.5}, {"method": "svd", "rank_fraction": 0.5}]}"#,
+        &exists,
+    )
+    .unwrap();
+    let mut sink = |_: &Progress| {};
+    let mut hooks = NativeHooks::new(&mut sink, Arc::new(AtomicBool::new(false)));
+    let r = native::run(&spec, &assets(), None, &mut hooks).unwrap();
+    // int8 alone (with the original: two points) and svd alone make no curve; magnitude makes one, in strength order.
+    assert_eq!(r.curves.len(), 1, "{:?}", r.curves);
+    let c = &r.curves[0];
+    assert_eq!((c.base.as_str(), c.family.as_str()), ("transformer", "magnitude"));
+    let s: Vec<f64> = c.points.iter().map(|p| p.strength).collect();
+    assert_eq!(s, [0.0, 0.25, 0.5, 0.9]);
+    assert_eq!((c.points[0].model.as_str(), c.points[0].retention, c.points[0].kl), ("transformer", 1.0, 0.0));
+    for p in &c.points[1..] {
+        let h = r.hemorrhage.iter().find(|h| h.model == p.model).unwrap();
+        assert_eq!((p.accuracy, p.kl), (h.accuracy, h.kl));
+        assert!((p.retention - h.accuracy / h.base_accuracy).abs() < 1e-12);
+    }
+    // The fit's knee lies between measured strengths; s*95 is a measured strength that keeps 95%.
+    let fit = c.fit.as_ref().expect("four points fit");
+    assert!(fit.s0 > 0.0 && fit.s0 < 0.9 && fit.sse.is_finite());
+    let t = c.threshold_95.expect("the original keeps 100%");
+    assert!(c.points.iter().any(|p| p.strength == t && p.retention >= 0.95));
+    assert!(c.points.iter().all(|p| p.strength <= t || p.retention < 0.95));
+    // Every compression's wall time is recorded, and left out of what must reproduce.
+    for m in r.provenance.models.iter().filter(|m| m.compression.is_some()) {
+        assert!(m.timing.as_ref().is_some_and(|t| t.compress_seconds >= 0.0), "{}", m.name);
+    }
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.contains("compress_seconds") && !trilemma::experiment::without_timing(&json).unwrap().contains("compress_seconds"));
+    let html = trilemma::report::html(&r).unwrap();
+    assert!(html.contains("Hemorrhage curves") && html.contains("transformer: retention vs compression strength (sst2 validation)"));
+}
+
+#[test]
+fn the_surgical_scan_follows_the_reference_protocol() {
+    use trilemma::compress::surgical::{rank_grid, splits};
+    use trilemma::experiment::surgical::compress;
+    let ex: Vec<_> = load_split(&assets(), Task::Sst2, Split::Validation).unwrap().into_iter().take(240).collect();
+    let ck = checkpoint("transformer");
+    // δ = 1 accepts rank 1 everywhere: three chunk evaluations and one block check per linear.
+    let (_, rec) = pollster::block_on(compress(&ck, &Recipe::Surgical { delta: 1.0, start_block: None }, Task::Sst2, &ex)).unwrap();
+    let scan = rec.scan.as_ref().unwrap();
+    let order: Vec<&str> = scan.steps.iter().map(|s| s.linear.as_str()).collect();
+    let block1 = ["mlp.down_proj", "mlp.up_proj", "mlp.gate_proj", "attn.o_proj", "attn.v_proj", "attn.k_proj", "attn.q_proj"];
+    assert_eq!(order, block1.map(|l| format!("model.layers.1.{l}")).iter().map(String::as_str).collect::<Vec<_>>(), "block 0 stays dense (⌈2/8⌉ = 1)");
+    assert!(scan.steps.iter().all(|s| s.kept && s.rank == 1 && s.chunk_ranks == [1, 1, 1]));
+    assert_eq!(scan.evaluations, 5 + 7 * 4 + 1);
+    assert_eq!((rec.tensors, scan.splits.clone()), (7, splits(240).unwrap()));
+    // 4·128² + 3·128·256 weights, each linear at rank 1: r·(in + out).
+    assert_eq!(scan.params_before, 4 * 128 * 128 + 3 * 128 * 256);
+    assert_eq!(scan.params_after, 4 * 256 + 3 * 384);
+    // δ = 0: every kept linear is below κ at a grid rank and passed the 20% check; the rest stayed dense.
+    let (c, rec) = pollster::block_on(compress(&ck, &Recipe::Surgical { delta: 0.0, start_block: None }, Task::Sst2, &ex)).unwrap();
+    let scan = rec.scan.as_ref().unwrap();
+    for s in &scan.steps {
+        assert!(s.chunk_ranks.iter().all(|r| rank_grid(s.kappa).contains(r)) && s.rank == *s.chunk_ranks.iter().max().unwrap());
+        if s.kept {
+            assert!(s.rank < s.kappa && s.block_accuracy.unwrap() >= scan.block_baseline);
+            assert_eq!(scan.ranks[&s.linear], s.rank);
+        } else {
+            assert!(!scan.ranks.contains_key(&s.linear));
+            assert_eq!(c.tensors[&format!("{}.weight", s.linear)], ck.tensors[&format!("{}.weight", s.linear)]);
+        }
+    }
+    assert!(scan.params_after <= scan.params_before);
+    // HGRN-bit: nothing to decompose, the model unchanged; the same scan twice gives the same record.
+    let h = checkpoint("hgrn_bit");
+    let (hc, hrec) = pollster::block_on(compress(&h, &Recipe::Surgical { delta: 0.0, start_block: None }, Task::Sst2, &ex)).unwrap();
+    assert_eq!((hrec.tensors, hrec.scan.is_none(), hrec.skipped.len()), (0, true, 1));
+    assert_eq!(logits(&hc), logits(&h));
+    let (_, again) = pollster::block_on(compress(&ck, &Recipe::Surgical { delta: 0.0, start_block: None }, Task::Sst2, &ex)).unwrap();
+    assert_eq!(again, rec);
+    // Refusals: out of range δ, a start block past the model, apply() without a task, too few examples.
+    assert!(apply(&ck, &Recipe::Surgical { delta: 0.0, start_block: None }).is_err());
+    assert!(pollster::block_on(compress(&ck, &Recipe::Surgical { delta: 1.5, start_block: None }, Task::Sst2, &ex)).is_err());
+    assert!(pollster::block_on(compress(&ck, &Recipe::Surgical { delta: 0.0, start_block: Some(2) }, Task::Sst2, &ex)).is_err());
+    assert!(pollster::block_on(compress(&ck, &Recipe::Surgical { delta: 0.0, start_block: None }, Task::Sst2, &ex[..10])).is_err());
+    let e = Command::new(env!("CARGO_BIN_EXE_trilemma"))
+        .args(["compress", "--model", "transformer", "--recipe", r#"{"method": "surgical"}"#, "--out", "never-written"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("--task"));
+    // In a spec: the scan evaluates on the first task's validation split, which the spec must list.
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use trilemma::experiment::native::{self, NativeHooks};
+    use trilemma::experiment::{Progress, Spec};
+    let exists = |m: &str| native::model_exists(&assets(), m);
+    let run_spec = |json: &str| {
+        let spec = Spec::from_json(json.as_bytes(), &exists).unwrap();
+        let mut sink = |_: &Progress| {};
+        let mut hooks = NativeHooks::new(&mut sink, Arc::new(AtomicBool::new(false)));
+        native::run(&spec, &assets(), None, &mut hooks)
+    };
+    let r = run_spec(r#"{"models": ["transformer"], "tasks": ["sst2"], "splits": ["validation"], "limit": 120, "bootstrap": 10, "compressions": [{"method": "surgical", "delta": 1.0}]}"#).unwrap();
+    let m = r.provenance.models.iter().find(|m| m.name == "transformer + surgical δ=1").unwrap();
+    assert_eq!(m.compression.as_ref().unwrap().scan.as_ref().unwrap().examples, 120);
+    assert_eq!(r.hemorrhage.len(), 1);
+    assert!(trilemma::report::html(&r).unwrap().contains("Surgical scan: transformer + surgical δ=1"));
+    let e = run_spec(r#"{"models": ["transformer"], "tasks": ["sst2"], "splits": ["advglue"], "compressions": [{"method": "surgical"}]}"#).unwrap_err();
+    assert!(e.to_string().contains("validation split"), "{e}");
+}

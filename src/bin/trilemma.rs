@@ -123,11 +123,15 @@ mod cli {
             #[arg(long)]
             model: String,
             /// JSON, e.g. '{"method": "int4", "group": 64}'; methods: magnitude {sparsity}, n_m {n, m}, structured_rows
-            /// {sparsity}, int8, int4 {group}, ternary, svd {rank_fraction}, drop_layers {layers}.
+            /// {sparsity}, int8, int4 {group}, ternary, svd {rank_fraction}, drop_layers {layers}, surgical {delta,
+            /// start_block} (needs --task).
             #[arg(long)]
             recipe: String,
             #[arg(long)]
             out: PathBuf,
+            /// The task whose validation split a task-driven method (the surgical scan) evaluates on.
+            #[arg(long)]
+            task: Option<String>,
             #[arg(long, default_value = "assets")]
             assets: PathBuf,
         },
@@ -224,7 +228,7 @@ mod cli {
             }
             Cmd::Run { spec, out, assets, report, csv } => run(&spec, out.as_deref(), &assets, report.as_deref(), csv.as_deref()),
             Cmd::Report { results, out, csv } => report(&results, &out, csv.as_deref()),
-            Cmd::Compress { model, recipe, out, assets } => compress(&model, &recipe, &out, &assets),
+            Cmd::Compress { model, recipe, out, assets, task } => compress(&model, &recipe, &out, &assets, task.as_deref()),
             Cmd::Attack { model, task, recipe, seed, budget, max_queries, limit, split, backend, assets, out, report } => {
                 attack(&model, &task, &recipe, seed, budget, max_queries, limit, split.as_deref(), backend, &assets, out.as_deref(), report.as_deref())
             }
@@ -545,7 +549,7 @@ mod cli {
         Ok(())
     }
 
-    fn compress(model: &str, recipe: &str, out: &std::path::Path, assets: &std::path::Path) -> Result<(), String> {
+    fn compress(model: &str, recipe: &str, out: &std::path::Path, assets: &std::path::Path, task: Option<&str>) -> Result<(), String> {
         use trilemma::compress::apply::{self, Recipe};
         use trilemma::experiment::native;
         let recipe: Recipe = serde_json::from_str(recipe).map_err(|e| format!("--recipe: {e}"))?;
@@ -553,7 +557,15 @@ mod cli {
         let dir = native::model_dir(assets, model);
         let files = native::read_folder(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let ck = trilemma::io::Checkpoint::from_files(&files).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let (compressed, record) = apply::apply(&ck, &recipe).map_err(|e| e.to_string())?;
+        let (compressed, record) = match (&recipe, task) {
+            (Recipe::Surgical { .. }, None) => return Err("the surgical scan needs --task (it evaluates on that task's validation split)".into()),
+            (Recipe::Surgical { .. }, Some(t)) => {
+                let task = trilemma::data::Task::parse(t).map_err(|e| format!("--task: {e}"))?;
+                let ex = trilemma::data::load_split(assets, task, trilemma::data::Split::Validation).map_err(|e| e.to_string())?;
+                pollster::block_on(trilemma::experiment::surgical::compress(&ck, &recipe, task, &ex)).map_err(|e| e.to_string())?
+            }
+            _ => apply::apply(&ck, &recipe).map_err(|e| e.to_string())?,
+        };
         if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
             return Err(format!("{}: exists and is not empty; choose a new folder", out.display()));
         }

@@ -7,6 +7,8 @@
 //! the embeddings, the norms, the LM head or the classifier heads [default: the seed papers compress the blocks'
 //! linear layers, methods.md §2.9, §4.3]. HGRN-bit's BitLinear weights are already packed ternary (`U32`): they are
 //! left as they are and listed under `skipped`. `drop_layers` removes whole blocks and renumbers the rest.
+//! `layer_parallel` leaves every weight as it is and writes the stretch into `config.json`
+//! (`trilemma.layer_parallel`), which the loader reads (methods.md §1, [`crate::models::parallel`]).
 
 use std::collections::BTreeMap;
 
@@ -16,6 +18,7 @@ use super::{lowrank, prune, quant, Footprint};
 use crate::backend::{Data, HostTensor};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
+use crate::models::parallel::{self, LayerParallel, MlpNorm};
 
 const LAYER_PREFIX: &str = "model.layers.";
 /// A tensor with one row per layer outside the blocks (HGRN's `lower_bounds`, models.md).
@@ -59,6 +62,29 @@ pub enum Recipe {
     Svd { rank_fraction: f64 },
     /// Remove these blocks (0-based) and renumber the rest.
     DropLayers { layers: Vec<usize> },
+    /// SFSD's surgical rank search on the run's task ([`super::surgical`]): needs the task's validation split, so
+    /// the engine and `trilemma compress --task` run it, not [`apply`]. `start_block` defaults to `⌈L/8⌉`.
+    Surgical {
+        #[serde(default)]
+        delta: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_block: Option<usize>,
+    },
+    /// Layer Parallelism (arXiv 2502.02790, methods.md §1): blocks `[start, end)` (an even number) run as consecutive
+    /// pairs reading the same input, their updates summed; `fused` (default true) runs each pair as one wider layer
+    /// (§1.4), `false` as the reference pair form. Weights unchanged; the sequential depth drops by `(end − start)/2`.
+    LayerParallel {
+        start: usize,
+        end: usize,
+        #[serde(default)]
+        mlp_norm: MlpNorm,
+        #[serde(default = "default_fused")]
+        fused: bool,
+    },
+}
+
+fn default_fused() -> bool {
+    true
 }
 
 impl Recipe {
@@ -73,6 +99,14 @@ impl Recipe {
             Recipe::Ternary {} => "ternary".into(),
             Recipe::Svd { rank_fraction } => format!("svd ρ={rank_fraction}"),
             Recipe::DropLayers { layers } => format!("drop layers {layers:?}"),
+            Recipe::Surgical { delta, start_block } => match start_block {
+                Some(b) => format!("surgical δ={delta} from block {b}"),
+                None => format!("surgical δ={delta}"),
+            },
+            Recipe::LayerParallel { start, end, mlp_norm, fused } => {
+                let norm = if *mlp_norm == MlpNorm::Mean { ", mean norm" } else { "" };
+                format!("layer-parallel [{start}, {end}){norm}{}", if *fused { "" } else { ", unfused" })
+            }
         }
     }
 
@@ -86,6 +120,9 @@ impl Recipe {
                 Err(Error::Invalid(format!("compression: int4 group must be one of {:?}, got {group}", quant::GROUP_SIZES)))
             }
             Recipe::Svd { rank_fraction } => frac("rank_fraction", *rank_fraction),
+            Recipe::Surgical { delta, .. } => frac("delta", *delta),
+            // The layer count is checked in `apply`, against the model.
+            &Recipe::LayerParallel { start, end, mlp_norm, fused } => LayerParallel { start, end, mlp_norm, fused }.check(usize::MAX).map_err(compression),
             _ => Ok(()),
         }
     }
@@ -114,6 +151,19 @@ pub struct CompressionRecord {
     /// Blocks before and after (drop_layers).
     pub layers_before: usize,
     pub layers_after: usize,
+    /// The surgical scan's search, for [`Recipe::Surgical`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<super::surgical::ScanRecord>,
+    /// Sequential steps after: `layers_after`, or L − Δ/2 under layer parallelism (methods.md §1.10).
+    #[serde(default)]
+    pub effective_depth: usize,
+}
+
+fn compression(e: Error) -> Error {
+    match e {
+        Error::Invalid(m) => Error::Invalid(format!("compression: {m}")),
+        other => other,
+    }
 }
 
 /// Bytes of a 2:4 (N:M) pruned matrix as stored by sparse tensor cores: the N kept of every M values plus
@@ -134,6 +184,9 @@ fn layer_index(name: &str) -> Option<(usize, &str)> {
 /// take (e.g. int4 with an input size not divisible by the group).
 pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, CompressionRecord)> {
     recipe.check()?;
+    if let Recipe::Surgical { .. } = recipe {
+        return Err(Error::Invalid("compression: the surgical scan evaluates the model on a task: run it from an experiment spec or `trilemma compress --task`".into()));
+    }
     let mut out = ck.clone();
     let layers_before = ck.config_usize("num_hidden_layers")?;
     let mut rec = CompressionRecord {
@@ -148,8 +201,34 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
         relative_error: 0.0,
         layers_before,
         layers_after: layers_before,
+        scan: None,
+        effective_depth: layers_before,
     };
+    let lp_before = LayerParallel::from_config(&ck.config, layers_before)?;
+    if let &Recipe::LayerParallel { start, end, mlp_norm, fused } = recipe {
+        let lp = LayerParallel { start, end, mlp_norm, fused };
+        lp.check(layers_before).map_err(compression)?;
+        if let Some(old) = lp_before {
+            return Err(Error::Invalid(format!("compression: this model already runs layers [{}, {}) in parallel; one stretch per model", old.start, old.end)));
+        }
+        let cfg = out.config.as_object_mut().ok_or_else(|| Error::Invalid("config.json: expected a JSON object".into()))?;
+        let t = cfg.entry("trilemma").or_insert_with(|| serde_json::json!({}));
+        if !t.is_object() {
+            *t = serde_json::json!({});
+        }
+        t[parallel::CONFIG_KEY] = serde_json::to_value(lp).map_err(|e| Error::Invalid(e.to_string()))?;
+        rec.effective_depth = lp.effective_depth(layers_before);
+        write_record(&mut out, &rec)?;
+        return Ok((out, rec));
+    }
+    if let Some(lp) = lp_before {
+        rec.effective_depth = lp.effective_depth(layers_before);
+    }
     if let Recipe::DropLayers { layers } = recipe {
+        if let Some(lp) = lp_before {
+            // Renumbering would move the stretch under other layers.
+            return Err(Error::Invalid(format!("compression: drop_layers on a model that runs layers [{}, {}) in parallel is not supported", lp.start, lp.end)));
+        }
         if let Some(&bad) = layers.iter().find(|&&l| l >= layers_before) {
             return Err(Error::Invalid(format!("compression: layer {bad} does not exist (the model has {layers_before} layers, 0 to {})", layers_before - 1)));
         }
@@ -182,6 +261,7 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
         out.tensors = tensors;
         out.config["num_hidden_layers"] = serde_json::json!(keep.len());
         rec.layers_after = keep.len();
+        rec.effective_depth = keep.len();
         write_record(&mut out, &rec)?;
         return Ok((out, rec));
     }
@@ -240,7 +320,7 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
                 let lr = lowrank::truncated_svd(w, o, i, r).map_err(ctx)?;
                 (lr.reconstruct().map_err(ctx)?, lr.bytes())
             }
-            Recipe::DropLayers { .. } => unreachable!("handled above"),
+            Recipe::DropLayers { .. } | Recipe::Surgical { .. } | Recipe::LayerParallel { .. } => unreachable!("handled above"),
         };
         for (a, b) in w.iter().zip(&new) {
             err2 += ((a - b) as f64).powi(2);
@@ -262,7 +342,7 @@ pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, Compressio
 }
 
 /// Notes the compression in `config.json` under `trilemma.compressions` (a list: compressions compose).
-fn write_record(ck: &mut Checkpoint, rec: &CompressionRecord) -> Result<()> {
+pub(crate) fn write_record(ck: &mut Checkpoint, rec: &CompressionRecord) -> Result<()> {
     let v = serde_json::to_value(rec).map_err(|e| Error::Invalid(e.to_string()))?;
     let cfg = ck.config.as_object_mut().ok_or_else(|| Error::Invalid("config.json: expected a JSON object".into()))?;
     let t = cfg.entry("trilemma").or_insert_with(|| serde_json::json!({}));

@@ -20,9 +20,11 @@
 //!   `r = ⌊κ·ρ⌋`. Linear algebra by `faer` (pure Rust, builds for wasm32).
 
 pub mod apply;
+pub mod level;
 pub mod lowrank;
 pub mod prune;
 pub mod quant;
+pub mod surgical;
 
 use crate::error::{Error, Result};
 

@@ -1,6 +1,7 @@
 //! Evaluation: metrics with the conventions of scikit-learn, the Hugging Face GLUE metric and
 //! AdvGLUE's `evaluate.py`, and seeded bootstrap confidence intervals ([`metrics`]).
 
+pub mod curve;
 pub mod hemorrhage;
 pub mod metrics;
 

@@ -10,10 +10,12 @@
 //! so two runs of one spec give byte-identical JSON once `timing` is removed (tested).
 
 pub mod attack;
+pub mod curves;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 pub mod repair;
 pub mod spec;
+pub mod surgical;
 
 pub use spec::{Spec, Unit, BUNDLED_MODELS};
 
@@ -68,6 +70,15 @@ pub struct ModelRecord {
     pub compressed_from: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<crate::compress::apply::CompressionRecord>,
+    /// Wall time of the compression (not part of what must reproduce: see [`without_timing`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<ModelTiming>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelTiming {
+    /// Seconds `compress::apply` took on this machine (in the browser: in the worker).
+    pub compress_seconds: f64,
 }
 
 /// A model ready to run: on the backend, on the operation counter, with its tokenizer.
@@ -90,15 +101,37 @@ impl<B: Backend> LoadedModel<B> {
         Self::from_checkpoint(be, name, Checkpoint::from_files(files)?, files)
     }
 
-    /// A compressed copy of the folder `files` (reference form, [`crate::compress::apply`]), named `name`;
+    /// A compressed copy of the folder `files` (reference form, [`crate::compress::apply`]), named `name`.
+    /// `now` is a clock in milliseconds: the compression's wall time goes in the record's `timing`.
+    /// The surgical scan evaluates on `scan_data` (the run's first task and its first `limit` validation examples).
     /// `keep`: keep its checkpoint in [`LoadedModel::checkpoint`].
-    pub fn load_compressed(be: &B, name: &str, base: &str, files: &BTreeMap<String, Vec<u8>>, recipe: &crate::compress::apply::Recipe, keep: bool) -> Result<Self> {
-        let (ck, record) = crate::compress::apply::apply(&Checkpoint::from_files(files)?, recipe)?;
+    #[allow(clippy::too_many_arguments)]
+    pub async fn load_compressed(
+        be: &B,
+        name: &str,
+        base: &str,
+        files: &BTreeMap<String, Vec<u8>>,
+        recipe: &crate::compress::apply::Recipe,
+        scan_data: Option<(Task, &[Example])>,
+        now: &dyn Fn() -> f64,
+        keep: bool,
+    ) -> Result<Self> {
+        let ck = Checkpoint::from_files(files)?;
+        let t0 = now();
+        let (ck, record) = match (recipe, scan_data) {
+            (crate::compress::apply::Recipe::Surgical { .. }, Some((task, ex))) => surgical::compress(&ck, recipe, task, ex).await?,
+            (crate::compress::apply::Recipe::Surgical { .. }, None) => {
+                return Err(Error::Invalid("the surgical scan needs the validation split of the run's first task among the spec's splits".into()))
+            }
+            _ => crate::compress::apply::apply(&ck, recipe)?,
+        };
+        let seconds = (now() - t0) / 1000.0;
         let kept = keep.then(|| ck.clone());
         let mut m = Self::from_checkpoint(be, name, ck, files)?;
         m.checkpoint = kept;
         m.record.compressed_from = Some(base.to_string());
         m.record.compression = Some(record);
+        m.record.timing = Some(ModelTiming { compress_seconds: seconds });
         Ok(m)
     }
 
@@ -124,6 +157,7 @@ impl<B: Backend> LoadedModel<B> {
             weight_bytes,
             compressed_from: None,
             compression: None,
+            timing: None,
         };
         Ok(Self { record, model, tokenizer, neighbours, counter, checkpoint: None })
     }
@@ -408,6 +442,9 @@ pub struct Results {
     /// Every compressed copy against its original, per (task, split).
     #[serde(default)]
     pub hemorrhage: Vec<Hemorrhage>,
+    /// The hemorrhage rows as curves against compression strength, per family, with thresholds.
+    #[serde(default)]
+    pub curves: Vec<curves::HemorrhageCurve>,
     /// The spec's `repair` section: a soft-prompt pool per compressed copy × task (IDP).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repair: Vec<repair::RepairResult>,
@@ -757,7 +794,15 @@ pub const MODEL_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokeniz
 /// A model folder as `file name -> bytes`, by the spec's model name.
 pub type Folders = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 
-fn load_models<B: Backend>(be: &B, spec: &Spec, folders: &Folders, check: &dyn Fn(&BTreeMap<String, Vec<u8>>) -> Result<()>) -> Result<Vec<LoadedModel<B>>> {
+async fn load_models<B: Backend>(
+    be: &B,
+    spec: &Spec,
+    folders: &Folders,
+    data: &[Dataset],
+    check: &dyn Fn(&BTreeMap<String, Vec<u8>>) -> Result<()>,
+    now: &dyn Fn() -> f64,
+) -> Result<Vec<LoadedModel<B>>> {
+    let scan_data = spec.tasks.first().and_then(|&t| data.iter().find(|d| d.task == t && d.split == Split::Validation)).map(|d| (d.task, &d.examples[..spec.limit.map_or(d.examples.len(), |l| l.min(d.examples.len()))]));
     let mut out = Vec::new();
     for m in &spec.models {
         let files = folders.get(m).ok_or_else(|| Error::Invalid(format!("the run was given no files for model {m}")))?;
@@ -769,7 +814,7 @@ fn load_models<B: Backend>(be: &B, spec: &Spec, folders: &Folders, check: &dyn F
         out.push(LoadedModel::load(be, m, files).map_err(named)?);
         for c in &spec.compressions {
             let keep = spec.repair.as_ref().is_some_and(|r| r.prompts > 0) && spec.repaired_compressions().contains(&c);
-            out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c, keep).map_err(named)?);
+            out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c, scan_data, now, keep).await.map_err(named)?);
         }
     }
     Ok(out)
@@ -790,7 +835,8 @@ pub async fn run<H: Hooks>(spec: &Spec, gpu: std::result::Result<Arc<GpuContext>
                 let ctx = gpu.expect("use_gpu accepted a context");
                 let be = GpuBackend::new(ctx.clone());
                 let fits = |files: &BTreeMap<String, Vec<u8>>| be.check_fits(&Checkpoint::from_files(files)?.tensors).map(|_| ());
-                match load_models(&be, spec, folders, &fits) {
+                let loaded = load_models(&be, spec, folders, data, &fits, &|| hooks.now_ms()).await;
+                match loaded {
                     Ok(models) => match run_all(spec, &be, Some(&ctx), &models, data, &mut done, hooks).await {
                         Ok(finished) => {
                             let prov = Provenance::new(spec, &be, None, &models, data);
@@ -805,7 +851,7 @@ pub async fn run<H: Hooks>(spec: &Spec, gpu: std::result::Result<Arc<GpuContext>
         }
     }
     let be = CpuBackend::new();
-    let models = load_models(&be, spec, folders, &|_| Ok(()))?;
+    let models = load_models(&be, spec, folders, data, &|_| Ok(()), &|| hooks.now_ms()).await?;
     let finished = run_all(spec, &be, None, &models, data, &mut done, hooks).await?;
     let prov = Provenance::new(spec, &be, fallback, &models, data);
     assemble(spec, prov, done, !finished, (hooks.now_ms() - t0) / 1000.0)
@@ -982,6 +1028,7 @@ pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool
             });
         }
     }
+    let curves = curves::curves(&provenance.models, &hemorrhage)?;
     let units_total = spec.units().len();
     let attacks_total = attack::attack_units(spec).len();
     Ok(Results {
@@ -1003,6 +1050,7 @@ pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool
         attacks,
         transfer,
         hemorrhage,
+        curves,
         repair: repairs,
         calibration,
         timing: RunTiming { seconds },

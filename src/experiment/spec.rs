@@ -183,6 +183,14 @@ impl Spec {
                     }
                 }
             }
+            if r.prompts > 0 {
+                if let Some(i) = self.compressions.iter().position(|c| matches!(c, crate::compress::apply::Recipe::LayerParallel { .. }) && self.repaired_compressions().contains(&c)) {
+                    return bad(
+                        "repair.compressions".into(),
+                        format!("compressions[{i}] is layer parallelism, which the soft prompts' differentiable twin does not run (it runs every layer in sequence): leave it out of repair.compressions, or set repair.prompts to 0 for calibration only"),
+                    );
+                }
+            }
             let split = r.calibration_split.split();
             for (i, &t) in self.tasks.iter().enumerate() {
                 let source = r.calibration_split.source(t);
@@ -458,6 +466,12 @@ mod tests {
         let nolimit = r#""models": ["gla"], "tasks": ["sst2"], "splits": ["validation"], "compressions": [{"method": "int8"}]"#;
         assert!(refuse(&format!(r#"{{{nolimit}, "repair": {{"calibration_split": "validation", "calibration": 872}}}}"#)).contains("`repair.calibration`"));
         assert!(refuse(r#"{"models": ["gla"], "tasks": ["sst2"], "repair": {}}"#).contains("add a compression"));
+        // Layer parallelism: calibration only (the twin runs layers in sequence).
+        let lp = r#""models": ["gla"], "tasks": ["sst2"], "compressions": [{"method": "int8"}, {"method": "layer_parallel", "start": 0, "end": 2}]"#;
+        assert!(refuse(&format!(r#"{{{lp}, "repair": {{}}}}"#)).contains("`repair.compressions`"));
+        for ok in [r#""repair": {"prompts": 0}"#, r#""repair": {"compressions": [0]}"#] {
+            assert!(Spec::from_json(format!("{{{lp}, {ok}}}").as_bytes(), &bundled_only).is_ok(), "{ok}");
+        }
         // MNLI has no bundled validation split to calibrate on.
         let e = refuse(r#"{"models": ["gla"], "tasks": ["mnli"], "splits": ["advglue"], "compressions": [{"method": "int8"}], "repair": {"calibration_split": "validation"}}"#);
         assert!(e.contains("`tasks[0]`") && e.contains("calibration"), "{e}");

@@ -11,6 +11,7 @@
 //! the two agree.
 
 use super::config::{Cfg, Common};
+use super::parallel::{self, LayerParallel, Pairs, Step};
 use super::{load_mlp, pre_norm_block, take_norm, Mlp};
 use crate::backend::{check, Backend, Binary, HostTensor, Unary};
 use crate::error::{Error, Result};
@@ -111,6 +112,22 @@ pub struct Gla<B: Backend> {
     pub cfg: GlaConfig,
     pub blocks: Vec<Block<B>>,
     pub mode: GlaMode,
+    /// A layer-parallel stretch (methods.md §1), when the folder asks for one.
+    pub parallel: Option<Pairs<B, WideBlock<B>>>,
+}
+
+/// A layer-parallel pair as one GLA block of twice the width (methods.md §1.4): pre-norm gains folded into the input
+/// columns of q, k, v, g and the first gate factor, their rows stacked (2·nh heads, heads `[0, nh)` layer k's; GLA
+/// heads are independent, so each keeps its own recurrent state); the second gate factor block-diagonal with its
+/// biases concatenated; each layer's per-head output-norm gain folded into the input columns of its half of
+/// `[Wo_k | Wo_{k+1}]` (a per-channel scale before the gate product and the projection), so the wide mixer's output
+/// norm is gain-free.
+pub struct WideBlock<B: Backend> {
+    /// `[H]` ones.
+    unit: B::Tensor,
+    attn: GlaAttention<B>,
+    cfg: GlaConfig,
+    mlp: Mlp<B>,
 }
 
 impl<B: Backend> Gla<B> {
@@ -140,20 +157,87 @@ impl<B: Backend> Gla<B> {
             let mlp = load_mlp(be, ck, &format!("{p}mlp."), h, common.intermediate, false)?;
             blocks.push(Block { attn_norm, attn, mlp_norm, mlp });
         }
-        Ok(Self { common: common.clone(), cfg, blocks, mode: GlaMode::Chunked(16) })
+        Ok(Self { common: common.clone(), cfg, blocks, mode: GlaMode::Chunked(16), parallel: None })
+    }
+
+    /// Run `[lp.start, lp.end)` as layer-parallel pairs; fused when `lp.fused` and the weights allow it.
+    pub fn set_layer_parallel(&mut self, be: &B, lp: LayerParallel) -> Result<()> {
+        let (blocks, c, h) = (&self.blocks, &self.cfg, self.common.hidden);
+        let pairs = Pairs::build(be, lp, blocks.len(), |l| blocks[l].mlp_norm.clone(), |k, m| WideBlock::build(be, [&blocks[k], &blocks[k + 1]], m, c, h))?;
+        self.parallel = Some(pairs);
+        Ok(())
     }
 
     /// x `[B·T, H]` (`b` right-padded sequences) -> `[B·T, H]` before the final norm; `taps`
     /// collects each block's output.
     pub fn forward(&self, be: &B, mut x: B::Tensor, b: usize, mut taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
         let eps = self.common.norm_eps;
-        for blk in &self.blocks {
-            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.attn.forward(be, h, b, &self.cfg, eps, self.mode))?;
+        let (c, mode) = (&self.cfg, self.mode);
+        let pairs = self.parallel.as_ref();
+        for step in parallel::steps(self.blocks.len(), pairs.map(|p| &p.lp)) {
+            x = match (step, pairs) {
+                (Step::Pair { pair, .. }, Some(p)) if p.fused() => {
+                    let w = &p.wide[pair];
+                    pre_norm_block(be, &x, &w.unit, &w.unit, &w.mlp, eps, |u| w.attn.forward(be, u, b, &w.cfg, eps, mode))?
+                }
+                (Step::Pair { k, pair }, Some(p)) => {
+                    let (b0, b1) = (&self.blocks[k], &self.blocks[k + 1]);
+                    let (m0, m1) = &p.mlp_norms[pair];
+                    parallel::pair_block(
+                        be,
+                        &x,
+                        [&b0.attn_norm, &b1.attn_norm],
+                        [m0, m1],
+                        [&b0.mlp, &b1.mlp],
+                        eps,
+                        p.lp.mlp_norm == parallel::MlpNorm::Mean,
+                        |h| b0.attn.forward(be, h, b, c, eps, mode),
+                        |h| b1.attn.forward(be, h, b, c, eps, mode),
+                    )?
+                }
+                (Step::Block(l), _) | (Step::Pair { k: l, .. }, None) => {
+                    let blk = &self.blocks[l];
+                    pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.attn.forward(be, h, b, c, eps, mode))?
+                }
+            };
             if let Some(t) = taps.as_deref_mut() {
                 t.push(x.clone());
             }
         }
         Ok(x)
+    }
+}
+
+impl<B: Backend> WideBlock<B> {
+    /// The wide form of blocks (k, k + 1) with pre-MLP gains `mlp_gain`; `Ok(Err(why))` when the weights are not dense f32.
+    fn build(be: &B, blk: [&Block<B>; 2], mlp_gain: [&B::Tensor; 2], c: &GlaConfig, h: usize) -> Result<std::result::Result<Self, String>> {
+        let g = [&blk[0].attn_norm, &blk[1].attn_norm];
+        let (a0, a1) = (&blk[0].attn, &blk[1].attn);
+        let stack = |l0: &Linear<B>, l1: &Linear<B>| parallel::stack_rows(be, [(l0, Some(g[0])), (l1, Some(g[1]))]);
+        let gate = match (&a0.g, &a1.g) {
+            (Some(g0), Some(g1)) => Some(stack(g0, g1)?),
+            _ => None,
+        };
+        // Per-head output-norm gain `[dv]` over all nh heads `[V]`, folded into o_proj's input columns.
+        let (s0, s1) = (parallel::tile(be, &a0.g_norm, c.heads)?, parallel::tile(be, &a1.g_norm, c.heads)?);
+        let parts = (
+            stack(&a0.q, &a1.q)?,
+            stack(&a0.k, &a1.k)?,
+            stack(&a0.v, &a1.v)?,
+            stack(&a0.gk0, &a1.gk0)?,
+            parallel::block_diag(be, &a0.gk1, &a1.gk1)?,
+            parallel::concat_cols(be, [(&a0.o, Some(&s0)), (&a1.o, Some(&s1))])?, // [H, 2V]
+            parallel::wide_mlp(be, [&blk[0].mlp, &blk[1].mlp], mlp_gain)?,
+        );
+        let (Some(q), Some(k), Some(v), Some(gk0), Some(gk1), Some(o), Some(mlp)) = parts else { return Ok(Err(parallel::NOT_DENSE.into())) };
+        let g = match gate {
+            Some(Some(g)) => Some(g),
+            Some(None) => return Ok(Err(parallel::NOT_DENSE.into())),
+            None => None,
+        };
+        let attn = GlaAttention { q, k, v, g, gk0, gk1, o, g_norm: parallel::ones(be, c.dv())? };
+        let cfg = GlaConfig { heads: 2 * c.heads, kv_heads: 2 * c.kv_heads, key_dim: 2 * c.key_dim, value_dim: 2 * c.value_dim, low_rank: 2 * c.low_rank, ..c.clone() };
+        Ok(Ok(Self { unit: parallel::ones(be, h)?, attn, cfg, mlp }))
     }
 }
 

@@ -10,6 +10,7 @@
 //! ```
 
 use super::config::{Cfg, Common};
+use super::parallel::{self, LayerParallel, Pairs, Step};
 use super::{load_mlp, pre_norm_block, take_bit, Mlp};
 use crate::backend::{Backend, Binary, HostTensor, TensorMeta, Unary};
 use crate::error::{Error, Result};
@@ -39,6 +40,23 @@ pub struct HgrnBit<B: Backend> {
     /// Token-mixer width D = H · expand_ratio.
     pub width: usize,
     pub blocks: Vec<Block<B>>,
+    /// A layer-parallel stretch (methods.md §1), when the folder asks for one.
+    pub parallel: Option<Pairs<B, WideMixer<B>>>,
+}
+
+/// What a layer-parallel pair of MLGRU mixers needs to run as one mixer over 2D channels (methods.md §1.4): every
+/// BitLinear keeps its own layer's pre-norm, input norm and quantisation (gains cannot be folded without changing
+/// the 8-bit activation scales, §1.11), but the element-wise gates, the forget-gate floors and the recurrence run
+/// once over both layers' channels side by side, and the output-gate norm — over D channels of one layer — runs
+/// once over `[2·B·T, D]` rows.
+pub struct WideMixer<B: Backend> {
+    /// `[2D]` γ_k ‖ γ_{k+1} and their `1 − γ` (zeros and ones for layer 0, which has no floor: `0 + 1·f = f` exactly).
+    /// Each layer keeps the γ_l computed from the full original `lower_bounds` (§1.11).
+    gamma: B::Tensor,
+    one_minus: B::Tensor,
+    /// `[2D]` g_norm_k ‖ g_norm_{k+1}, and `[D]` ones.
+    g_norm: B::Tensor,
+    unit: B::Tensor,
 }
 
 /// γ_l = Σ_{j=1..l} softmax(P, over layers)_j per channel (MMF `modeling_hgrn_bit.py`):
@@ -103,20 +121,90 @@ impl<B: Backend> HgrnBit<B> {
             let mlp = load_mlp(be, ck, &format!("{p}mlp."), h, common.intermediate, true)?;
             blocks.push(Block { attn_norm, mixer, mlp_norm, mlp });
         }
-        Ok(Self { common: common.clone(), width: d, blocks })
+        Ok(Self { common: common.clone(), width: d, blocks, parallel: None })
+    }
+
+    /// Run `[lp.start, lp.end)` as layer-parallel pairs; with `lp.fused` each pair's two mixers run as one over 2D
+    /// channels.
+    pub fn set_layer_parallel(&mut self, be: &B, lp: LayerParallel) -> Result<()> {
+        let (blocks, d) = (&self.blocks, self.width);
+        let pairs = Pairs::build(be, lp, blocks.len(), |l| blocks[l].mlp_norm.clone(), |k, _| WideMixer::build(be, [&blocks[k].mixer, &blocks[k + 1].mixer], d).map(Ok))?;
+        self.parallel = Some(pairs);
+        Ok(())
     }
 
     /// x `[B·T, H]` (`b` right-padded sequences) -> `[B·T, H]` before the final norm; `taps`
     /// collects each block's output.
     pub fn forward(&self, be: &B, mut x: B::Tensor, b: usize, mut taps: Option<&mut Vec<B::Tensor>>) -> Result<B::Tensor> {
         let eps = self.common.norm_eps;
-        for blk in &self.blocks {
-            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.mixer.forward(be, h, b, eps))?;
+        let pairs = self.parallel.as_ref();
+        for step in parallel::steps(self.blocks.len(), pairs.map(|p| &p.lp)) {
+            x = match (step, pairs) {
+                (Step::Pair { k, pair }, Some(p)) => {
+                    let (b0, b1) = (&self.blocks[k], &self.blocks[k + 1]);
+                    let (m0, m1) = &p.mlp_norms[pair];
+                    let an = [&b0.attn_norm, &b1.attn_norm];
+                    let shared = p.lp.mlp_norm == parallel::MlpNorm::Mean;
+                    let mlp = [&b0.mlp, &b1.mlp];
+                    match p.wide.get(pair) {
+                        Some(w) => {
+                            // (1) with both mixers in one, then (2) as in the reference pair.
+                            let r = be.binary(Binary::Add, &x, &w.forward(be, &x, [&b0.mixer, &b1.mixer], an, b, eps)?)?;
+                            parallel::pair_mlp(be, &r, [m0, m1], mlp, eps, shared)?
+                        }
+                        None => parallel::pair_block(be, &x, an, [m0, m1], mlp, eps, shared, |h| b0.mixer.forward(be, h, b, eps), |h| b1.mixer.forward(be, h, b, eps))?,
+                    }
+                }
+                (Step::Block(l), _) | (Step::Pair { k: l, .. }, None) => {
+                    let blk = &self.blocks[l];
+                    pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.mixer.forward(be, h, b, eps))?
+                }
+            };
             if let Some(t) = taps.as_deref_mut() {
                 t.push(x.clone());
             }
         }
         Ok(x)
+    }
+}
+
+impl<B: Backend> WideMixer<B> {
+    fn build(be: &B, m: [&Mlgru<B>; 2], d: usize) -> Result<Self> {
+        let floor = |m: &Mlgru<B>| -> Result<(B::Tensor, B::Tensor)> {
+            match &m.floor {
+                Some((g, o)) => Ok((g.clone(), o.clone())),
+                None => Ok((be.upload(&HostTensor::f32(&[d], vec![0.0; d])?)?, parallel::ones(be, d)?)),
+            }
+        };
+        let ((g0, o0), (g1, o1)) = (floor(m[0])?, floor(m[1])?);
+        Ok(Self {
+            gamma: be.concat(&[&g0, &g1], 0)?,
+            one_minus: be.concat(&[&o0, &o1], 0)?,
+            g_norm: be.concat(&[&m[0].g_norm, &m[1].g_norm], 0)?,
+            unit: parallel::ones(be, d)?,
+        })
+    }
+
+    /// x `[B·T, H]` (the pair input; each layer applies its own pre-mixer norm `attn_norm`) -> the sum of the two
+    /// mixers' outputs `[B·T, H]`.
+    fn forward(&self, be: &B, x: &B::Tensor, m: [&Mlgru<B>; 2], attn_norm: [&B::Tensor; 2], b: usize, eps: f32) -> Result<B::Tensor> {
+        let xh = [be.rms_norm(x, attn_norm[0], eps)?, be.rms_norm(x, attn_norm[1], eps)?]; // [B·T, H] each
+        // Each BitLinear on its own layer's x̂, the two halves side by side: [B·T, 2D].
+        let side = |p: fn(&Mlgru<B>) -> &Linear<B>| -> Result<B::Tensor> { be.concat(&[&p(m[0]).forward(be, &xh[0])?, &p(m[1]).forward(be, &xh[1])?], 1) };
+        let f = be.unary(Unary::Sigmoid, &side(|m| &m.f)?)?;
+        let f = be.binary(Binary::Add, &self.gamma, &be.binary(Binary::Mul, &self.one_minus, &f)?)?;
+        let one_minus_f = be.binary(Binary::Sub, &scalar(be, 1.0)?, &f)?;
+        let c = be.binary(Binary::Mul, &be.unary(Unary::Silu, &side(|m| &m.i)?)?, &one_minus_f)?;
+        let h = scan_sequences(be, &f, &c, b)?; // [B·T, 2D]
+        // g_norm over each layer's D channels: rows of [2·B·T, D], then each half's gain.
+        let g = side(|m| &m.g)?;
+        let (bt, d2) = (g.shape()[0], g.shape()[1]);
+        let g = be.reshape(&be.rms_norm(&be.reshape(&g, &[2 * bt, d2 / 2])?, &self.unit, eps)?, &[bt, d2])?;
+        let g = be.binary(Binary::Mul, &g, &self.g_norm)?;
+        let o = be.binary(Binary::Mul, &g, &be.unary(Unary::Silu, &h)?)?; // [B·T, 2D]
+        let o0 = m[0].o.forward(be, &be.narrow(&o, 1, 0, d2 / 2)?)?;
+        let o1 = m[1].o.forward(be, &be.narrow(&o, 1, d2 / 2, d2 / 2)?)?;
+        be.binary(Binary::Add, &o0, &o1)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod config;
 pub mod gla;
 pub mod init;
 pub mod matmul_free;
+pub mod parallel;
 pub mod transformer_pp;
 
 use crate::backend::{Backend, Binary, HostTensor, TensorMeta, Unary};
@@ -121,6 +122,26 @@ pub enum Body<B: Backend> {
     HgrnBit(matmul_free::HgrnBit<B>),
 }
 
+impl<B: Backend> Body<B> {
+    /// Run `[lp.start, lp.end)` as layer-parallel pairs (methods.md §1), fused when asked and possible.
+    pub fn set_layer_parallel(&mut self, be: &B, lp: parallel::LayerParallel) -> Result<()> {
+        match self {
+            Body::Transformer(m) => m.set_layer_parallel(be, lp),
+            Body::Gla(m) => m.set_layer_parallel(be, lp),
+            Body::HgrnBit(m) => m.set_layer_parallel(be, lp),
+        }
+    }
+
+    /// The layer-parallel stretch as it runs: the setting and whether its pairs run fused.
+    pub fn layer_parallel(&self) -> Option<(parallel::LayerParallel, bool)> {
+        match self {
+            Body::Transformer(m) => m.parallel.as_ref().map(|p| (p.lp, p.fused())),
+            Body::Gla(m) => m.parallel.as_ref().map(|p| (p.lp, p.fused())),
+            Body::HgrnBit(m) => m.parallel.as_ref().map(|p| (p.lp, p.fused())),
+        }
+    }
+}
+
 /// A loaded model: embeddings, body, final norm, and whichever heads the folder has.
 pub struct Model<B: Backend> {
     pub common: Common,
@@ -146,11 +167,14 @@ impl<B: Backend> Model<B> {
         let (h, n) = (common.hidden, common.vocab);
         let emb = take_any(&mut ck, &["model.embeddings.weight".into(), "model.embed_tokens.weight".into()], &[n, h])?;
         let embeddings = RowBlocks::upload(be, &emb)?;
-        let body = match common.arch {
+        let mut body = match common.arch {
             Arch::Transformer => Body::Transformer(transformer_pp::Transformer::load(be, &mut ck, &common)?),
             Arch::Gla => Body::Gla(gla::Gla::load(be, &mut ck, &common)?),
             Arch::HgrnBit => Body::HgrnBit(matmul_free::HgrnBit::load(be, &mut ck, &common)?),
         };
+        if let Some(lp) = parallel::LayerParallel::from_config(&ck.config, common.layers)? {
+            body.set_layer_parallel(be, lp)?;
+        }
         let norm = be.upload(&ck.take("model.norm.weight", &[h])?)?;
         let lm_head = if common.arch == Arch::HgrnBit {
             if ck.tensors.contains_key("lm_head.weight") || ck.tensors.contains_key("lm_head.weight_ternary") {
@@ -203,7 +227,8 @@ impl<B: Backend> Model<B> {
         self.run(be, ids, None)
     }
 
-    /// ids `[T]` -> (each block's output `[T, H]`, final-normed hidden states `[T, H]`).
+    /// ids `[T]` -> (each sequential step's output `[T, H]`, final-normed hidden states `[T, H]`): one per block, or
+    /// L − Δ/2 under layer parallelism, where a pair's output is one tap.
     pub fn hidden_states(&self, be: &B, ids: &[u32]) -> Result<(Vec<B::Tensor>, B::Tensor)> {
         let mut taps = Vec::with_capacity(self.common.layers);
         let h = self.run(be, ids, Some(&mut taps))?;

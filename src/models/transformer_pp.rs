@@ -3,6 +3,7 @@
 //! specs/models.md §2. Read top to bottom: config, layers, block, model.
 
 use super::config::{Cfg, Common};
+use super::parallel::{self, LayerParallel, Pairs, Step};
 use super::{load_mlp, pre_norm_block, take_norm, Mlp};
 use crate::backend::{Backend, TensorMeta};
 use crate::error::{Error, Result};
@@ -70,6 +71,20 @@ pub struct Transformer<B: Backend> {
     pub common: Common,
     pub attn: AttnConfig,
     pub blocks: Vec<Block<B>>,
+    /// A layer-parallel stretch (methods.md §1), when the folder asks for one.
+    pub parallel: Option<Pairs<B, WideBlock<B>>>,
+}
+
+/// A layer-parallel pair as one layer of twice the width (methods.md §1.4): both layers' pre-norm gains folded into
+/// their projections' input columns, so both read the gain-free `u = x / rms(x)`; q/k/v rows stacked (2·nh query
+/// heads, 2·kvh KV heads: heads `[0, nh)` and KV heads `[0, kvh)` are layer k's, so GQA groups stay within a layer);
+/// `[Wo_k | Wo_{k+1}]` sums the two mixers; the MLP is [`parallel::wide_mlp`].
+pub struct WideBlock<B: Backend> {
+    /// `[H]` ones.
+    unit: B::Tensor,
+    attn: Attention<B>,
+    cfg: AttnConfig,
+    mlp: Mlp<B>,
 }
 
 impl<B: Backend> Transformer<B> {
@@ -105,7 +120,15 @@ impl<B: Backend> Transformer<B> {
             let mlp = load_mlp(be, ck, &format!("{p}mlp."), h, common.intermediate, false)?;
             blocks.push(Block { attn_norm, attn, mlp_norm, mlp });
         }
-        Ok(Self { common: common.clone(), attn: a, blocks })
+        Ok(Self { common: common.clone(), attn: a, blocks, parallel: None })
+    }
+
+    /// Run `[lp.start, lp.end)` as layer-parallel pairs; fused when `lp.fused` and the weights allow it.
+    pub fn set_layer_parallel(&mut self, be: &B, lp: LayerParallel) -> Result<()> {
+        let (blocks, a, h) = (&self.blocks, &self.attn, self.common.hidden);
+        let pairs = Pairs::build(be, lp, blocks.len(), |l| blocks[l].mlp_norm.clone(), |k, m| WideBlock::build(be, [&blocks[k], &blocks[k + 1]], m, a, h))?;
+        self.parallel = Some(pairs);
+        Ok(())
     }
 
     /// x `[B·T, H]` (embeddings of `b` right-padded sequences) -> `[B·T, H]` before the final
@@ -116,13 +139,58 @@ impl<B: Backend> Transformer<B> {
         let (cos, sin) = rope::tables(t, a.head_dim, a.rope_theta, 0)?;
         let (cos, sin) = (be.upload(&cos)?, be.upload(&sin)?);
         let eps = self.common.norm_eps;
-        for blk in &self.blocks {
-            x = pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.attn.forward(be, h, b, a, &cos, &sin))?;
+        let pairs = self.parallel.as_ref();
+        for step in parallel::steps(self.blocks.len(), pairs.map(|p| &p.lp)) {
+            x = match (step, pairs) {
+                (Step::Pair { pair, .. }, Some(p)) if p.fused() => p.wide[pair].forward(be, &x, b, eps, &cos, &sin)?,
+                (Step::Pair { k, pair }, Some(p)) => {
+                    let (b0, b1) = (&self.blocks[k], &self.blocks[k + 1]);
+                    let (m0, m1) = &p.mlp_norms[pair];
+                    parallel::pair_block(
+                        be,
+                        &x,
+                        [&b0.attn_norm, &b1.attn_norm],
+                        [m0, m1],
+                        [&b0.mlp, &b1.mlp],
+                        eps,
+                        p.lp.mlp_norm == parallel::MlpNorm::Mean,
+                        |h| b0.attn.forward(be, h, b, a, &cos, &sin),
+                        |h| b1.attn.forward(be, h, b, a, &cos, &sin),
+                    )?
+                }
+                (Step::Block(l), _) | (Step::Pair { k: l, .. }, None) => {
+                    let blk = &self.blocks[l];
+                    pre_norm_block(be, &x, &blk.attn_norm, &blk.mlp_norm, &blk.mlp, eps, |h| blk.attn.forward(be, h, b, a, &cos, &sin))?
+                }
+            };
             if let Some(t) = taps.as_deref_mut() {
                 t.push(x.clone());
             }
         }
         Ok(x)
+    }
+}
+
+impl<B: Backend> WideBlock<B> {
+    /// The wide form of blocks (k, k + 1), with pre-MLP gains `mlp_gain` (own or mean); `Ok(Err(why))` when the
+    /// weights cannot be folded and stacked (not dense f32, or per-head q/k norms, which the wide form does not carry).
+    fn build(be: &B, blk: [&Block<B>; 2], mlp_gain: [&B::Tensor; 2], a: &AttnConfig, h: usize) -> Result<std::result::Result<Self, String>> {
+        if a.qk_norm {
+            return Ok(Err("qk_norm: the per-head q/k norms of two layers do not fold into one wide projection".into()));
+        }
+        let g = [&blk[0].attn_norm, &blk[1].attn_norm];
+        let stack = |f: fn(&Attention<B>) -> &Linear<B>| parallel::stack_rows(be, [(f(&blk[0].attn), Some(g[0])), (f(&blk[1].attn), Some(g[1]))]);
+        let (q, k, v) = (stack(|x| &x.q)?, stack(|x| &x.k)?, stack(|x| &x.v)?);
+        let o = parallel::concat_cols(be, [(&blk[0].attn.o, None), (&blk[1].attn.o, None)])?; // [H, 2·nh·hd]
+        let mlp = parallel::wide_mlp(be, [&blk[0].mlp, &blk[1].mlp], mlp_gain)?;
+        let (Some(q), Some(k), Some(v), Some(o), Some(mlp)) = (q, k, v, o, mlp) else { return Ok(Err(parallel::NOT_DENSE.into())) };
+        let cfg = AttnConfig { heads: 2 * a.heads, kv_heads: 2 * a.kv_heads, ..a.clone() };
+        Ok(Ok(Self { unit: parallel::ones(be, h)?, attn: Attention { q, k, v, o, qk_norm: None }, cfg, mlp }))
+    }
+
+    /// x `[B·T, H]` -> `[B·T, H]`: (1)–(2) of methods.md §1.2 as one block of twice the width.
+    fn forward(&self, be: &B, x: &B::Tensor, b: usize, eps: f32, cos: &B::Tensor, sin: &B::Tensor) -> Result<B::Tensor> {
+        pre_norm_block(be, x, &self.unit, &self.unit, &self.mlp, eps, |u| self.attn.forward(be, u, b, &self.cfg, cos, sin))
     }
 }
 

@@ -82,6 +82,9 @@ impl FrozenTwin {
         let common = Common::parse(&ck.config)?;
         let c = Cfg(&ck.config);
         let unsupported = |what: &str| Err(Error::Invalid(format!("soft prompts: the differentiable twin does not implement {what}")));
+        if crate::models::parallel::LayerParallel::from_config(&ck.config, common.layers)?.is_some() {
+            return unsupported("layer parallelism (its pairs run side by side; the twin runs every layer in sequence)");
+        }
         let heads = match common.arch {
             Arch::Transformer => {
                 let a = crate::models::transformer_pp::AttnConfig::parse(&c, common.hidden)?;

@@ -129,3 +129,47 @@ pub fn scatter_log_x_with(title: &str, points: &[(String, f64, f64)], x_desc: &s
     }
     Ok(svg)
 }
+
+/// One line of [`lines`]: a legend name and its points in x order.
+pub struct Line {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Lines with point markers, x in `[0, 1]` and y in `[0, y_max]` (y shown as percent when `percent`).
+pub fn lines(title: &str, series: &[Line], x_desc: &str, y_desc: &str, percent: bool) -> crate::Result<String> {
+    let y_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|y| y.is_finite()).fold(1f64, f64::max) * 1.05;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (620, 380)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(46)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..1f64, 0f64..y_max)
+            .map_err(err)?;
+        let y_fmt = |y: &f64| if percent { format!("{:.0}%", y * 100.0) } else { format!("{y:.2}") };
+        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).y_label_formatter(&y_fmt).draw().map_err(err)?;
+        for (i, s) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(err)?
+                .label(s.name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2)));
+            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled()))).map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}

@@ -314,11 +314,11 @@ fn compression_section(r: &Results) -> String {
     if compressed.is_empty() {
         return String::new();
     }
-    let mut h = String::from("<h2>Compression</h2><p>Reference form: the compressed weights run as f32; bytes are those of the compressed form (codes and scales, low-rank factors; unstructured pruning counted dense).</p><table><tr><th class=\"l\">model</th><th>weights</th><th>f32</th><th>compressed</th><th>bits / weight</th><th>sparsity</th><th>relative error</th><th>layers</th><th class=\"l\">left as they were</th></tr>");
+    let mut h = String::from("<h2>Compression</h2><p>Reference form: the compressed weights run as f32; bytes are those of the compressed form (codes and scales, low-rank factors; unstructured pruning counted dense).</p><table><tr><th class=\"l\">model</th><th>weights</th><th>f32</th><th>compressed</th><th>bits / weight</th><th>sparsity</th><th>relative error</th><th>layers</th><th>time</th><th class=\"l\">left as they were</th></tr>");
     for (m, c) in &compressed {
         let _ = write!(
             h,
-            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{:.4}</td><td>{} → {}</td><td class=\"l\"><small>{}</small></td></tr>",
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{:.4}</td><td>{} → {}</td><td>{}</td><td class=\"l\"><small>{}</small></td></tr>",
             esc(&m.name),
             big(c.weights as f64),
             mb(c.bytes_f32 as u64),
@@ -328,10 +328,43 @@ fn compression_section(r: &Results) -> String {
             c.relative_error,
             c.layers_before,
             c.layers_after,
+            m.timing.as_ref().map_or("–".into(), |t| format!("{:.2} s", t.compress_seconds)),
             esc(&c.skipped.join("; "))
         );
     }
     h += "</table>";
+    for (m, c) in &compressed {
+        let Some(scan) = &c.scan else { continue };
+        let _ = write!(
+            h,
+            "<h3>Surgical scan: {}</h3><p>δ = {}, blocks from {} searched, {} examples ({} per search chunk, {} in the 20% check, {} in the test split), {} evaluations. Test accuracy {} → {}; searched parameters {} → {}.</p><table><tr><th class=\"l\">linear</th><th>κ</th><th class=\"l\">chunk ranks</th><th>rank</th><th>20% check</th><th class=\"l\">kept</th></tr>",
+            esc(&m.name),
+            scan.delta,
+            scan.start_block,
+            scan.examples,
+            scan.splits.chunks[0].len(),
+            scan.splits.block.len(),
+            scan.splits.test.len(),
+            scan.evaluations,
+            pct(scan.test_accuracy_before),
+            pct(scan.test_accuracy_after),
+            big(scan.params_before as f64),
+            big(scan.params_after as f64),
+        );
+        for s in &scan.steps {
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+                esc(&s.linear),
+                s.kappa,
+                s.chunk_ranks.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "),
+                s.rank,
+                s.block_accuracy.map_or("–".into(), pct),
+                if s.kept { "decomposed" } else { "dense" }
+            );
+        }
+        h += "</table>";
+    }
     if !r.hemorrhage.is_empty() {
         h += "<h3>Hemorrhage</h3><table><tr><th class=\"l\">model</th><th class=\"l\">task / split</th><th>n</th><th>original acc.</th><th>compressed acc.</th><th>drop</th><th>KL (nats)</th><th>agreement</th><th>broken</th><th>repaired</th><th>perplexity (LM head)</th></tr>";
         for x in &r.hemorrhage {
@@ -385,6 +418,54 @@ fn compression_section(r: &Results) -> String {
                         let _ = write!(h, "<p class=\"warn\">{}</p>", esc(&e.to_string()));
                     }
                 }
+            }
+        }
+    }
+    h + &curves_section(r)
+}
+
+/// Hemorrhage curves: per (original, task, split) one chart of retention against strength, a line per
+/// family, and the thresholds of each family.
+fn curves_section(r: &Results) -> String {
+    if r.curves.is_empty() {
+        return String::new();
+    }
+    let mut h = String::from("<h3>Hemorrhage curves</h3><p>Retention (compressed accuracy / original accuracy) against each family's strength: share of weights removed (pruning), 1 − bits/32 (quantisation), rank reduction (low rank), share of blocks removed. Threshold: the knee of the piecewise fit of −log retention (power law, then exponential; methods.md §4.4); s*₉₅: the largest strength that keeps 95% of the accuracy.</p><table><tr><th class=\"l\">original</th><th class=\"l\">task / split</th><th class=\"l\">family</th><th class=\"l\">strengths</th><th>threshold (fit)</th><th>exponent c</th><th>s*₉₅</th></tr>");
+    for c in &r.curves {
+        let strengths: Vec<String> = c.points.iter().map(|p| format!("{:.2}: {}", p.strength, pct(p.retention))).collect();
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{} {}</td><td class=\"l\">{}</td><td class=\"l\"><small>{}</small></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&c.base),
+            c.task,
+            c.split,
+            esc(&c.family),
+            esc(&strengths.join(", ")),
+            c.fit.as_ref().map_or("–".into(), |f| format!("{:.2}", f.s0)),
+            c.fit.as_ref().map_or("–".into(), |f| format!("{}", f.c)),
+            c.threshold_95.map_or("–".into(), |s| format!("{s:.2}")),
+        );
+    }
+    h += "</table>";
+    let mut groups: Vec<(&str, crate::data::Task, crate::data::Split)> = Vec::new();
+    for c in &r.curves {
+        if !groups.contains(&(c.base.as_str(), c.task, c.split)) {
+            groups.push((&c.base, c.task, c.split));
+        }
+    }
+    for (base, task, split) in groups {
+        let lines: Vec<charts::Line> = r
+            .curves
+            .iter()
+            .filter(|c| c.base == base && c.task == task && c.split == split)
+            .map(|c| charts::Line { name: c.family.clone(), points: c.points.iter().map(|p| (p.strength, p.retention)).collect() })
+            .collect();
+        match charts::lines(&format!("{base}: retention vs compression strength ({task} {split})"), &lines, "strength (family's own axis)", "retention", true) {
+            Ok(svg) => {
+                let _ = write!(h, "<div class=\"chart\">{svg}</div>");
+            }
+            Err(e) => {
+                let _ = write!(h, "<p class=\"warn\">{}</p>", esc(&e.to_string()));
             }
         }
     }
