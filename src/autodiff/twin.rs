@@ -349,11 +349,19 @@ pub struct RowCrossEntropy {
     pub targets: Vec<u32>,
 }
 
-/// Rows of `[N, C]` split over the available cores.
+/// Rows of `[N, C]` split over the available cores; in one pass where threads cannot be spawned
+/// (wasm32: `std::thread` panics there) or there is one core. Each row is computed alone, so the
+/// result does not depend on the split.
 fn par_rows(data: &[f32], c: usize, out_per_row: usize, f: impl Fn(&[f32], usize, &mut [f32]) + Sync) -> Vec<f32> {
     let n = data.len() / c.max(1);
     let mut out = vec![0f32; n * out_per_row];
     let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(n.max(1));
+    if threads <= 1 || cfg!(target_arch = "wasm32") {
+        for (r, o) in out.chunks_mut(out_per_row.max(1)).enumerate() {
+            f(&data[r * c..(r + 1) * c], r, o);
+        }
+        return out;
+    }
     let per = n.div_ceil(threads.max(1)).max(1);
     std::thread::scope(|s| {
         for (ci, chunk) in out.chunks_mut(per * out_per_row.max(1)).enumerate() {
