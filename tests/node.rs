@@ -87,3 +87,54 @@ async fn soft_prompts_train_under_node() {
         }
     }
 }
+
+struct NodeHooks;
+
+impl trilemma::experiment::Hooks for NodeHooks {
+    fn progress(&mut self, _: &trilemma::experiment::Progress) -> bool {
+        true
+    }
+    fn now_ms(&self) -> f64 {
+        0.0
+    }
+    async fn pause(&self) {}
+    fn memory(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The whole engine in wasm with a `repair` section calibrating on the validation split (what the
+/// page runs): a bundled model and its pruned copy, a trained pool, per-input choice, temperature
+/// scaling; twice, with identical numbers.
+#[wasm_bindgen_test]
+async fn a_repair_spec_runs_in_wasm() {
+    use trilemma::data::{Split, Task};
+    use trilemma::experiment::{self, Dataset, Folders, Spec};
+    let spec = Spec::from_json(
+        br#"{"models": ["transformer"], "tasks": ["sst2"], "splits": ["validation"], "limit": 40, "bootstrap": 20, "backend": "cpu",
+             "compressions": [{"method": "magnitude", "sparsity": 0.6}],
+             "repair": {"prompts": 2, "tokens": 2, "epochs": 1, "batch": 8, "calibration": 16, "calibration_split": "validation"}}"#,
+        &|_| Ok(()),
+    )
+    .unwrap();
+    assert!(spec.calibration_data().is_empty());
+    let mut folders = Folders::new();
+    let files = [
+        ("config.json", include_bytes!("../assets/models/transformer/config.json").to_vec()),
+        ("model.safetensors", include_bytes!("../assets/models/transformer/model.safetensors").to_vec()),
+        ("tokenizer.json", include_bytes!("../assets/models/transformer/tokenizer.json").to_vec()),
+    ];
+    folders.insert("transformer".into(), files.into_iter().map(|(n, b)| (n.to_string(), b)).collect());
+    let data = vec![Dataset::from_bytes(Task::Sst2, Split::Validation, include_bytes!("../assets/data/glue/sst2/validation.jsonl")).unwrap()];
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let r = experiment::run(&spec, Err("no WebGPU under Node".into()), &folders, &data, &mut NodeHooks).await.unwrap();
+        runs.push(r.to_json());
+    }
+    assert_eq!(experiment::without_timing(&runs[0]).unwrap(), experiment::without_timing(&runs[1]).unwrap());
+    let r = experiment::Results::from_json(runs[0].as_bytes()).unwrap();
+    assert_eq!((r.repair.len(), r.calibration.len()), (1, 1));
+    let sp = &r.repair[0].splits[0];
+    assert_eq!((sp.n, sp.histogram.iter().sum::<usize>()), (24, 24));
+    assert!(r.calibration[0].nll_after <= r.calibration[0].nll + 1e-6);
+}
