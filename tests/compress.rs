@@ -1,13 +1,14 @@
 //! Compression applied to the bundled checkpoints (reference form): zero compression is the identity, exact
 //! sparsity and the 2:4 pattern in every targeted tensor, quantization within its bound end to end, dropped layers,
-//! refusals, and `trilemma compress` writing a folder that loads like any other.
+//! refusals, and `trilemma compress` writing a folder that loads like any other; the calibration-based recipes
+//! (Wanda, gradient-aware, SFSD with its bias) on the bundled models and through `trilemma compress --task`.
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use trilemma::backend::cpu::CpuBackend;
 use trilemma::backend::Data;
-use trilemma::compress::apply::{apply, Recipe};
+use trilemma::compress::apply::{apply, apply_with, Calibration, Pattern, Recipe};
 use trilemma::data::{load_split, Split, Task};
 use trilemma::io::Checkpoint;
 use trilemma::models::Model;
@@ -276,12 +277,15 @@ fn compressions_of_one_family_make_a_hemorrhage_curve_with_thresholds() {
 
 #[test]
 fn the_surgical_scan_follows_the_reference_protocol() {
-    use trilemma::compress::surgical::{rank_grid, splits};
-    use trilemma::experiment::surgical::compress;
+    use trilemma::compress::surgical::{rank_grid, splits, Space};
+    let surgical = |delta: f64, start_block: Option<usize>, space: Space| Recipe::Surgical { delta, start_block, space, mean_correction: true };
+    let cal = sst2(42);
+    let compress = |ck: &Checkpoint, r: &Recipe, t: Task, ex: &[trilemma::data::Example]| pollster::block_on(trilemma::experiment::surgical::compress(ck, r, t, ex, &cal));
     let ex: Vec<_> = load_split(&assets(), Task::Sst2, Split::Validation).unwrap().into_iter().take(240).collect();
     let ck = checkpoint("transformer");
-    // δ = 1 accepts rank 1 everywhere: three chunk evaluations and one block check per linear.
-    let (_, rec) = pollster::block_on(compress(&ck, &Recipe::Surgical { delta: 1.0, start_block: None }, Task::Sst2, &ex)).unwrap();
+    // δ = 1 accepts rank 1 everywhere: three chunk evaluations and one block check per linear (weight space).
+    let (_, rec) = compress(&ck, &surgical(1.0, None, Space::Weight), Task::Sst2, &ex).unwrap();
+    assert!(rec.calibration.is_none());
     let scan = rec.scan.as_ref().unwrap();
     let order: Vec<&str> = scan.steps.iter().map(|s| s.linear.as_str()).collect();
     let block1 = ["mlp.down_proj", "mlp.up_proj", "mlp.gate_proj", "attn.o_proj", "attn.v_proj", "attn.k_proj", "attn.q_proj"];
@@ -292,8 +296,13 @@ fn the_surgical_scan_follows_the_reference_protocol() {
     // 4·128² + 3·128·256 weights, each linear at rank 1: r·(in + out).
     assert_eq!(scan.params_before, 4 * 128 * 128 + 3 * 128 * 256);
     assert_eq!(scan.params_after, 4 * 256 + 3 * 384);
+    // Feature space (the default) at δ = 1: the same search, plus each linear's mean-correction bias [out].
+    let (fc, rec) = compress(&ck, &surgical(1.0, None, Space::Feature), Task::Sst2, &ex).unwrap();
+    assert_eq!(rec.scan.as_ref().unwrap().params_after, 4 * 256 + 3 * 384 + 5 * 128 + 2 * 256);
+    assert_eq!(rec.calibration.as_ref().map(|c| (c.task, c.seed, c.size)), Some((Some(Task::Sst2), 42, 128)));
+    assert!(order.iter().all(|l| fc.tensors.contains_key(&format!("{l}.bias"))));
     // δ = 0: every kept linear is below κ at a grid rank and passed the 20% check; the rest stayed dense.
-    let (c, rec) = pollster::block_on(compress(&ck, &Recipe::Surgical { delta: 0.0, start_block: None }, Task::Sst2, &ex)).unwrap();
+    let (c, rec) = compress(&ck, &surgical(0.0, None, Space::Feature), Task::Sst2, &ex).unwrap();
     let scan = rec.scan.as_ref().unwrap();
     for s in &scan.steps {
         assert!(s.chunk_ranks.iter().all(|r| rank_grid(s.kappa).contains(r)) && s.rank == *s.chunk_ranks.iter().max().unwrap());
@@ -308,16 +317,16 @@ fn the_surgical_scan_follows_the_reference_protocol() {
     assert!(scan.params_after <= scan.params_before);
     // HGRN-bit: nothing to decompose, the model unchanged; the same scan twice gives the same record.
     let h = checkpoint("hgrn_bit");
-    let (hc, hrec) = pollster::block_on(compress(&h, &Recipe::Surgical { delta: 0.0, start_block: None }, Task::Sst2, &ex)).unwrap();
+    let (hc, hrec) = compress(&h, &surgical(0.0, None, Space::Feature), Task::Sst2, &ex).unwrap();
     assert_eq!((hrec.tensors, hrec.scan.is_none(), hrec.skipped.len()), (0, true, 1));
     assert_eq!(logits(&hc), logits(&h));
-    let (_, again) = pollster::block_on(compress(&ck, &Recipe::Surgical { delta: 0.0, start_block: None }, Task::Sst2, &ex)).unwrap();
+    let (_, again) = compress(&ck, &surgical(0.0, None, Space::Feature), Task::Sst2, &ex).unwrap();
     assert_eq!(again, rec);
     // Refusals: out of range δ, a start block past the model, apply() without a task, too few examples.
-    assert!(apply(&ck, &Recipe::Surgical { delta: 0.0, start_block: None }).is_err());
-    assert!(pollster::block_on(compress(&ck, &Recipe::Surgical { delta: 1.5, start_block: None }, Task::Sst2, &ex)).is_err());
-    assert!(pollster::block_on(compress(&ck, &Recipe::Surgical { delta: 0.0, start_block: Some(2) }, Task::Sst2, &ex)).is_err());
-    assert!(pollster::block_on(compress(&ck, &Recipe::Surgical { delta: 0.0, start_block: None }, Task::Sst2, &ex[..10])).is_err());
+    assert!(apply(&ck, &surgical(0.0, None, Space::Feature)).is_err());
+    assert!(compress(&ck, &surgical(1.5, None, Space::Weight), Task::Sst2, &ex).is_err());
+    assert!(compress(&ck, &surgical(0.0, Some(2), Space::Weight), Task::Sst2, &ex).is_err());
+    assert!(compress(&ck, &surgical(0.0, None, Space::Weight), Task::Sst2, &ex[..10]).is_err());
     let e = Command::new(env!("CARGO_BIN_EXE_trilemma"))
         .args(["compress", "--model", "transformer", "--recipe", r#"{"method": "surgical"}"#, "--out", "never-written"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -343,4 +352,97 @@ fn the_surgical_scan_follows_the_reference_protocol() {
     assert!(trilemma::report::html(&r).unwrap().contains("Surgical scan: transformer + surgical δ=1"));
     let e = run_spec(r#"{"models": ["transformer"], "tasks": ["sst2"], "splits": ["advglue"], "compressions": [{"method": "surgical"}]}"#).unwrap_err();
     assert!(e.to_string().contains("validation split"), "{e}");
+}
+
+fn sst2(seed: u64) -> Calibration {
+    Calibration { task: Some(Task::Sst2), seed, size: 128 }
+}
+
+#[test]
+fn calibrated_recipes_on_the_bundled_models() {
+    let wanda = Recipe::Wanda { sparsity: Some(0.5), pattern: Pattern::Unstructured, n: 2, m: 4 };
+    let ga24 = Recipe::GradientAware { sparsity: None, alpha: 1.0, pattern: Pattern::NM, n: 2, m: 4 };
+    for name in ["transformer", "gla"] {
+        let ck = checkpoint(name);
+        let base = logits(&ck);
+        // At zero the calibration-based recipes are the identity.
+        for r in [
+            Recipe::Wanda { sparsity: Some(0.0), pattern: Pattern::Unstructured, n: 2, m: 4 },
+            Recipe::GradientAware { sparsity: Some(0.0), alpha: 1.0, pattern: Pattern::Unstructured, n: 2, m: 4 },
+            Recipe::StructuredHeads { sparsity: 0.0 },
+        ] {
+            let (c, rec) = apply_with(&ck, &r, &sst2(1)).unwrap();
+            assert_eq!(logits(&c), base, "{name} {r:?}");
+            assert_eq!(rec.relative_error, 0.0);
+        }
+        // Exact per-row counts, 2:4 in every group, and the calibration data recorded.
+        let (c, rec) = apply_with(&ck, &wanda, &sst2(1)).unwrap();
+        let cal = rec.calibration.as_ref().unwrap();
+        assert_eq!((cal.source.as_str(), cal.task, cal.size, cal.seed), ("calibration/glue.jsonl", Some(Task::Sst2), 128, 1));
+        assert_eq!(cal.sha256, trilemma::data::calibration::subset(Some(Task::Sst2), 128, 1).unwrap().record.sha256);
+        for (t, shape, w) in targeted(&c) {
+            for row in w.chunks(shape[1]) {
+                assert_eq!(row.iter().filter(|v| **v == 0.0).count(), shape[1] / 2, "{name} {t}");
+            }
+        }
+        assert_eq!(c.config["trilemma"]["compressions"][0]["calibration"]["sha256"], cal.sha256.as_str());
+        let (c, _) = apply_with(&ck, &ga24, &sst2(1)).unwrap();
+        for (t, _, w) in targeted(&c) {
+            assert!(w.chunks(4).all(|g| g.iter().filter(|v| **v != 0.0).count() == 2), "{name} {t}");
+        }
+        // Wanda keeps the answers closer than magnitude pruning at the same sparsity (KL on 24 sentences).
+        let kl = |a: &[Vec<f32>], b: &[Vec<f32>]| -> f64 {
+            let p = |z: &[f32]| {
+                let m = z.iter().cloned().fold(f32::MIN, f32::max);
+                let e: Vec<f64> = z.iter().map(|v| ((v - m) as f64).exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.into_iter().map(|x| x / s).collect::<Vec<_>>()
+            };
+            a.iter().zip(b).map(|(x, y)| p(x).iter().zip(p(y)).map(|(u, v)| u * (u / v).ln()).sum::<f64>()).sum::<f64>() / a.len() as f64
+        };
+        let (w, _) = apply_with(&ck, &wanda, &sst2(1)).unwrap();
+        let (m, _) = apply(&ck, &Recipe::Magnitude { sparsity: 0.5 }).unwrap();
+        let (kw, km) = (kl(&base, &logits(&w)), kl(&base, &logits(&m)));
+        assert!(kw.is_finite() && km.is_finite(), "{name}: wanda KL {kw}, magnitude KL {km}");
+        // SFSD writes a bias per decomposed linear; the model loads it and runs.
+        let (s, rec) = apply_with(&ck, &Recipe::Sfsd { rank_fraction: 0.5, mean_correction: true }, &sst2(1)).unwrap();
+        let biases = s.tensors.keys().filter(|k| k.ends_with("_proj.bias") && !k.contains("gk_proj")).count();
+        assert_eq!(biases, rec.tensors, "{name}");
+        assert_eq!(logits(&s).len(), 24);
+        let (s0, _) = apply_with(&ck, &Recipe::Sfsd { rank_fraction: 0.5, mean_correction: false }, &sst2(1)).unwrap();
+        assert!(s0.tensors.keys().all(|k| !k.ends_with("_proj.bias")));
+        if name == "gla" {
+            assert!(rec.skipped.iter().filter(|m| m.contains("gk_proj")).count() == 4, "{:?}", rec.skipped);
+        }
+    }
+    // HGRN-bit: everything is packed ternary, so nothing is calibrated or changed.
+    let (_, h) = apply_with(&checkpoint("hgrn_bit"), &wanda, &sst2(1)).unwrap();
+    assert_eq!(h.tensors, 0);
+    assert!(h.calibration.is_none());
+}
+
+#[test]
+fn trilemma_compress_calibrates_on_the_named_task() {
+    let dir = std::env::temp_dir().join(format!("trilemma-compress-cal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = dir.join("t-sfsd");
+    let recipe = r#"{"method": "sfsd", "rank_fraction": 0.5}"#;
+    let o = Command::new(env!("CARGO_BIN_EXE_trilemma"))
+        .args(["compress", "--model", "transformer", "--recipe", recipe, "--task", "sst2", "--seed", "7", "--out", out.to_str().unwrap()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((record["calibration"]["task"].as_str(), record["calibration"]["seed"].as_u64()), (Some("sst2"), Some(7)));
+    let loaded = Checkpoint::load_dir(&out).unwrap();
+    let (mem, _) = apply_with(&checkpoint("transformer"), &serde_json::from_str(recipe).unwrap(), &sst2(7)).unwrap();
+    assert_eq!(logits(&loaded), logits(&mem));
+    let bad = Command::new(env!("CARGO_BIN_EXE_trilemma"))
+        .args(["compress", "--model", "transformer", "--recipe", recipe, "--task", "nope", "--out", dir.join("x").to_str().unwrap()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--task"));
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -88,11 +88,40 @@ fn ste(x: &Tensor, q: &Tensor) -> Result<Tensor> {
     x + (q - x)?.detach()
 }
 
+/// What a [`with_tap`] observer sees of every projection: the weight's checkpoint name (`….q_proj.weight`), the
+/// input `[.., K]` as the matmul takes it (for a BitLinear: normalised and 8-bit quantised) and the output `[.., N]`
+/// before any bias.
+pub type Tap = Box<dyn FnMut(&str, &Tensor, &Tensor) -> Result<()>>;
+
+thread_local! {
+    static TAP: std::cell::RefCell<Option<Tap>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` (twin forwards) with `tap` observing every projection, then return the tap: how calibration statistics
+/// (activation norms, output covariances) are read off the one place every linear runs, without a second forward
+/// to maintain. Per thread; a nested call replaces the outer tap for its duration.
+pub fn with_tap<R>(tap: Tap, f: impl FnOnce() -> R) -> (R, Tap) {
+    let outer = TAP.with(|t| t.borrow_mut().replace(tap));
+    let r = f();
+    let tap = TAP.with(|t| std::mem::replace(&mut *t.borrow_mut(), outer)).expect("set above");
+    (r, tap)
+}
+
+/// `linear(x, w)`, shown to the tap when one is set.
+fn tapped(name: &str, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let y = linear(x, w)?;
+    TAP.with(|t| match t.borrow_mut().as_mut() {
+        Some(tap) => tap(name, x, &y),
+        None => Ok(()),
+    })?;
+    Ok(y)
+}
+
 /// BitLinear in training (MatMul-free paper §3.2, BitNet b1.58): input RMSNorm, per-token 8-bit
 /// absmax activations and per-tensor absmean ternary weights, both through straight-through
 /// estimators over the latent f32 weight. The forward value is the inference BitLinear's
 /// (`nn::linear::BitLinear::forward`) with the integer product written as a float matmul.
-fn bitlinear(x: &Tensor, w: &Tensor, norm: &Tensor) -> Result<Tensor> {
+fn bitlinear(name: &str, x: &Tensor, w: &Tensor, norm: &Tensor) -> Result<Tensor> {
     let y = rms_norm(x, norm, BITLINEAR_NORM_EPS as f64)?;
     let amax = y.abs()?.max_keepdim(D::Minus1)?.clamp(ACT_SCALE_FLOOR, f32::MAX)?;
     let s = (amax.ones_like()? * 127.0)?.div(&amax)?; // 127 / amax, rounded as the inference path
@@ -100,15 +129,18 @@ fn bitlinear(x: &Tensor, w: &Tensor, norm: &Tensor) -> Result<Tensor> {
     let yq = ste(&y, &q)?;
     let beta = w.abs()?.mean_all()?.clamp(WEIGHT_SCALE_FLOOR, f32::MAX)?;
     let tq = w.broadcast_div(&beta)?.round()?.clamp(-1f32, 1f32)?.broadcast_mul(&beta)?;
-    linear(&yq, &ste(w, &tq)?)
+    tapped(name, &yq, &ste(w, &tq)?)
 }
 
-/// A projection by name: dense `name.weight`, or for HGRN-bit a BitLinear with `name.norm.weight`.
+/// A projection by name: dense `name.weight`, or for HGRN-bit a BitLinear with `name.norm.weight`; plus
+/// `name.bias` when the parameters have one.
 fn proj(p: &Params, name: &str, x: &Tensor, bit: bool) -> Result<Tensor> {
-    if bit {
-        bitlinear(x, p.get(&format!("{name}.weight"))?, p.get(&format!("{name}.norm.weight"))?)
-    } else {
-        linear(x, p.get(&format!("{name}.weight"))?)
+    let w = format!("{name}.weight");
+    let y = if bit { bitlinear(&w, x, p.get(&w)?, p.get(&format!("{name}.norm.weight"))?)? } else { tapped(&w, x, p.get(&w)?)? };
+    // An optional bias (GLA's gate, SFSD's mean correction), after the tap: statistics are of `W·x` alone.
+    match p.get(&format!("{name}.bias")) {
+        Ok(b) => y.broadcast_add(b),
+        Err(_) => Ok(y),
     }
 }
 
@@ -250,7 +282,7 @@ impl Twin<'_> {
         let q = split_heads(&proj(p, &a("q_proj"), h, false)?, nh)?; // [B, nh, T, dk]
         let k = split_heads(&proj(p, &a("k_proj"), h, false)?, nh)?;
         let v = split_heads(&proj(p, &a("v_proj"), h, false)?, nh)?; // [B, nh, T, dv]
-        let z = linear(&proj(p, &a("gk_proj.0"), h, false)?, p.get(&a("gk_proj.1.weight"))?)?.broadcast_add(p.get(&a("gk_proj.1.bias"))?)?;
+        let z = proj(p, &a("gk_proj.1"), &proj(p, &a("gk_proj.0"), h, false)?, false)?; // + gk_proj.1.bias
         let lg = split_heads(&(log_sigmoid(&z)? * (1.0 / GATE_LOGIT_NORMALIZER as f64))?, nh)?; // [B, nh, T, dk]
         let dk = q.dim(3)?;
         let dv = v.dim(3)?;

@@ -123,15 +123,25 @@ mod cli {
             #[arg(long)]
             model: String,
             /// JSON, e.g. '{"method": "int4", "group": 64}'; methods: magnitude {sparsity}, n_m {n, m}, structured_rows
-            /// {sparsity}, int8, int4 {group}, ternary, svd {rank_fraction}, drop_layers {layers}, surgical {delta,
-            /// start_block} (needs --task).
+            /// {sparsity}, int8, int4 {group}, ternary, svd {rank_fraction}, drop_layers {layers}, layer_parallel {start,
+            /// end, mlp_norm: own | mean, fused}, surgical {delta, start_block, space: feature | weight,
+            /// mean_correction} (needs --task), and on calibration data
+            /// wanda {sparsity | pattern: n_m}, gradient_aware {sparsity, alpha, pattern: unstructured | n_m |
+            /// structured}, sfsd {rank_fraction, mean_correction}; also structured_heads {sparsity}.
             #[arg(long)]
             recipe: String,
-            #[arg(long)]
-            out: PathBuf,
-            /// The task whose validation split a task-driven method (the surgical scan) evaluates on.
+            /// The calibration task of wanda, gradient_aware and sfsd (default: the mixed set over the seven tasks); the
+            /// task whose validation split the surgical scan evaluates on (required there).
             #[arg(long)]
             task: Option<String>,
+            /// The seed of the calibration subset.
+            #[arg(long, default_value_t = 42)]
+            seed: u64,
+            /// Calibration examples.
+            #[arg(long, default_value_t = trilemma::data::calibration::DEFAULT_SIZE)]
+            calibration_size: usize,
+            #[arg(long)]
+            out: PathBuf,
             #[arg(long, default_value = "assets")]
             assets: PathBuf,
         },
@@ -172,6 +182,19 @@ mod cli {
             #[arg(long, default_value_t = 8192)]
             vocab_size: usize,
             #[arg(long, default_value = "assets/tokenizer/tokenizer.json")]
+            out: PathBuf,
+        },
+        /// Write the bundled calibration set (a seeded draw of GLUE train rows per task, compiled into the binary for
+        /// Wanda, gradient-aware pruning and SFSD) from the train files under `--data`.
+        CalibrationSet {
+            /// Folder holding `<task>/train.jsonl` files.
+            #[arg(long, default_value = "assets/train/glue")]
+            data: PathBuf,
+            #[arg(long, default_value_t = trilemma::data::calibration::BUNDLE_PER_TASK)]
+            per_task: usize,
+            #[arg(long, default_value_t = trilemma::data::calibration::BUNDLE_SEED)]
+            seed: u64,
+            #[arg(long, default_value = "assets/calibration/glue.jsonl")]
             out: PathBuf,
         },
         /// Benchmark the three architectures at the bundled default size with random weights:
@@ -223,12 +246,25 @@ mod cli {
             Cmd::Info => info(),
             Cmd::Logits { model, text, text_pair, task } => logits(&model, &text, text_pair.as_deref(), task.as_deref()),
             Cmd::Tokenizer { data, vocab_size, out } => tokenizer(&data, vocab_size, &out),
+            Cmd::CalibrationSet { data, per_task, seed, out } => {
+                let body = trilemma::data::calibration::build_bundle(&data, per_task, seed).map_err(|e| e.to_string())?;
+                if let Some(dir) = out.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                }
+                std::fs::write(&out, &body).map_err(|e| format!("{}: {e}", out.display()))?;
+                eprintln!("wrote {} ({} rows, sha256 {})", out.display(), body.lines().count(), trilemma::experiment::sha256_hex(body.as_bytes()));
+                Ok(())
+            }
             Cmd::Eval { model, task, split, limit, assets, predictions, backend } => {
                 eval(&model, &task, &split, limit, &assets, predictions.as_deref(), backend)
             }
             Cmd::Run { spec, out, assets, report, csv } => run(&spec, out.as_deref(), &assets, report.as_deref(), csv.as_deref()),
             Cmd::Report { results, out, csv } => report(&results, &out, csv.as_deref()),
-            Cmd::Compress { model, recipe, out, assets, task } => compress(&model, &recipe, &out, &assets, task.as_deref()),
+            Cmd::Compress { model, recipe, out, assets, task, seed, calibration_size } => {
+                let task = task.as_deref().map(trilemma::data::Task::parse).transpose().map_err(|e| format!("--task: {e}"))?;
+                let cal = trilemma::compress::apply::Calibration { task, seed, size: calibration_size };
+                compress(&model, &recipe, &out, &assets, &cal)
+            }
             Cmd::Attack { model, task, recipe, seed, budget, max_queries, limit, split, backend, assets, out, report } => {
                 attack(&model, &task, &recipe, seed, budget, max_queries, limit, split.as_deref(), backend, &assets, out.as_deref(), report.as_deref())
             }
@@ -549,7 +585,7 @@ mod cli {
         Ok(())
     }
 
-    fn compress(model: &str, recipe: &str, out: &std::path::Path, assets: &std::path::Path, task: Option<&str>) -> Result<(), String> {
+    fn compress(model: &str, recipe: &str, out: &std::path::Path, assets: &std::path::Path, cal: &trilemma::compress::apply::Calibration) -> Result<(), String> {
         use trilemma::compress::apply::{self, Recipe};
         use trilemma::experiment::native;
         let recipe: Recipe = serde_json::from_str(recipe).map_err(|e| format!("--recipe: {e}"))?;
@@ -557,15 +593,16 @@ mod cli {
         let dir = native::model_dir(assets, model);
         let files = native::read_folder(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let ck = trilemma::io::Checkpoint::from_files(&files).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let (compressed, record) = match (&recipe, task) {
+        let t0 = std::time::Instant::now();
+        let (compressed, record) = match (&recipe, cal.task) {
             (Recipe::Surgical { .. }, None) => return Err("the surgical scan needs --task (it evaluates on that task's validation split)".into()),
-            (Recipe::Surgical { .. }, Some(t)) => {
-                let task = trilemma::data::Task::parse(t).map_err(|e| format!("--task: {e}"))?;
+            (Recipe::Surgical { .. }, Some(task)) => {
                 let ex = trilemma::data::load_split(assets, task, trilemma::data::Split::Validation).map_err(|e| e.to_string())?;
-                pollster::block_on(trilemma::experiment::surgical::compress(&ck, &recipe, task, &ex)).map_err(|e| e.to_string())?
+                pollster::block_on(trilemma::experiment::surgical::compress(&ck, &recipe, task, &ex, cal)).map_err(|e| e.to_string())?
             }
-            _ => apply::apply(&ck, &recipe).map_err(|e| e.to_string())?,
+            _ => apply::apply_with(&ck, &recipe, cal).map_err(|e| e.to_string())?,
         };
+        eprintln!("compressed in {:.2} s", t0.elapsed().as_secs_f64());
         if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
             return Err(format!("{}: exists and is not empty; choose a new folder", out.display()));
         }

@@ -18,8 +18,12 @@
 //!   SFSD feature-space decomposition from the covariance of the layer's outputs (§2.3, Surgical
 //!   Feature-Space Decomposition, arXiv 2405.13039) and the rank-budget rule `κ = ⌊in·out/(in+out)⌋`,
 //!   `r = ⌊κ·ρ⌋`. Linear algebra by `faer` (pure Rust, builds for wasm32).
+//! - [`calibrate`]: the statistics those need from calibration data (input column norms, output covariance,
+//!   summed loss gradients), read off the differentiable twin running the bundled calibration set.
+//! - [`apply`]: a recipe applied to a whole checkpoint (reference form), with its record.
 
 pub mod apply;
+pub mod calibrate;
 pub mod level;
 pub mod lowrank;
 pub mod prune;
@@ -71,5 +75,17 @@ pub(crate) mod test_util {
     /// A seeded `[out, in]` matrix uniform in [-1, 1).
     pub fn matrix(seed: u64, out: usize, inp: usize) -> Vec<f32> {
         SplitMix64::new(seed).vec_f32(out * inp, -1.0, 1.0)
+    }
+
+    /// A tiny random checkpoint of `arch` (H 16, 2 layers, I 32, 2 heads; an SST-2 `score.weight`) with the bundled
+    /// tokenizer, so the calibration text tokenizes.
+    pub fn tiny_checkpoint(arch: crate::models::config::Arch, seed: u64) -> crate::io::Checkpoint {
+        use crate::models::config::Arch;
+        use crate::models::init::{random_checkpoint, Dims};
+        let heads = if arch == Arch::HgrnBit { 1 } else { 2 };
+        let dims = Dims { vocab: 8192, hidden: 16, layers: 2, intermediate: 32, heads, kv_heads: heads, ..Dims::default_for(arch) };
+        let mut ck = random_checkpoint(&dims, seed).unwrap();
+        ck.tokenizer_json = Some(include_bytes!("../../assets/tokenizer/tokenizer.json").to_vec());
+        ck
     }
 }

@@ -158,6 +158,24 @@ pub fn wanda(w: &[f32], out: usize, inp: usize, col_norms: &[f32], s: f64) -> Re
     prune_lowest_per_row(&wanda_scores(w, out, inp, col_norms)?, out, inp, s)
 }
 
+/// Gradient-aware scores (specs/methods.md §4.5.1): `S_ij = a_ij / mean(a) + α · g_ij / mean(g)` with the Wanda term
+/// `a_ij = |W_ij|·‖X_j‖₂` and the first-order Taylor term `g_ij = |W_ij·G_ij|` (G the loss gradient summed over the
+/// calibration examples), each scaled to unit mean over the layer; a term that is zero everywhere stays zero.
+pub fn gradient_aware_scores(w: &[f32], out: usize, inp: usize, col_norms: &[f32], grad: &[f64], alpha: f64) -> Result<Vec<f64>> {
+    let a = wanda_scores(w, out, inp, col_norms)?;
+    check_scores("gradient-aware pruning (gradient)", grad, out, inp)?;
+    if !(alpha.is_finite() && alpha >= 0.0) {
+        return Err(Error::Invalid(format!("gradient-aware pruning: alpha must be a finite non-negative number, got {alpha}")));
+    }
+    let g: Vec<f64> = w.iter().zip(grad).map(|(&x, &d)| (x as f64 * d).abs()).collect();
+    let unit = |v: &[f64]| {
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        if mean > 0.0 { 1.0 / mean } else { 0.0 }
+    };
+    let (sa, sg) = (unit(&a), alpha * unit(&g));
+    Ok(a.iter().zip(&g).map(|(x, y)| x * sa + y * sg).collect())
+}
+
 /// N:M semi-structured by scores: in every group of `m` consecutive inputs of a row keep the `n`
 /// highest scores.
 pub fn n_m_by_scores(scores: &[f64], out: usize, inp: usize, n: usize, m: usize) -> Result<Mask> {
@@ -326,6 +344,28 @@ mod tests {
         assert_eq!(norms, vec![20.0, 0.625, 1.25]);
         assert_eq!(magnitude(&w, 1, 3, 1.0 / 3.0).unwrap().keep, vec![false, true, true]);
         assert_eq!(wanda(&w, 1, 3, &norms, 1.0 / 3.0).unwrap().keep, vec![true, false, true]);
+    }
+
+    #[test]
+    fn gradient_aware_scores_by_hand() {
+        // W = [1, -2, 0.5, 4], ‖X‖ = [1, 1, 2, 0.5]: Wanda term [1, 2, 1, 2] (mean 1.5); G = [0, 1, -4, 0.25]:
+        // Taylor term |W·G| = [0, 2, 2, 1] (mean 1.25). S = a/1.5 + α·g/1.25.
+        let w = [1.0, -2.0, 0.5, 4.0];
+        let norms = [1.0, 1.0, 2.0, 0.5];
+        let g = [0.0, 1.0, -4.0, 0.25];
+        let s = gradient_aware_scores(&w, 1, 4, &norms, &g, 1.0).unwrap();
+        let want = [1.0 / 1.5, 2.0 / 1.5 + 1.6, 1.0 / 1.5 + 1.6, 2.0 / 1.5 + 0.8];
+        for (a, b) in s.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{s:?}");
+        }
+        // α = 0 is Wanda up to a constant factor; a zero gradient leaves the Wanda term alone.
+        let a0 = gradient_aware_scores(&w, 1, 4, &norms, &g, 0.0).unwrap();
+        let wa = wanda_scores(&w, 1, 4, &norms).unwrap();
+        assert!(a0.iter().zip(&wa).all(|(x, y)| (x * 1.5 - y).abs() < 1e-12));
+        assert_eq!(gradient_aware_scores(&w, 1, 4, &norms, &[0.0; 4], 1.0).unwrap(), a0);
+        assert!(gradient_aware_scores(&w, 1, 4, &norms, &g, -1.0).is_err());
+        assert!(gradient_aware_scores(&w, 1, 4, &norms, &[0.0; 3], 1.0).is_err());
+        assert!(gradient_aware_scores(&w, 1, 4, &norms, &[f64::NAN, 0.0, 0.0, 0.0], 1.0).is_err());
     }
 
     #[test]

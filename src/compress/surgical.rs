@@ -22,7 +22,9 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use super::calibrate::{self, Needs};
 use super::lowrank::{self, FeatureBasis, LowRank, Svd};
+use crate::data::calibration::{CalibrationRecord, CalibrationSet};
 use crate::backend::{Data, HostTensor};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
@@ -48,7 +50,7 @@ pub fn default_start_block(layers: usize) -> usize {
 
 /// Candidate ranks `[1, ⌊0.1κ⌋, …, ⌊1.0κ⌋]`, ascending, without repeats or zeros.
 pub fn rank_grid(kappa: usize) -> Vec<usize> {
-    let mut g: Vec<usize> = std::iter::once(1).chain((1..=10).map(|t| (kappa as f64 * (t as f64 / 10.0)) as usize)).filter(|&r| r >= 1).collect();
+    let mut g: Vec<usize> = std::iter::once(1).chain((1..=10).map(|t| (kappa as f64 * (t as f64 / 10.0)) as usize)).filter(|&r| r >= 1 && r <= kappa).collect();
     g.sort_unstable();
     g.dedup();
     g
@@ -81,6 +83,16 @@ pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     v
 }
 
+/// Which decomposition the scan slices: SFSD's feature space (the paper's, and our default) or the
+/// weight-space SVD baseline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Space {
+    #[default]
+    Feature,
+    Weight,
+}
+
 /// A layer's decomposition at full rank, sliced to any rank.
 pub enum Basis {
     /// Weight space (§2.2): the SVD of W.
@@ -94,6 +106,14 @@ impl Basis {
         match self {
             Basis::Weight(s) => s.factors(r),
             Basis::Feature { basis, mean_correction } => basis.factors(w, inp, r, None, *mean_correction),
+        }
+    }
+
+    /// Parameters beside the two factors: the mean-correction bias `[out]` in feature space.
+    pub fn bias_params(&self) -> usize {
+        match self {
+            Basis::Feature { basis, mean_correction: true } => basis.out,
+            _ => 0,
         }
     }
 }
@@ -132,6 +152,19 @@ pub fn targets(ck: &Checkpoint, start_block: usize) -> Result<Vec<Target>> {
 /// Weight-space bases of every target.
 pub fn weight_bases(ck: &Checkpoint, targets: &[Target]) -> Result<BTreeMap<String, Basis>> {
     targets.iter().map(|t| Ok((t.prefix.clone(), Basis::Weight(lowrank::svd(weight(ck, t)?, t.out, t.inp)?)))).collect()
+}
+
+/// Feature-space bases of every target (§2.3), from one pass of the calibration set through the
+/// original model's differentiable twin (the statistics are never recomputed, §2.3 step 8).
+pub fn feature_bases(ck: &Checkpoint, targets: &[Target], set: &CalibrationSet, mean_correction: bool) -> Result<(BTreeMap<String, Basis>, CalibrationRecord)> {
+    let names: Vec<String> = targets.iter().map(|t| format!("{}.weight", t.prefix)).collect();
+    let c = calibrate::capture(ck, set, &names, Needs { outputs: true, ..Needs::default() })?;
+    let mut bases = BTreeMap::new();
+    for (t, name) in targets.iter().zip(&names) {
+        let stats = c.get(name)?.outputs.as_ref().ok_or_else(|| Error::Invalid(format!("{name}: no output statistics were collected")))?;
+        bases.insert(t.prefix.clone(), Basis::Feature { basis: lowrank::feature_basis(stats)?, mean_correction });
+    }
+    Ok((bases, c.record))
 }
 
 fn weight<'a>(ck: &'a Checkpoint, t: &Target) -> Result<&'a [f32]> {
@@ -255,7 +288,10 @@ pub async fn scan(
     let test_accuracy_after = eval(&out, sp.test.clone()).await?;
     evaluations += 1;
     let params_before = targets.iter().map(|t| t.out * t.inp).sum();
-    let params_after = targets.iter().map(|t| ranks.get(&t.prefix).map_or(t.out * t.inp, |&r| lowrank::factor_params(t.out, t.inp, r))).sum();
+    let params_after = targets
+        .iter()
+        .map(|t| ranks.get(&t.prefix).map_or(t.out * t.inp, |&r| lowrank::factor_params(t.out, t.inp, r) + bases[&t.prefix].bias_params()))
+        .sum();
     let rec = ScanRecord {
         delta,
         start_block,

@@ -3,8 +3,10 @@
 //!
 //! Layout and provenance of the files: `assets/data/README.md` (GLUE validation, AdvGLUE dev;
 //! served by the page) and `assets/train/README.md` (GLUE train; native only). Field names and
-//! label ids follow the Hugging Face `glue` card; AdvGLUE uses the same.
+//! label ids follow the Hugging Face `glue` card; AdvGLUE uses the same. [`calibration`]: the bundled calibration
+//! set (a few GLUE train rows per task, compiled in) and its seeded subsets.
 
+pub mod calibration;
 mod jsonl;
 mod split;
 mod task;

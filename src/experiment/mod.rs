@@ -101,10 +101,10 @@ impl<B: Backend> LoadedModel<B> {
         Self::from_checkpoint(be, name, Checkpoint::from_files(files)?, files)
     }
 
-    /// A compressed copy of the folder `files` (reference form, [`crate::compress::apply`]), named `name`.
-    /// `now` is a clock in milliseconds: the compression's wall time goes in the record's `timing`.
-    /// The surgical scan evaluates on `scan_data` (the run's first task and its first `limit` validation examples).
-    /// `keep`: keep its checkpoint in [`LoadedModel::checkpoint`].
+    /// A compressed copy of the folder `files` (reference form, [`crate::compress::apply`]), named `name`; `cal` is
+    /// the calibration data of a calibration-based recipe. `now` is a clock in milliseconds: the compression's wall
+    /// time goes in the record's `timing`. The surgical scan evaluates on `scan_data` (the run's first task and its
+    /// first `limit` validation examples). `keep`: keep its checkpoint in [`LoadedModel::checkpoint`].
     #[allow(clippy::too_many_arguments)]
     pub async fn load_compressed(
         be: &B,
@@ -113,17 +113,18 @@ impl<B: Backend> LoadedModel<B> {
         files: &BTreeMap<String, Vec<u8>>,
         recipe: &crate::compress::apply::Recipe,
         scan_data: Option<(Task, &[Example])>,
+        cal: &crate::compress::apply::Calibration,
         now: &dyn Fn() -> f64,
         keep: bool,
     ) -> Result<Self> {
         let ck = Checkpoint::from_files(files)?;
         let t0 = now();
         let (ck, record) = match (recipe, scan_data) {
-            (crate::compress::apply::Recipe::Surgical { .. }, Some((task, ex))) => surgical::compress(&ck, recipe, task, ex).await?,
+            (crate::compress::apply::Recipe::Surgical { .. }, Some((task, ex))) => surgical::compress(&ck, recipe, task, ex, cal).await?,
             (crate::compress::apply::Recipe::Surgical { .. }, None) => {
                 return Err(Error::Invalid("the surgical scan needs the validation split of the run's first task among the spec's splits".into()))
             }
-            _ => crate::compress::apply::apply(&ck, recipe)?,
+            _ => crate::compress::apply::apply_with(&ck, recipe, cal)?,
         };
         let seconds = (now() - t0) / 1000.0;
         let kept = keep.then(|| ck.clone());
@@ -812,9 +813,10 @@ async fn load_models<B: Backend>(
             other => other,
         };
         out.push(LoadedModel::load(be, m, files).map_err(named)?);
+        let cal = spec.calibration();
         for c in &spec.compressions {
             let keep = spec.repair.as_ref().is_some_and(|r| r.prompts > 0) && spec.repaired_compressions().contains(&c);
-            out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c, scan_data, now, keep).await.map_err(named)?);
+            out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c, scan_data, &cal, now, keep).await.map_err(named)?);
         }
     }
     Ok(out)

@@ -43,6 +43,9 @@ pub struct Spec {
     pub attacks: Vec<crate::attacks::search::AttackConfig>,
     /// Weight compressions: each makes a compressed copy of every model (`"gla + int8"`), evaluated and attacked like
     /// the others and compared with its original (`{"method": "int4", "group": 64}`, see `compress::apply::Recipe`).
+    /// The calibration-based ones (`wanda`, `gradient_aware`, `sfsd`) calibrate on 128 bundled train examples drawn
+    /// with the spec's seed: of the spec's task when it names one, else the mixed set over all seven tasks (one
+    /// compressed copy serves every task of the run), see [`Spec::calibration`].
     #[serde(default)]
     pub compressions: Vec<crate::compress::apply::Recipe>,
     /// Repair compressed copies on every task (`{"prompts": 4, "tokens": 8, "epochs": 2, "lr": 0.01}`, see
@@ -222,6 +225,14 @@ impl Spec {
         Ok(())
     }
 
+    /// The calibration data of the spec's calibration-based compressions: the one task's train rows when the spec
+    /// lists a single task, else the mixed set (a compressed copy is made once per model and serves every task);
+    /// seeded with the spec's seed, the default 128 examples.
+    pub fn calibration(&self) -> crate::compress::apply::Calibration {
+        let task = if self.tasks.len() == 1 { Some(self.tasks[0]) } else { None };
+        crate::compress::apply::Calibration { task, seed: self.seed, ..Default::default() }
+    }
+
     /// Every model a run evaluates: each listed model, then its compressed copies (`"gla + int8"`), in order.
     pub fn model_names(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -359,6 +370,10 @@ mod tests {
         assert_eq!(u[4].model, "hgrn_bit");
         // Round trip.
         assert_eq!(Spec::from_json(s.to_json().as_bytes(), &bundled_only).unwrap(), s);
+        // Calibration: the mixed set for several tasks, the task's own rows for one; the spec's seed either way.
+        assert_eq!(s.calibration(), crate::compress::apply::Calibration { task: None, seed: 42, size: 128 });
+        let one = Spec::from_json(br#"{"models": ["gla"], "tasks": ["rte"], "seed": 7}"#, &bundled_only).unwrap();
+        assert_eq!(one.calibration(), crate::compress::apply::Calibration { task: Some(Task::Rte), seed: 7, size: 128 });
     }
 
     #[test]

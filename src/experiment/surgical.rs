@@ -1,9 +1,10 @@
 //! The surgical scan run against a task ([`crate::compress::surgical`]): the candidates are scored by
 //! accuracy on the task's validation examples, on the CPU backend (the scan's numbers must be the
-//! same wherever the run's evaluations happen), with weight-space bases.
+//! same wherever the run's evaluations happen), with feature-space bases from the calibration data (or
+//! weight-space ones).
 
 use crate::backend::cpu::CpuBackend;
-use crate::compress::apply::{CompressionRecord, Recipe};
+use crate::compress::apply::{Calibration, CompressionRecord, Recipe};
 use crate::compress::{lowrank, surgical};
 use crate::data::{Example, Task};
 use crate::error::{Error, Result};
@@ -13,8 +14,9 @@ use crate::text::TextTokenizer;
 
 /// Runs `recipe` (a [`Recipe::Surgical`]) on `ck` with `task`'s validation `examples`: the compressed
 /// checkpoint (reference form) and its record, scan included.
-pub async fn compress(ck: &Checkpoint, recipe: &Recipe, task: Task, examples: &[Example]) -> Result<(Checkpoint, CompressionRecord)> {
-    let Recipe::Surgical { delta, start_block } = recipe else {
+/// `cal` names the calibration subset of the feature-space bases.
+pub async fn compress(ck: &Checkpoint, recipe: &Recipe, task: Task, examples: &[Example], cal: &Calibration) -> Result<(Checkpoint, CompressionRecord)> {
+    let Recipe::Surgical { delta, start_block, space, mean_correction } = recipe else {
         return Err(Error::Invalid(format!("not a surgical scan: {}", recipe.label())));
     };
     recipe.check()?;
@@ -35,13 +37,22 @@ pub async fn compress(ck: &Checkpoint, recipe: &Recipe, task: Task, examples: &[
         layers_after: layers,
         scan: None,
         effective_depth: layers,
+        calibration: None,
     };
     let mut out = ck.clone();
     if targets.is_empty() {
         rec.skipped.push("no decomposable f32 linear (HGRN-bit's BitLinears are packed ternary; SFSD leaves them dense, methods.md §2.9)".into());
     } else {
         let tk = TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().ok_or_else(|| Error::Invalid("the folder has no tokenizer.json".into()))?)?;
-        let bases = surgical::weight_bases(ck, &targets)?;
+        let bases = match space {
+            surgical::Space::Weight => surgical::weight_bases(ck, &targets)?,
+            surgical::Space::Feature => {
+                let set = crate::data::calibration::subset(cal.task, cal.size, cal.seed)?;
+                let (bases, record) = surgical::feature_bases(ck, &targets, &set, *mean_correction)?;
+                rec.calibration = Some(record);
+                bases
+            }
+        };
         let order = surgical::shuffled(examples.len(), surgical::SHUFFLE_SEED);
         let be = CpuBackend::new();
         let eval = async |c: &Checkpoint, range: std::ops::Range<usize>| -> Result<f64> {
@@ -63,7 +74,7 @@ pub async fn compress(ck: &Checkpoint, recipe: &Recipe, task: Task, examples: &[
             rec.tensors += 1;
             rec.weights += t.out * t.inp;
             rec.bytes_f32 += 4 * t.out * t.inp;
-            rec.bytes_compressed += 4 * lowrank::factor_params(t.out, t.inp, scan.ranks[&t.prefix]);
+            rec.bytes_compressed += 4 * (lowrank::factor_params(t.out, t.inp, scan.ranks[&t.prefix]) + bases[&t.prefix].bias_params());
         }
         rec.relative_error = if norm2 > 0.0 { (err2 / norm2).sqrt() } else { 0.0 };
         rec.bits_per_weight = if rec.weights > 0 { 8.0 * rec.bytes_compressed as f64 / rec.weights as f64 } else { 32.0 };

@@ -120,6 +120,17 @@ impl Checkpoint {
         (stored, f32_equiv)
     }
 
+    /// `<prefix>.bias` `[n]` when the checkpoint has one (a block linear's optional bias, e.g. SFSD's mean correction,
+    /// methods.md §2.3 step 5), removed from the map like [`Checkpoint::take`].
+    pub fn take_bias(&mut self, prefix: &str, n: usize) -> Result<Option<HostTensor>> {
+        let name = format!("{prefix}.bias");
+        if self.tensors.contains_key(&name) {
+            self.take(&name, &[n]).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// A config value, or an error naming the key.
     pub fn config_usize(&self, key: &str) -> Result<usize> {
         self.config

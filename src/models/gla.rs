@@ -139,7 +139,10 @@ impl<B: Backend> Gla<B> {
         let mut blocks = Vec::with_capacity(common.layers);
         for l in 0..common.layers {
             let p = format!("model.layers.{l}.");
-            let mut dense = |name: &str, shape: [usize; 2]| -> Result<Linear<B>> { Linear::dense(be, &ck.take(&format!("{p}attn.{name}.weight"), &shape)?, None) };
+            let mut dense = |name: &str, shape: [usize; 2]| -> Result<Linear<B>> {
+                let w = ck.take(&format!("{p}attn.{name}.weight"), &shape)?;
+                Linear::dense(be, &w, ck.take_bias(&format!("{p}attn.{name}"), shape[0])?.as_ref())
+            };
             let q = dense("q_proj", [kd, h])?;
             let k = dense("k_proj", [kd / g, h])?;
             let v = dense("v_proj", [vd / g, h])?;

@@ -85,10 +85,16 @@ pub(crate) fn load_mlp<B: Backend>(be: &B, ck: &mut Checkpoint, p: &str, h: usiz
             intermediate: i,
         });
     }
-    let down = Linear::dense(be, &ck.take(&format!("{p}down_proj.weight"), &[h, i])?, None)?;
-    if ck.tensors.contains_key(&format!("{p}up_proj.weight")) {
-        let gate = Linear::dense(be, &ck.take(&format!("{p}gate_proj.weight"), &[i, h])?, None)?;
-        let up = Linear::dense(be, &ck.take(&format!("{p}up_proj.weight"), &[i, h])?, None)?;
+    let separate = ck.tensors.contains_key(&format!("{p}up_proj.weight"));
+    // A bias on a dense projection is optional (SFSD's mean correction, methods.md §2.3 step 5).
+    let mut dense = |name: &str, n: usize, k: usize| -> Result<Linear<B>> {
+        let w = ck.take(&format!("{p}{name}.weight"), &[n, k])?;
+        Linear::dense(be, &w, ck.take_bias(&format!("{p}{name}"), n)?.as_ref())
+    };
+    let down = dense("down_proj", h, i)?;
+    if separate {
+        let gate = dense("gate_proj", i, h)?;
+        let up = dense("up_proj", i, h)?;
         Ok(Mlp { gate, up: Some(up), down, intermediate: i })
     } else {
         // Legacy FLA layout (before 2025-02-09): one gate_proj [2I, H].

@@ -98,7 +98,7 @@ impl<B: Backend> Transformer<B> {
             let p = format!("model.layers.{l}.");
             let mut lin = |name: &str, n: usize, k: usize, bias: bool| -> Result<Linear<B>> {
                 let w = ck.take(&format!("{p}attn.{name}.weight"), &[n, k])?;
-                let b = if bias { Some(ck.take(&format!("{p}attn.{name}.bias"), &[n])?) } else { None };
+                let b = if bias { Some(ck.take(&format!("{p}attn.{name}.bias"), &[n])?) } else { ck.take_bias(&format!("{p}attn.{name}"), n)? };
                 Linear::dense(be, &w, b.as_ref())
             };
             let attn = Attention {

@@ -337,8 +337,9 @@ fn compression_section(r: &Results) -> String {
         let Some(scan) = &c.scan else { continue };
         let _ = write!(
             h,
-            "<h3>Surgical scan: {}</h3><p>δ = {}, blocks from {} searched, {} examples ({} per search chunk, {} in the 20% check, {} in the test split), {} evaluations. Test accuracy {} → {}; searched parameters {} → {}.</p><table><tr><th class=\"l\">linear</th><th>κ</th><th class=\"l\">chunk ranks</th><th>rank</th><th>20% check</th><th class=\"l\">kept</th></tr>",
+            "<h3>Surgical scan: {}</h3><p>{} bases, δ = {}, blocks from {} searched, {} examples ({} per search chunk, {} in the 20% check, {} in the test split), {} evaluations. Test accuracy {} → {}; searched parameters {} → {}.</p><table><tr><th class=\"l\">linear</th><th>κ</th><th class=\"l\">chunk ranks</th><th>rank</th><th>20% check</th><th class=\"l\">kept</th></tr>",
             esc(&m.name),
+            if c.calibration.is_some() { "Feature-space" } else { "Weight-space" },
             scan.delta,
             scan.start_block,
             scan.examples,
@@ -695,6 +696,13 @@ fn provenance_section(r: &Results) -> String {
     }
     for f in &r.provenance.data {
         let _ = write!(h, "<tr><td class=\"l\">{}</td><td>{}</td><td class=\"l\"><code>{}</code></td></tr>", esc(&f.path), f.bytes, esc(&f.sha256));
+    }
+    // The calibration rows a compression drew (the subset's own hash: task, size and seed pick the rows).
+    for m in &r.provenance.models {
+        let Some(c) = m.compression.as_ref().and_then(|c| c.calibration.as_ref()) else { continue };
+        let task = c.task.map_or("mixed".to_string(), |t| t.name().to_string());
+        let label = format!("{} — calibration: {}, {task}, {} rows, seed {}", m.name, c.source, c.size, c.seed);
+        let _ = write!(h, "<tr><td class=\"l\">{}</td><td>–</td><td class=\"l\"><code>{}</code></td></tr>", esc(&label), esc(&c.sha256));
     }
     h += "</table><details><summary>Experiment spec</summary><pre>";
     h += &esc(&r.spec.to_json());
