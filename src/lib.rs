@@ -14,6 +14,8 @@
 //! - [`attacks`]: adversarial text transformations (TextBugger bugs, StressTest / CheckList distractors), random baseline.
 //! - [`eval`]: metrics (accuracy, F1, MCC, GLUE and AdvGLUE scores, bootstrap intervals).
 //! - [`experiment`]: the experiment spec and the engine that turns it into results.
+//! - [`repair`]: repairing compressed models: soft-prompt pools chosen per input (IDP) and
+//!   temperature scaling / decoding calibration.
 //! - [`report`]: results -> standalone HTML (tables, plotters SVG charts) and CSV.
 //! - [`text`]: the tokenizer (the `tokenizers` crate) and the bundled default tokenizer.
 //! - [`autodiff`]: the batched differentiable twin of the models (candle-core autograd), native and wasm.
@@ -33,6 +35,7 @@ pub mod experiment;
 pub mod io;
 pub mod models;
 pub mod nn;
+pub mod repair;
 pub mod report;
 pub mod rng;
 pub mod text;

@@ -655,6 +655,13 @@ pub async fn run_experiment(spec_json: String, on_progress: js_sys::Function) ->
         }
     };
     let spec = Spec::from_json(spec_json.as_bytes(), &bundled_only).map_err(js_err)?;
+    // The page serves the validation splits but not the training data (www/index.html copies
+    // assets/data only), so a `repair` section must calibrate on validation here.
+    if spec.repair.as_ref().is_some_and(|r| r.calibration_split == crate::repair::CalibrationSplit::Train) {
+        return Err(JsError::new(
+            "the spec's repair section calibrates on the training split, which the page does not serve: set \"calibration_split\": \"validation\" there, or run it with `trilemma run`",
+        ));
+    }
     let mut folders = experiment::Folders::new();
     for m in &spec.models {
         let mut files = std::collections::BTreeMap::new();
@@ -665,6 +672,12 @@ pub async fn run_experiment(spec_json: String, on_progress: js_sys::Function) ->
     }
     let mut data = Vec::new();
     for (task, split) in spec.data() {
+        let path = crate::data::bundled_path(task, split).map_err(js_err)?;
+        let bytes = fetch_bytes(&format!("assets/{path}")).await.map_err(js_err)?;
+        data.push(Dataset::from_bytes(task, split, &bytes).map_err(js_err)?);
+    }
+    // The `repair` section's calibration examples (validation splits: see the check above).
+    for (task, split) in spec.calibration_data() {
         let path = crate::data::bundled_path(task, split).map_err(js_err)?;
         let bytes = fetch_bytes(&format!("assets/{path}")).await.map_err(js_err)?;
         data.push(Dataset::from_bytes(task, split, &bytes).map_err(js_err)?);

@@ -166,11 +166,18 @@ pub struct Twin<'a> {
 impl Twin<'_> {
     /// ids `[B, T]` (u32, right-padded) -> final-normed hidden states `[B, T, H]`.
     pub fn hidden(&self, ids: &Tensor, drop: &mut Dropout) -> Result<Tensor> {
-        let p = self.params;
         let (b, t) = ids.dims2()?;
-        let emb = p.get("model.embeddings.weight")?;
-        let mut x = emb.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, self.dims.hidden))?;
-        x = drop.apply(&x)?;
+        let emb = self.params.get("model.embeddings.weight")?;
+        let x = emb.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, self.dims.hidden))?;
+        self.hidden_from_embeddings(&x, drop)
+    }
+
+    /// Input embeddings `[B, T, H]` (right-padded; e.g. with soft-prompt vectors among the tokens'
+    /// embeddings, [`crate::repair::prompts`]) -> final-normed hidden states `[B, T, H]`.
+    pub fn hidden_from_embeddings(&self, x: &Tensor, drop: &mut Dropout) -> Result<Tensor> {
+        let p = self.params;
+        let t = x.dim(1)?;
+        let mut x = drop.apply(x)?;
         let floors = if self.dims.arch == Arch::HgrnBit { Some(self.lower_bound_floors()?) } else { None };
         let rope = if self.dims.arch == Arch::Transformer { Some(self.rope_tables(t, x.device())?) } else { None };
         for l in 0..self.dims.layers {
@@ -229,6 +236,41 @@ impl Twin<'_> {
         let p = softmax(&scores.broadcast_add(&mask)?)?;
         let o = merge_heads(&p.matmul(&v)?)?; // [B, T, H]
         proj(self.params, &format!("{pre}attn.o_proj"), &o, false)
+    }
+
+    /// Layer `layer`'s Transformer++ queries and keys after RoPE, for the mixer's input h
+    /// `[B, T, H]` (already normed) at explicit position ids `positions` `[T]` (shared by the
+    /// batch): `([B, nh, T, hd], [B, nh, T, hd])`. Soft-prompt selection reads the attention mass
+    /// with per-prompt position ids (methods.md §3.3).
+    pub fn attention_qk(&self, layer: usize, h: &Tensor, positions: &[usize]) -> Result<(Tensor, Tensor)> {
+        let (nh, hd) = (self.dims.heads, self.dims.hidden / self.dims.heads);
+        let pre = format!("model.layers.{layer}.");
+        let q = split_heads(&proj(self.params, &format!("{pre}attn.q_proj"), h, false)?, nh)?;
+        let k = split_heads(&proj(self.params, &format!("{pre}attn.k_proj"), h, false)?, nh)?;
+        let span = positions.iter().max().map_or(1, |m| m + 1);
+        let (cos, sin) = self.rope_tables(span, h.device())?;
+        let idx = Tensor::from_vec(positions.iter().map(|&p| p as u32).collect::<Vec<u32>>(), positions.len(), h.device())?;
+        let (cos, sin) = (cos.index_select(&idx, 0)?, sin.index_select(&idx, 0)?);
+        let rope = |x: &Tensor| -> Result<Tensor> {
+            let half = hd / 2;
+            let rot = Tensor::cat(&[&x.narrow(3, half, half)?.neg()?, &x.narrow(3, 0, half)?], 3)?;
+            x.broadcast_mul(&cos)? + rot.broadcast_mul(&sin)?
+        };
+        Ok((rope(&q)?, rope(&k)?))
+    }
+
+    /// Layer `layer`'s GLA queries (scaled by dk^−½), keys and log forget gates for the mixer's
+    /// input h `[B, T, H]`: each `[B, nh, T, dk]` (models.md §3.3).
+    pub fn gla_qkg(&self, layer: usize, h: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let p = self.params;
+        let nh = self.dims.heads;
+        let a = |n: &str| format!("model.layers.{layer}.attn.{n}");
+        let q = split_heads(&proj(p, &a("q_proj"), h, false)?, nh)?;
+        let k = split_heads(&proj(p, &a("k_proj"), h, false)?, nh)?;
+        let z = linear(&proj(p, &a("gk_proj.0"), h, false)?, p.get(&a("gk_proj.1.weight"))?)?.broadcast_add(p.get(&a("gk_proj.1.bias"))?)?;
+        let lg = split_heads(&(log_sigmoid(&z)? * (1.0 / GATE_LOGIT_NORMALIZER as f64))?, nh)?;
+        let dk = q.dim(3)?;
+        Ok(((q * (dk as f64).powf(-0.5))?, k, lg))
     }
 
     /// GLA token mixer, chunkwise form (`models::gla::chunked`) batched: h `[B, T, H]` -> `[B, T, H]`.
@@ -339,11 +381,19 @@ pub struct RowCrossEntropy {
     pub targets: Vec<u32>,
 }
 
-/// Rows of `[N, C]` split over the available cores.
+/// Rows of `[N, C]` split over the available cores; in one pass where threads cannot be spawned
+/// (wasm32: `std::thread` panics there) or there is one core. Each row is computed alone, so the
+/// result does not depend on the split.
 fn par_rows(data: &[f32], c: usize, out_per_row: usize, f: impl Fn(&[f32], usize, &mut [f32]) + Sync) -> Vec<f32> {
     let n = data.len() / c.max(1);
     let mut out = vec![0f32; n * out_per_row];
     let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(n.max(1));
+    if threads <= 1 || cfg!(target_arch = "wasm32") {
+        for (r, o) in out.chunks_mut(out_per_row.max(1)).enumerate() {
+            f(&data[r * c..(r + 1) * c], r, o);
+        }
+        return out;
+    }
     let per = n.div_ceil(threads.max(1)).max(1);
     std::thread::scope(|s| {
         for (ci, chunk) in out.chunks_mut(per * out_per_row.max(1)).enumerate() {

@@ -5,9 +5,11 @@ use crate::error::{Error, Result};
 use candle_core::{backprop::GradStore, Device, Tensor, Var};
 use std::collections::BTreeMap;
 
-/// Every trainable tensor of a model under its checkpoint name.
+/// Every tensor of a model under its checkpoint name: trainable variables, or frozen constants
+/// (no gradient is recorded through them, so a backward pass only costs what the variables need).
 pub struct Params {
     vars: BTreeMap<String, Var>,
+    fixed: BTreeMap<String, Tensor>,
 }
 
 impl Params {
@@ -18,14 +20,26 @@ impl Params {
             let v = Tensor::from_slice(t.as_f32("params")?, t.shape.as_slice(), &Device::Cpu)?;
             vars.insert(name.clone(), Var::from_tensor(&v)?);
         }
-        Ok(Params { vars })
+        Ok(Params { vars, fixed: BTreeMap::new() })
+    }
+
+    /// Frozen constants from host tensors (a compressed model whose prompts are trained).
+    pub fn frozen(tensors: &BTreeMap<String, HostTensor>) -> Result<Self> {
+        let mut fixed = BTreeMap::new();
+        for (name, t) in tensors {
+            fixed.insert(name.clone(), Tensor::from_slice(t.as_f32("params")?, t.shape.as_slice(), &Device::Cpu)?);
+        }
+        Ok(Params { vars: BTreeMap::new(), fixed })
     }
 
     pub fn get(&self, name: &str) -> candle_core::Result<&Tensor> {
-        self.vars.get(name).map(|v| v.as_tensor()).ok_or_else(|| candle_core::Error::Msg(format!("no parameter {name}")))
+        match self.vars.get(name) {
+            Some(v) => Ok(v.as_tensor()),
+            None => self.fixed.get(name).ok_or_else(|| candle_core::Error::Msg(format!("no parameter {name}"))),
+        }
     }
 
-    /// The current values, by name.
+    /// The current values of the variables, by name.
     pub fn to_host(&self) -> Result<BTreeMap<String, HostTensor>> {
         self.vars
             .iter()
@@ -33,10 +47,12 @@ impl Params {
             .collect()
     }
 
+    /// Trainable values.
     pub fn count(&self) -> usize {
         self.vars.values().map(|v| v.elem_count()).sum()
     }
 
+    /// The variables' names.
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.vars.keys()
     }

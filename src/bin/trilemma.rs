@@ -555,6 +555,7 @@ mod cli {
             splits: vec![split],
             attacks: vec![config],
             compressions: Vec::new(),
+            repair: None,
             backend,
             seed,
             limit,

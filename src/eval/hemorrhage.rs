@@ -341,6 +341,177 @@ pub fn apply_temperature(logits: &[Vec<f32>], t: f64) -> Result<Vec<Vec<f32>>> {
         .collect())
 }
 
+/// The range of the decoding-calibration temperature (methods.md §4.5.3: log T in [log 0.25, log 4]).
+pub const KL_T_MIN: f64 = 0.25;
+pub const KL_T_MAX: f64 = 4.0;
+/// Newton steps for the per-class bias β of [`fit_temperature_kl`] (§4.5.3: "a few"), per round.
+pub const KL_BIAS_STEPS: usize = 8;
+/// Rounds of (T given β, β given T) in [`fit_temperature_kl`], fewer when the KL stops falling.
+pub const KL_ROUNDS: usize = 20;
+
+/// Mean over rows of `KL(p ‖ softmax(z/T + β))` in nats (f64, max-subtracted; `0·ln 0 = 0`).
+fn mean_kl_logits(base: &[Vec<f32>], logits: &[Vec<f32>], t: f64, bias: &[f64]) -> f64 {
+    let total: f64 = base
+        .iter()
+        .zip(logits)
+        .map(|(p, z)| {
+            let u: Vec<f64> = z.iter().zip(bias).map(|(&x, b)| x as f64 / t + b).collect();
+            let m = u.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + u.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
+            p.iter().zip(&u).filter(|(&pi, _)| pi > 0.0).map(|(&pi, &ui)| pi as f64 * ((pi as f64).ln() - (ui - lse))).sum::<f64>()
+        })
+        .sum();
+    total / base.len() as f64
+}
+
+/// Golden-section search for the minimum of a unimodal `f` on `[a, b]` (down to [`T_TOL`]); the best
+/// of the final points and the ends (an optimum outside gives the nearer end).
+fn golden_min(f: &dyn Fn(f64) -> f64, mut a: f64, mut b: f64) -> f64 {
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    let (lo, hi) = (a, b);
+    let (mut x1, mut x2) = (b - g * (b - a), a + g * (b - a));
+    let (mut f1, mut f2) = (f(x1), f(x2));
+    while b - a > T_TOL {
+        if f1 <= f2 {
+            b = x2;
+            x2 = x1;
+            f2 = f1;
+            x1 = b - g * (b - a);
+            f1 = f(x1);
+        } else {
+            a = x1;
+            x1 = x2;
+            f1 = f2;
+            x2 = a + g * (b - a);
+            f2 = f(x2);
+        }
+    }
+    let mut best = (f(lo), lo);
+    for (v, u) in [(f1, x1), (f2, x2), (f(hi), hi)] {
+        if v < best.0 {
+            best = (v, u);
+        }
+    }
+    best.1
+}
+
+/// Decoding calibration of a modified model (methods.md §4.5.3): the temperature T and per-class
+/// bias β minimising the mean `KL(p_M ‖ softmax(z_M′/T + β))` on a calibration set, where `base`
+/// are the original model's probability rows and `logits` the modified model's. T by golden-section
+/// search over log T in [[`KL_T_MIN`], [`KL_T_MAX`]] at the current β, then β by [`KL_BIAS_STEPS`]
+/// damped Newton steps at that T (the objective is a soft-target cross-entropy, convex in β; β is
+/// kept centred, since a shift of all classes changes nothing), each accepted only if it lowers the
+/// KL; up to [`KL_ROUNDS`] such rounds from T = 1, β = 0. The KL never rises. Ours: the alternation
+/// and the step rule. Returns `(T, β)`.
+pub fn fit_temperature_kl(base: &[Vec<f32>], logits: &[Vec<f32>]) -> Result<(f64, Vec<f64>)> {
+    let classes = check_probs("fit_temperature_kl", base)?;
+    let c2 = check_matrix("fit_temperature_kl", logits)?;
+    if c2 != classes || logits.len() != base.len() {
+        return invalid(format!("fit_temperature_kl: {} × {classes} probabilities vs {} × {c2} logits", base.len(), logits.len()));
+    }
+    let (mut t, mut bias) = (1f64, vec![0f64; classes]);
+    let mut cur = mean_kl_logits(base, logits, t, &bias);
+    for _ in 0..KL_ROUNDS {
+        let before = cur;
+        let b0 = bias.clone();
+        t = golden_min(&|u: f64| mean_kl_logits(base, logits, u.exp(), &b0), KL_T_MIN.ln(), KL_T_MAX.ln()).exp();
+        cur = mean_kl_logits(base, logits, t, &bias);
+        bias_newton(base, logits, t, &mut bias, &mut cur);
+        if before - cur <= 1e-12 * before.abs().max(1e-12) {
+            break;
+        }
+    }
+    Ok((t, bias))
+}
+
+/// [`KL_BIAS_STEPS`] damped Newton steps on β at a fixed T (each kept only if it lowers the KL).
+fn bias_newton(base: &[Vec<f32>], logits: &[Vec<f32>], t: f64, bias: &mut [f64], cur: &mut f64) {
+    let classes = bias.len();
+    for _ in 0..KL_BIAS_STEPS {
+        // Gradient mean(q − p) and Hessian mean(diag q − q qᵀ) of the mean soft cross-entropy.
+        let (mut g, mut h) = (vec![0f64; classes], vec![vec![0f64; classes]; classes]);
+        for (p, z) in base.iter().zip(logits) {
+            let u: Vec<f64> = z.iter().zip(bias.iter()).map(|(&x, b)| x as f64 / t + b).collect();
+            let m = u.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = u.iter().map(|x| (x - m).exp()).collect();
+            let s: f64 = e.iter().sum();
+            let q: Vec<f64> = e.iter().map(|x| x / s).collect();
+            for i in 0..classes {
+                g[i] += q[i] - p[i] as f64;
+                for j in 0..classes {
+                    h[i][j] += if i == j { q[i] } else { 0.0 } - q[i] * q[j];
+                }
+            }
+        }
+        let n = base.len() as f64;
+        // The all-ones direction is the Hessian's null space: a small ridge makes it solvable.
+        for i in 0..classes {
+            g[i] /= n;
+            for j in 0..classes {
+                h[i][j] /= n;
+            }
+            h[i][i] += 1e-6;
+        }
+        let Some(step) = solve(h, g) else { break };
+        let mut accepted = false;
+        for damp in [1.0, 0.5, 0.25, 0.125] {
+            let mut nb: Vec<f64> = bias.iter().zip(&step).map(|(b, s)| b - damp * s).collect();
+            let mean = nb.iter().sum::<f64>() / classes as f64;
+            nb.iter_mut().for_each(|b| *b -= mean);
+            let v = mean_kl_logits(base, logits, t, &nb);
+            if v.is_finite() && v < *cur {
+                bias.copy_from_slice(&nb);
+                (*cur, accepted) = (v, true);
+                break;
+            }
+        }
+        if !accepted {
+            break;
+        }
+    }
+}
+
+/// Gaussian elimination with partial pivoting; `None` when singular.
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+    let n = b.len();
+    for c in 0..n {
+        let p = (c..n).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
+        if a[p][c].abs() < 1e-15 {
+            return None;
+        }
+        a.swap(c, p);
+        b.swap(c, p);
+        for r in c + 1..n {
+            let f = a[r][c] / a[c][c];
+            for k in c..n {
+                a[r][k] -= f * a[c][k];
+            }
+            b[r] -= f * b[c];
+        }
+    }
+    let mut x = vec![0f64; n];
+    for r in (0..n).rev() {
+        x[r] = (b[r] - (r + 1..n).map(|k| a[r][k] * x[k]).sum::<f64>()) / a[r][r];
+    }
+    Some(x)
+}
+
+/// `softmax(z/T + β)` of every row, as f32 probability rows (the calibrated distribution).
+pub fn apply_temperature_bias(logits: &[Vec<f32>], t: f64, bias: &[f64]) -> Result<Vec<Vec<f32>>> {
+    let classes = check_matrix("apply_temperature_bias", logits)?;
+    if bias.len() != classes || bias.iter().any(|b| !b.is_finite()) {
+        return invalid(format!("apply_temperature_bias: {} finite biases needed, got {:?}", classes, bias));
+    }
+    let shifted: Vec<Vec<f32>> = logits.iter().map(|z| z.iter().zip(bias).map(|(&x, b)| (x as f64 / t + b) as f32).collect()).collect();
+    apply_temperature(&shifted, 1.0).and_then(|p| if t.is_finite() && t > 0.0 { Ok(p) } else { invalid(format!("apply_temperature_bias: temperature {t}")) })
+}
+
+/// Logits standing for probability rows (`ln p`, zeros clamped to `1e-30`): softmax gives the rows
+/// back, so a temperature can be applied to results that store only probabilities.
+pub fn logits_of_probs(probs: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    probs.iter().map(|r| r.iter().map(|&p| (p.max(1e-30) as f64).ln() as f32).collect()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,4 +771,48 @@ mod tests {
         let nll = |t: f64| mean_nll(&z, &y, 1.0 / t);
         assert!(nll(t) <= nll(t * 1.01) && nll(t) <= nll(t * 0.99));
     }
+
+    // ---- decoding calibration (§4.5.3) ----
+
+    #[test]
+    fn kl_temperature_undoes_a_temperature_change_and_never_raises_kl() {
+        // The original's logits, and a "compressed" copy that is the original sharpened by 1/T = 2.5
+        // and shifted towards class 0: the fit recovers T ≈ 2.5 and a bias that removes the shift.
+        let mut rng = crate::rng::SplitMix64::new(3);
+        let z: Vec<Vec<f32>> = (0..200).map(|_| rng.vec_f32(3, -2.0, 2.0)).collect();
+        let base = apply_temperature(&z, 1.0).unwrap();
+        let comp: Vec<Vec<f32>> = z.iter().map(|r| vec![r[0] * 2.5 + 1.0, r[1] * 2.5, r[2] * 2.5]).collect();
+        let before = mean_kl_logits(&base, &comp, 1.0, &[0.0; 3]);
+        let (t, b) = fit_temperature_kl(&base, &comp).unwrap();
+        assert!((t - 2.5).abs() < 1e-3, "T {t}");
+        let after = kl_divergence(&base, &apply_temperature_bias(&comp, t, &b).unwrap()).unwrap();
+        assert!(after < 1e-6 && after < before, "{before} -> {after}, β {b:?}");
+        assert!((b[0] - b[1] + 0.4).abs() < 1e-3 && (b[1] - b[2]).abs() < 1e-3, "β {b:?}");
+        // Already calibrated: T = 1 and β = 0 stay (KL 0).
+        let (t1, b1) = fit_temperature_kl(&base, &z).unwrap();
+        assert!((t1 - 1.0).abs() < 1e-3 && b1.iter().all(|x| x.abs() < 1e-6), "{t1} {b1:?}");
+        // Refusals.
+        assert!(fit_temperature_kl(&base[..2], &comp).is_err());
+        assert!(fit_temperature_kl(&comp, &comp).is_err(), "logits as probabilities");
+        assert!(apply_temperature_bias(&comp, 1.0, &[0.0]).is_err());
+        // Probabilities back from their logits.
+        let back = apply_temperature(&logits_of_probs(&base), 1.0).unwrap();
+        assert!(back.iter().zip(&base).all(|(x, y)| x.iter().zip(y).all(|(a, b)| (a - b).abs() < 1e-6)));
+    }
+
+    #[test]
+    fn temperature_scaling_lowers_ece_on_its_calibration_split() {
+        // Overconfident logits: labels drawn from softmax(z), the model reports softmax(3z).
+        let mut rng = crate::rng::SplitMix64::new(8);
+        let z: Vec<Vec<f32>> = (0..2000).map(|_| rng.vec_f32(2, -1.5, 1.5)).collect();
+        let p = apply_temperature(&z, 1.0).unwrap();
+        let labels: Vec<u32> = p.iter().map(|r| (rng.next_f32() >= r[0]) as u32).collect();
+        let over: Vec<Vec<f32>> = z.iter().map(|r| r.iter().map(|x| x * 3.0).collect()).collect();
+        let t = fit_temperature(&over, &labels).unwrap();
+        let before = ece(&apply_temperature(&over, 1.0).unwrap(), &labels, ECE_BINS).unwrap();
+        let after = ece(&apply_temperature(&over, t).unwrap(), &labels, ECE_BINS).unwrap();
+        assert!((t - 3.0).abs() < 0.5, "T {t}");
+        assert!(after <= before && after < 0.05, "{before} -> {after}");
+    }
+
 }

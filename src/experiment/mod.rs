@@ -13,6 +13,7 @@ pub mod attack;
 pub mod curves;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
+pub mod repair;
 pub mod spec;
 pub mod surgical;
 
@@ -88,6 +89,9 @@ pub struct LoadedModel<B: Backend> {
     /// Whole-word neighbours in the input embeddings (the attacks' Sub-W and synonym source).
     pub neighbours: crate::attacks::neighbours::EmbeddingNeighbours,
     counter: Model<CountBackend>,
+    /// The weights as loaded, kept for a compressed copy that the spec's `repair` section trains soft
+    /// prompts for (the prompts' differentiable twin reads them); `None` otherwise.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 impl<B: Backend> LoadedModel<B> {
@@ -100,7 +104,8 @@ impl<B: Backend> LoadedModel<B> {
     /// A compressed copy of the folder `files` (packed form, run as stored: [`crate::compress::apply`]), named `name`; `cal` is
     /// the calibration data of a calibration-based recipe. `now` is a clock in milliseconds: the compression's wall
     /// time goes in the record's `timing`. The surgical scan evaluates on `scan_data` (the run's first task and its
-    /// first `limit` validation examples).
+    /// first `limit` validation examples). `keep`: keep its checkpoint in [`LoadedModel::checkpoint`].
+    #[allow(clippy::too_many_arguments)]
     pub async fn load_compressed(
         be: &B,
         name: &str,
@@ -110,6 +115,7 @@ impl<B: Backend> LoadedModel<B> {
         scan_data: Option<(Task, &[Example])>,
         cal: &crate::compress::apply::Calibration,
         now: &dyn Fn() -> f64,
+        keep: bool,
     ) -> Result<Self> {
         let ck = Checkpoint::from_files(files)?;
         let t0 = now();
@@ -121,7 +127,9 @@ impl<B: Backend> LoadedModel<B> {
             _ => crate::compress::apply::apply_with(&ck, recipe, cal)?,
         };
         let seconds = (now() - t0) / 1000.0;
+        let kept = keep.then(|| ck.clone());
         let mut m = Self::from_checkpoint(be, name, ck, files)?;
+        m.checkpoint = kept;
         m.record.compressed_from = Some(base.to_string());
         m.record.compression = Some(record);
         m.record.timing = Some(ModelTiming { compress_seconds: seconds });
@@ -152,7 +160,7 @@ impl<B: Backend> LoadedModel<B> {
             compression: None,
             timing: None,
         };
-        Ok(Self { record, model, tokenizer, neighbours, counter })
+        Ok(Self { record, model, tokenizer, neighbours, counter, checkpoint: None })
     }
 }
 
@@ -438,6 +446,12 @@ pub struct Results {
     /// The hemorrhage rows as curves against compression strength, per family, with thresholds.
     #[serde(default)]
     pub curves: Vec<curves::HemorrhageCurve>,
+    /// The spec's `repair` section: a soft-prompt pool per compressed copy × task (IDP).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repair: Vec<repair::RepairResult>,
+    /// Its decoding calibration per compressed copy × task, on the calibration split.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calibration: Vec<repair::CalibrationFit>,
     pub timing: RunTiming,
 }
 
@@ -468,6 +482,10 @@ pub struct Hemorrhage {
     pub perplexity: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perplexity_ratio: Option<f64>,
+    /// Temperature scaling and decoding calibration fitted on the calibration split, applied to this
+    /// split (with the spec's `repair` section).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<repair::HemorrhageCalibration>,
 }
 
 /// Texts per split whose perplexity the hemorrhage rows report [default: ours; a quick check, not a corpus].
@@ -516,6 +534,8 @@ pub struct Done {
     pub attacks: Vec<attack::AttackResult>,
     pub transfer: Vec<attack::TransferMatrix>,
     pub perplexity: Vec<SplitPerplexity>,
+    pub repairs: Vec<repair::RepairResult>,
+    pub calibration: Vec<repair::CalibrationFit>,
 }
 
 /// The run's work in examples: evaluated ones, and attacked ones times [`ATTACK_EXAMPLE_WEIGHT`].
@@ -546,6 +566,9 @@ pub async fn run_all<B: Backend, H: Hooks>(spec: &Spec, be: &B, gpu: Option<&Gpu
         }
     }
     let (eval, attacks) = work(spec, data);
+    if !repair::run(spec, be, models, data, done, hooks, eval as f64 / (eval + attacks).max(1) as f64).await? {
+        return Ok(false);
+    }
     if !attack::run_attack_units(spec, be, models, data, &mut done.attacks, hooks, eval, eval + attacks).await? {
         return Ok(false);
     }
@@ -792,7 +815,8 @@ async fn load_models<B: Backend>(
         out.push(LoadedModel::load(be, m, files).map_err(named)?);
         let cal = spec.calibration();
         for c in &spec.compressions {
-            out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c, scan_data, &cal, now).await.map_err(named)?);
+            let keep = spec.repair.as_ref().is_some_and(|r| r.prompts > 0) && spec.repaired_compressions().contains(&c);
+            out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c, scan_data, &cal, now, keep).await.map_err(named)?);
         }
     }
     Ok(out)
@@ -853,7 +877,7 @@ fn frac(v: &[bool], idx: &[usize]) -> f64 {
 /// 95% interval (strata resampled independently: task files, attack levels per task, the two
 /// splits of a gap; clean and adversarial versions of an example resampled together).
 pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool, seconds: f64) -> Result<Results> {
-    let Done { units, attacks, transfer, perplexity } = done;
+    let Done { units, attacks, transfer, perplexity, repairs, calibration } = done;
     let ppl = |model: &str, task: Task, split: Split| perplexity.iter().find(|p| p.model == model && p.task == task && p.split == split).map(|p| p.perplexity);
     let seed = |what: &str| crate::rng::derive_seed(spec.seed, &format!("bootstrap/{what}"));
     let mut advglue = Vec::new();
@@ -994,6 +1018,15 @@ pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool
                     (Some(b), Some(c)) => Some(eval::hemorrhage::perplexity_ratio(b, c)?),
                     _ => None,
                 },
+                calibration: match calibration.iter().find(|c| c.model == m.name && c.task == u.task) {
+                    Some(fit) => {
+                        let labels: Vec<u32> = u.predictions.iter().map(|p| p.label).collect();
+                        let cal = repair::held_out(spec, u.task, u.split, k).unwrap_or_default();
+                        let keep: Vec<usize> = (0..k).filter(|i| cal.binary_search(i).is_err()).collect();
+                        if keep.is_empty() { None } else { Some(repair::hemorrhage_calibration(fit, &bp, &cp, &labels, &keep)?) }
+                    }
+                    None => None,
+                },
             });
         }
     }
@@ -1020,6 +1053,8 @@ pub fn assemble(spec: &Spec, provenance: Provenance, done: Done, cancelled: bool
         transfer,
         hemorrhage,
         curves,
+        repair: repairs,
+        calibration,
         timing: RunTiming { seconds },
     })
 }

@@ -111,6 +111,7 @@ pub fn run(spec: &Spec, assets: &Path, gpu: Option<Arc<GpuContext>>, hooks: &mut
     let data: Vec<Dataset> = spec
         .data()
         .into_iter()
+        .chain(spec.calibration_data())
         .map(|(task, split)| {
             let path = assets.join(crate::data::bundled_path(task, split)?);
             let bytes = std::fs::read(&path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;

@@ -48,6 +48,11 @@ pub struct Spec {
     /// compressed copy serves every task of the run), see [`Spec::calibration`].
     #[serde(default)]
     pub compressions: Vec<crate::compress::apply::Recipe>,
+    /// Repair compressed copies on every task (`{"prompts": 4, "tokens": 8, "epochs": 2, "lr": 0.01}`, see
+    /// `repair::RepairSpec`): soft-prompt pools (IDP) and decoding calibration, fitted on a seeded calibration sample
+    /// (of the task's training split by default). Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<crate::repair::RepairSpec>,
     #[serde(default)]
     pub backend: BackendChoice,
     /// The one seed every random choice derives from (bootstrap resamples, attacks, …).
@@ -161,6 +166,53 @@ impl Spec {
                 return bad(format!("compressions[{i}]"), "this compression is listed twice".into());
             }
         }
+        if let Some(r) = &self.repair {
+            if let Err((f, msg)) = r.check_field() {
+                return bad(format!("repair.{f}"), msg);
+            }
+            if self.compressions.is_empty() {
+                return bad("repair".into(), "repair works on compressed copies: add a compression".into());
+            }
+            if let Some(list) = &r.compressions {
+                if list.is_empty() {
+                    return bad("repair.compressions".into(), "name at least one compression by its index in `compressions`, or leave it out to repair all".into());
+                }
+                for (i, &c) in list.iter().enumerate() {
+                    if c >= self.compressions.len() {
+                        return bad(format!("repair.compressions[{i}]"), format!("{c} is no index of `compressions`, which has {} (0 to {})", self.compressions.len(), self.compressions.len() - 1));
+                    }
+                    if list[..i].contains(&c) {
+                        return bad(format!("repair.compressions[{i}]"), format!("{c} is listed twice"));
+                    }
+                }
+            }
+            if r.prompts > 0 {
+                if let Some(i) = self.compressions.iter().position(|c| matches!(c, crate::compress::apply::Recipe::LayerParallel { .. }) && self.repaired_compressions().contains(&c)) {
+                    return bad(
+                        "repair.compressions".into(),
+                        format!("compressions[{i}] is layer parallelism, which the soft prompts' differentiable twin does not run (it runs every layer in sequence): leave it out of repair.compressions, or set repair.prompts to 0 for calibration only"),
+                    );
+                }
+            }
+            let split = r.calibration_split.split();
+            for (i, &t) in self.tasks.iter().enumerate() {
+                let source = r.calibration_split.source(t);
+                let file = match crate::data::bundled(source, split) {
+                    Ok(f) => f,
+                    Err(e) => return bad(format!("tasks[{i}]"), format!("repair draws calibration examples from the {split} split of {source}: {}", message(e))),
+                };
+                // Calibrating on evaluated validation examples holds them out: some must be left.
+                if self.data().contains(&(t, split)) {
+                    let evaluated = self.limit.map_or(file.rows, |l| l.min(file.rows));
+                    if r.calibration >= evaluated {
+                        return bad(
+                            "repair.calibration".into(),
+                            format!("{} calibration examples drawn from the {evaluated} evaluated {split} examples of {t} leave none held out; use fewer", r.calibration),
+                        );
+                    }
+                }
+            }
+        }
         if self.limit == Some(0) {
             return bad("limit".into(), "must be a positive number of examples (or absent for all)".into());
         }
@@ -215,6 +267,30 @@ impl Spec {
             }
         }
         out
+    }
+
+    /// The (task, split) files the `repair` section draws its calibration examples from that
+    /// [`Spec::data`] does not already read (none without a `repair` section), each once.
+    pub fn calibration_data(&self) -> Vec<(Task, Split)> {
+        let mut out: Vec<(Task, Split)> = Vec::new();
+        if let Some(r) = &self.repair {
+            let have = self.data();
+            for &t in &self.tasks {
+                let d = (r.calibration_split.source(t), r.calibration_split.split());
+                if !out.contains(&d) && !have.contains(&d) {
+                    out.push(d);
+                }
+            }
+        }
+        out
+    }
+
+    /// The compressions the `repair` section repairs (none without one), in `compressions` order.
+    pub fn repaired_compressions(&self) -> Vec<&crate::compress::apply::Recipe> {
+        match &self.repair {
+            None => Vec::new(),
+            Some(r) => self.compressions.iter().enumerate().filter(|(i, _)| r.compressions.as_ref().is_none_or(|l| l.contains(i))).map(|(_, c)| c).collect(),
+        }
     }
 
     /// The (task, split) combinations of the spec that are not bundled, so not run.
@@ -335,5 +411,84 @@ mod tests {
             let e = refuse(malformed);
             assert!(e.contains("JSON") || e.contains("spec"), "{malformed:?}: {e}");
         }
+    }
+
+    #[test]
+    fn the_repair_section_round_trips_and_bad_values_name_the_field() {
+        use crate::repair::{CalibrationSplit, RepairSpec, Selector};
+        let s = Spec::from_json(
+            br#"{"models": ["gla"], "tasks": ["sst2", "rte"], "splits": ["validation"], "limit": 64,
+                 "compressions": [{"method": "int8"}, {"method": "magnitude", "sparsity": 0.5}],
+                 "repair": {"prompts": 3, "tokens": 2, "epochs": 1, "steps": 5, "lr": 0.02, "batch": 8, "calibration": 32,
+                            "calibration_split": "validation", "compressions": [1], "selector": "confidence", "long_prompt": false}}"#,
+            &bundled_only,
+        )
+        .unwrap();
+        let r = s.repair.clone().unwrap();
+        assert_eq!(
+            r,
+            RepairSpec {
+                prompts: 3,
+                tokens: 2,
+                epochs: 1,
+                steps: Some(5),
+                lr: 0.02,
+                batch: 8,
+                calibration: 32,
+                calibration_split: CalibrationSplit::Validation,
+                compressions: Some(vec![1]),
+                selector: Selector::Confidence,
+                long_prompt: false
+            }
+        );
+        assert_eq!(Spec::from_json(s.to_json().as_bytes(), &bundled_only).unwrap(), s);
+        assert_eq!(s.repaired_compressions(), [&s.compressions[1]]);
+        assert!(s.calibration_data().is_empty(), "validation is read for the evaluation already");
+        // Defaults: every compression, calibration on the training split (read besides the evaluated splits).
+        let d = Spec::from_json(br#"{"models": ["gla"], "tasks": ["sst2", "mnli-mm"], "compressions": [{"method": "int8"}], "repair": {}}"#, &bundled_only).unwrap();
+        assert_eq!(d.repair, Some(RepairSpec::default()));
+        assert_eq!(d.repaired_compressions().len(), 1);
+        assert_eq!(d.calibration_data(), [(Task::Sst2, Split::Train), (Task::Mnli, Split::Train)]);
+        assert_eq!(Spec::from_json(d.to_json().as_bytes(), &bundled_only).unwrap(), d);
+        let base = r#""models": ["gla"], "tasks": ["sst2"], "splits": ["validation"], "limit": 64, "compressions": [{"method": "int8"}]"#;
+        let cases = [
+            (r#""repair": {"prompts": 33}"#, "`repair.prompts`"),
+            (r#""repair": {"tokens": 0}"#, "`repair.tokens`"),
+            (r#""repair": {"epochs": 0}"#, "`repair.epochs`"),
+            (r#""repair": {"steps": 0}"#, "`repair.steps`"),
+            (r#""repair": {"lr": 0}"#, "`repair.lr`"),
+            (r#""repair": {"lr": 2.5}"#, "`repair.lr`"),
+            (r#""repair": {"batch": 0}"#, "`repair.batch`"),
+            (r#""repair": {"calibration": 0}"#, "`repair.calibration`"),
+            (r#""repair": {"prompt": 4}"#, "repair"),
+            (r#""repair": {"selector": "loudest"}"#, "repair.selector"),
+            (r#""repair": {"calibration_split": "test"}"#, "repair.calibration_split"),
+            (r#""repair": {"compressions": [1]}"#, "`repair.compressions[0]`"),
+            (r#""repair": {"compressions": [0, 0]}"#, "`repair.compressions[1]`"),
+            (r#""repair": {"compressions": []}"#, "`repair.compressions`"),
+            (r#""repair": {"prompts": -1}"#, "repair.prompts"),
+            (r#""repair": {"calibration_split": "validation", "calibration": 64}"#, "`repair.calibration`"),
+            (r#""repair": 4"#, "repair"),
+        ];
+        for (extra, field) in cases {
+            let json = format!("{{{base}, {extra}}}");
+            let e = refuse(&json);
+            assert!(e.contains(field), "{json}: {e}");
+        }
+        // Held out of 64 evaluated validation examples: 63 leave one.
+        assert!(Spec::from_json(format!(r#"{{{base}, "repair": {{"calibration_split": "validation", "calibration": 63}}}}"#).as_bytes(), &bundled_only).is_ok());
+        // Without a limit the whole file is evaluated (SST-2 validation: 872).
+        let nolimit = r#""models": ["gla"], "tasks": ["sst2"], "splits": ["validation"], "compressions": [{"method": "int8"}]"#;
+        assert!(refuse(&format!(r#"{{{nolimit}, "repair": {{"calibration_split": "validation", "calibration": 872}}}}"#)).contains("`repair.calibration`"));
+        assert!(refuse(r#"{"models": ["gla"], "tasks": ["sst2"], "repair": {}}"#).contains("add a compression"));
+        // Layer parallelism: calibration only (the twin runs layers in sequence).
+        let lp = r#""models": ["gla"], "tasks": ["sst2"], "compressions": [{"method": "int8"}, {"method": "layer_parallel", "start": 0, "end": 2}]"#;
+        assert!(refuse(&format!(r#"{{{lp}, "repair": {{}}}}"#)).contains("`repair.compressions`"));
+        for ok in [r#""repair": {"prompts": 0}"#, r#""repair": {"compressions": [0]}"#] {
+            assert!(Spec::from_json(format!("{{{lp}, {ok}}}").as_bytes(), &bundled_only).is_ok(), "{ok}");
+        }
+        // MNLI has no bundled validation split to calibrate on.
+        let e = refuse(r#"{"models": ["gla"], "tasks": ["mnli"], "splits": ["advglue"], "compressions": [{"method": "int8"}], "repair": {"calibration_split": "validation"}}"#);
+        assert!(e.contains("`tasks[0]`") && e.contains("calibration"), "{e}");
     }
 }

@@ -325,6 +325,61 @@ impl<B: Backend> Model<B> {
         be.matmul(&last, score, true)
     }
 
+    /// Class logits `[B, C]` of `task`'s head with soft-prompt vectors `prefix` `[n, H]` inserted
+    /// after each sequence's first token when that is BOS (every sequence then starts with BOS), else
+    /// before the first token: `[BOS | prefix | rest]` (methods.md §3.3, IDP). RoPE positions run
+    /// over the prefix too, and pooling reads each sequence's last real token, now `n` further
+    /// (§3.8). The prefix is input-independent, so one upload serves the whole batch.
+    pub fn classify_batch_with_prefix(&self, be: &B, prefix: &HostTensor, seqs: &[&[u32]], task: Option<&str>) -> Result<B::Tensor> {
+        let score = self.head(task)?;
+        let hd = self.common.hidden;
+        let n = match *prefix.shape.as_slice() {
+            [n, h] if h == hd && n > 0 => n,
+            ref s => return Err(Error::Invalid(format!("a soft prompt must be [n, {hd}] with n ≥ 1, got {s:?}"))),
+        };
+        let pv = prefix.as_f32("soft prompt")?;
+        if pv.iter().any(|x| !x.is_finite()) {
+            return Err(Error::Invalid("the soft prompt has a non-finite value".into()));
+        }
+        if seqs.is_empty() {
+            return Err(Error::Invalid("no sequences to run".into()));
+        }
+        if let Some(i) = seqs.iter().position(|s| s.is_empty()) {
+            return Err(Error::Invalid(format!("no tokens to run (sequence {i} of the batch is empty)")));
+        }
+        let bos = prefix_after(seqs)?;
+        let b = seqs.len();
+        let t0 = seqs.iter().map(|s| s.len()).max().expect("non-empty batch");
+        let mut ids = Vec::with_capacity(b * t0);
+        for s in seqs {
+            ids.extend_from_slice(s);
+            ids.resize(ids.len() + t0 - s.len(), 0);
+        }
+        let x = be.reshape(&self.embeddings.gather(be, &ids)?, &[b, t0, hd])?; // [B, T0, H]
+        let pre = be.upload(&HostTensor::f32(&[b, n, hd], pv.repeat(b))?)?; // [B, n, H]
+        let x = if bos == 1 {
+            let head = be.narrow(&x, 1, 0, 1)?;
+            if t0 > 1 {
+                be.concat(&[&head, &pre, &be.narrow(&x, 1, 1, t0 - 1)?], 1)?
+            } else {
+                be.concat(&[&head, &pre], 1)?
+            }
+        } else {
+            be.concat(&[&pre, &x], 1)?
+        };
+        let t = t0 + n;
+        let x = be.reshape(&x, &[b * t, hd])?;
+        let x = match &self.body {
+            Body::Transformer(m) => m.forward(be, x, b, None)?,
+            Body::Gla(m) => m.forward(be, x, b, None)?,
+            Body::HgrnBit(m) => m.forward(be, x, b, None)?,
+        };
+        let h = be.rms_norm(&x, &self.norm, self.common.norm_eps)?;
+        let lengths: Vec<usize> = seqs.iter().map(|s| s.len() + n).collect();
+        let last = be.last_token(&be.reshape(&h, &[b, t, hd])?, &lengths)?; // [B, H]
+        be.matmul(&last, score, true)
+    }
+
     /// ids `[T]` -> next-token logits `[T, N]`.
     pub fn lm_logits(&self, be: &B, ids: &[u32]) -> Result<B::Tensor> {
         let head = self.lm_head.as_ref().ok_or_else(|| Error::Invalid("this model folder has no LM head (lm_head.weight)".into()))?;
@@ -362,5 +417,16 @@ impl<B: Backend> Model<B> {
     /// ids `[T]` -> class logits `[1, C]` of `task`'s head (see [`Model::head`]).
     pub fn classify_task(&self, be: &B, ids: &[u32], task: Option<&str>) -> Result<B::Tensor> {
         self.classify_batch(be, &[ids], task)
+    }
+}
+
+/// Where a soft prompt goes in every sequence of a batch: after position 0 (`1`) when all start
+/// with BOS, at the start (`0`) when none does; a batch that mixes the two is refused.
+pub fn prefix_after(seqs: &[&[u32]]) -> Result<usize> {
+    let with_bos = seqs.iter().filter(|s| s.first() == Some(&crate::text::BOS_ID)).count();
+    match with_bos {
+        0 => Ok(0),
+        k if k == seqs.len() => Ok(1),
+        _ => Err(Error::Invalid("a soft prompt needs every sequence of a batch to start with BOS, or none".into())),
     }
 }

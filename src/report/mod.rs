@@ -115,6 +115,7 @@ pub fn body(r: &Results) -> Result<String> {
     h += &advglue_section(r);
     h += &robustness_section(r);
     h += &compression_section(r);
+    h += &repair_section(r);
     h += &attacks_section(r);
     h += &efficiency_table(r);
     h += &provenance_section(r);
@@ -468,6 +469,103 @@ fn curves_section(r: &Results) -> String {
                 let _ = write!(h, "<p class=\"warn\">{}</p>", esc(&e.to_string()));
             }
         }
+    }
+    h
+}
+
+fn opt_pct(x: Option<f64>) -> String {
+    x.map(pct).unwrap_or_else(|| "–".into())
+}
+
+/// Recovery as a fraction of the lost accuracy (`+40%`), or a dash when nothing was lost.
+fn recovery(x: Option<f64>) -> String {
+    x.map(|v| format!("{:+.0}%", 100.0 * v)).unwrap_or_else(|| "–".into())
+}
+
+/// The spec's `repair` section: temperature scaling and decoding calibration of the repaired
+/// compressed copies (the fits on the calibration sample, then applied to each evaluated split), and
+/// the soft-prompt pools.
+fn repair_section(r: &Results) -> String {
+    let rows: Vec<_> = r.hemorrhage.iter().filter_map(|x| x.calibration.as_ref().map(|c| (x, c))).collect();
+    if rows.is_empty() && r.repair.is_empty() && r.calibration.is_empty() {
+        return String::new();
+    }
+    let mut h = String::from("<h2>Repair</h2>");
+    if !r.calibration.is_empty() {
+        h += "<h3>Temperature scaling and decoding calibration: the fits</h3><p>On a seeded calibration sample of each task. T (gold labels): temperature scaling (Guo et al. 2017), the T minimising the compressed copy's NLL on the sample; ECE with 15 bins. T, β (original): the compressed copy's <code>softmax(z/T + β)</code> fitted to the original model's outputs by KL (methods.md §4.5.3).</p><table><tr><th class=\"l\">model</th><th class=\"l\">task</th><th class=\"l\">sample</th><th>T (gold)</th><th>NLL before → after</th><th>ECE before → after</th><th>T (original)</th><th class=\"l\">β</th><th>KL before → after</th></tr>";
+        for c in &r.calibration {
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{} of {}</td><td>{:.3}</td><td>{:.4} → {:.4}</td><td>{:.4} → {:.4}</td><td>{:.3}</td><td class=\"l\"><small>{}</small></td><td>{:.4} → {:.4}</td></tr>",
+                esc(&c.model),
+                c.task,
+                c.n,
+                c.split,
+                c.temperature,
+                c.nll,
+                c.nll_after,
+                c.ece,
+                c.ece_after,
+                c.kl_temperature,
+                c.kl_bias.iter().map(|b| format!("{b:+.3}")).collect::<Vec<_>>().join(" "),
+                c.kl,
+                c.kl_after
+            );
+        }
+        h += "</table>";
+    }
+    if !rows.is_empty() {
+        h += "<h3>Temperature scaling and decoding calibration: on the evaluated splits</h3><p>The fits above applied to each evaluated split (n: its examples, less the calibration sample when drawn from it). Temperature scaling keeps every prediction: only the ECE moves; the decoding calibration's bias β can change predictions, hence the agreement with the original.</p><table><tr><th class=\"l\">model</th><th class=\"l\">task / split</th><th>n</th><th>T (gold)</th><th>ECE before → after</th><th>KL before → after</th><th>agreement before → after</th></tr>";
+        for (x, c) in rows {
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{} {}</td><td>{}</td><td>{:.3}</td><td>{:.4} → {:.4}</td><td>{:.4} → {:.4}</td><td>{} → {}</td></tr>",
+                esc(&x.model),
+                x.task,
+                x.split,
+                c.n,
+                c.temperature,
+                c.ece,
+                c.ece_after,
+                c.kl,
+                c.kl_after,
+                pct(c.agreement),
+                pct(c.agreement_after)
+            );
+        }
+        h += "</table>";
+    }
+    if !r.repair.is_empty() {
+        h += "<h3>Soft prompts chosen per input (IDP)</h3><p>A pool of m prompts × n vectors trained on the compressed copy (frozen) over the calibration sample; each input runs with the prompt it attends to most (methods.md §3.3), or the most confident one. Fixed: the pool's best prompt on the calibration sample, for every input; long: one prompt of m·n vectors trained alone. Recovery = (acc − acc<sub>compressed</sub>) / (acc<sub>original</sub> − acc<sub>compressed</sub>), a dash when the compression lost nothing. n: the split's evaluated examples, less the calibration sample when drawn from it.</p><table><tr><th class=\"l\">model</th><th class=\"l\">task / split</th><th>n</th><th>original</th><th>compressed</th><th>+ fixed prompt</th><th>+ long prompt</th><th>+ IDP</th><th>IDP − fixed</th><th>recovery fixed</th><th>recovery long</th><th>recovery IDP</th><th class=\"l\">prompts chosen</th><th>m × n</th><th>extra params</th><th>calib. loss</th><th>training</th></tr>";
+        for x in &r.repair {
+            for s in &x.splits {
+                let _ = write!(
+                    h,
+                    "<tr><td class=\"l\">{}</td><td class=\"l\">{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:+.1}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td>{} × {}</td><td>{}</td><td>{:.3} → {:.3}</td><td>{:.1} s</td></tr>",
+                    esc(&x.model),
+                    x.task,
+                    s.split,
+                    s.n,
+                    pct(s.accuracy_original),
+                    pct(s.accuracy_compressed),
+                    pct(s.accuracy_best_prompt),
+                    opt_pct(s.accuracy_long_prompt),
+                    pct(s.accuracy_idp),
+                    100.0 * s.idp_minus_best_prompt,
+                    recovery(s.recovery_best_prompt),
+                    recovery(s.recovery_long_prompt),
+                    recovery(s.recovery),
+                    s.histogram.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" / "),
+                    x.prompts,
+                    x.tokens,
+                    big(x.extra_parameters as f64),
+                    x.loss_before,
+                    x.loss_after,
+                    x.timing.train_seconds + x.timing.long_train_seconds.unwrap_or(0.0)
+                );
+            }
+        }
+        h += "</table>";
     }
     h
 }

@@ -1,0 +1,419 @@
+//! The spec's `repair` section in the engine: for every compressed copy × task, decoding
+//! calibration fitted on a labelled calibration split (temperature scaling on gold labels, and T, β
+//! fitted to the original model's outputs by KL, methods.md §4.5.3), and, with `prompts > 0`, a
+//! pool of soft prompts trained on the compressed copy and evaluated per input (IDP, §3) against the
+//! single best fixed prompt and one long prompt.
+//!
+//! Calibration data: a seeded sample of the task's training split (MNLI mismatched uses MNLI's), or
+//! with `"calibration_split": "validation"` of its validation split, given to the run as a
+//! [`Dataset`] ([`Spec::calibration_data`]). The native runner reads the training data from
+//! `assets/train/`; the page does not serve it, so there a `repair` section calibrates on the
+//! validation split. Calibration examples drawn from an evaluated split are held out: every number
+//! of this module on that split (the hemorrhage rows' calibration too) is measured on the rest.
+//!
+//! Prompts are trained and chosen on candle's CPU tensors (the twin of the compressed model, in wasm
+//! too); classification with the chosen prompt runs on the run's backend
+//! ([`crate::models::Model::classify_batch_with_prefix`]). Everything measured sits under `timing`.
+
+use super::{Dataset, Done, Hooks, LoadedModel, Progress, Spec};
+use crate::backend::{Backend, HostTensor};
+use crate::data::{Example, Split, Task};
+use crate::error::{Error, Result};
+use crate::eval::{self, hemorrhage as hm};
+use crate::repair::prompts::{self, FrozenTwin, Pool, Selector, Seq, TrainConfig};
+use crate::repair::{calibration_sample, RepairSpec};
+
+/// Decoding calibration of one compressed copy on one task's calibration split.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CalibrationFit {
+    pub model: String,
+    pub base: String,
+    pub task: Task,
+    /// The split the calibration examples come from, and how many.
+    pub split: Split,
+    pub n: usize,
+    /// Guo et al.: T minimising the compressed copy's NLL on the gold labels; its ECE (15 bins) and
+    /// mean NLL before and after (T minimises the NLL on these examples; the ECE may move either way).
+    pub temperature: f64,
+    pub ece: f64,
+    pub ece_after: f64,
+    pub nll: f64,
+    pub nll_after: f64,
+    /// §4.5.3: T and β minimising KL(original ‖ softmax(z/T + β)); the KL before and after.
+    pub kl_temperature: f64,
+    pub kl_bias: Vec<f64>,
+    pub kl: f64,
+    pub kl_after: f64,
+}
+
+/// A hemorrhage row's decoding calibration: the fits of [`CalibrationFit`] applied to the row's split
+/// (its examples less the calibration ones when they were drawn from it).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HemorrhageCalibration {
+    /// Calibration examples the fits used, and the row's examples measured here (held out).
+    pub calibration_n: usize,
+    pub n: usize,
+    pub temperature: f64,
+    /// ECE (15 bins) of the compressed copy on this split, before and after T.
+    pub ece: f64,
+    pub ece_after: f64,
+    pub kl_temperature: f64,
+    pub kl_bias: Vec<f64>,
+    /// KL(original ‖ compressed) and agreement on these examples, before and after `softmax(z/T + β)`.
+    pub kl: f64,
+    pub kl_after: f64,
+    pub agreement: f64,
+    pub agreement_after: f64,
+}
+
+/// One evaluated split of a repaired copy.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RepairSplit {
+    pub split: Split,
+    /// Examples measured: the evaluated ones, less the calibration examples when drawn from this split.
+    pub n: usize,
+    pub accuracy_original: f64,
+    pub accuracy_compressed: f64,
+    /// The pool's best prompt on the calibration split, used for every input (n vectors).
+    pub accuracy_best_prompt: f64,
+    /// One prompt of m·n vectors trained alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_long_prompt: Option<f64>,
+    /// One prompt of the pool per input (IDP).
+    pub accuracy_idp: f64,
+    /// `(acc_X − acc_comp)/(acc_orig − acc_comp)`; absent when the compression lost nothing.
+    pub recovery: Option<f64>,
+    pub recovery_best_prompt: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_long_prompt: Option<f64>,
+    /// `acc_IDP − acc_fixed`: what choosing per input adds over the single best fixed prompt.
+    pub idp_minus_best_prompt: f64,
+    /// How many inputs chose each prompt.
+    pub histogram: Vec<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RepairTiming {
+    /// Training the pool, and the long prompt.
+    pub train_seconds: f64,
+    pub long_train_seconds: Option<f64>,
+    /// Selection and classification of every evaluated split (pool, best prompt, long prompt).
+    pub eval_seconds: f64,
+}
+
+/// A long prompt's training.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LongPrompt {
+    pub tokens: usize,
+    pub steps: usize,
+    pub loss_before: f64,
+    pub loss_after: f64,
+}
+
+/// A pool trained for one compressed copy and task.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RepairResult {
+    pub model: String,
+    pub base: String,
+    pub task: Task,
+    pub prompts: usize,
+    pub tokens: usize,
+    pub selector: Selector,
+    /// m·n·H.
+    pub extra_parameters: usize,
+    pub calibration_split: Split,
+    pub calibration_n: usize,
+    pub steps: usize,
+    /// Mean calibration cross-entropy (selected prompts) of the initial and the trained pool.
+    pub loss_before: f64,
+    pub loss_after: f64,
+    /// Accuracy of each pool prompt alone on the calibration split, and the best (ties → lowest).
+    pub prompt_calibration_accuracy: Vec<f64>,
+    pub best_prompt: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_prompt: Option<LongPrompt>,
+    pub splits: Vec<RepairSplit>,
+    pub timing: RepairTiming,
+}
+
+/// The positions among the `evaluated` first examples of (`task`, `split`) that the spec's `repair`
+/// section calibrates on, when it draws them from that evaluated split (held out of its numbers there).
+pub fn held_out(spec: &Spec, task: Task, split: Split, evaluated: usize) -> Option<Vec<usize>> {
+    let r = spec.repair.as_ref()?;
+    (r.calibration_split.split() == split && r.calibration_split.source(task) == task && spec.data().contains(&(task, split)))
+        .then(|| calibration_sample(spec.seed, task, split, evaluated, r.calibration))
+}
+
+/// The calibration examples of `task` (in file order): a seeded sample of `rs.calibration` from the
+/// calibration split's data in `data`, drawn among the evaluated examples (the first `limit`) when
+/// the spec evaluates that split.
+pub fn calibration_examples(spec: &Spec, rs: &RepairSpec, data: &[Dataset], task: Task) -> Result<Vec<Example>> {
+    let (source, split) = (rs.calibration_split.source(task), rs.calibration_split.split());
+    let d = data.iter().find(|d| d.task == source && d.split == split).ok_or_else(|| {
+        Error::Invalid(format!("repair needs the {split} split of {source} as calibration data, and the run was given none"))
+    })?;
+    let pick = match held_out(spec, task, split, evaluated(spec, d)) {
+        Some(p) => p,
+        None => calibration_sample(spec.seed, source, split, d.examples.len(), rs.calibration),
+    };
+    Ok(pick.into_iter().map(|i| d.examples[i].clone()).collect())
+}
+
+/// How many of `d`'s examples the run evaluates (the first `limit`).
+fn evaluated(spec: &Spec, d: &Dataset) -> usize {
+    spec.limit.map_or(d.examples.len(), |l| l.min(d.examples.len()))
+}
+
+/// Class logits of `model` on `examples` with `task`'s head, optionally with a soft prompt: rows in
+/// example order, plus the token ids.
+async fn logits<B: Backend>(be: &B, lm: &LoadedModel<B>, task: Task, examples: &[Example], batch: usize, prefix: Option<&HostTensor>) -> Result<(Vec<Vec<f32>>, Vec<Vec<u32>>)> {
+    let plan = eval::Plan::new(&lm.model, &lm.tokenizer, task, examples, batch)?;
+    let mut rows = vec![Vec::new(); examples.len()];
+    for b in 0..plan.batches.len() {
+        let out = match prefix {
+            Some(p) => lm.model.classify_batch_with_prefix(be, p, &plan.batch(b), Some(plan.head_task))?,
+            None => lm.model.classify_batch(be, &plan.batch(b), Some(plan.head_task))?,
+        };
+        plan.scatter(b, &be.read(&out).await?, &mut rows)?;
+    }
+    Ok((rows, plan.seqs))
+}
+
+/// Class logits with a different prompt per example (`pick[i]` of `pool`): one batch per prompt.
+async fn logits_picked<B: Backend>(be: &B, lm: &LoadedModel<B>, task: Task, examples: &[Example], batch: usize, pool: &Pool, pick: &[usize]) -> Result<Vec<Vec<f32>>> {
+    let mut rows = vec![Vec::new(); examples.len()];
+    for i in 0..pool.prompts {
+        let mine: Vec<usize> = (0..examples.len()).filter(|&e| pick[e] == i).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let ex: Vec<Example> = mine.iter().map(|&e| examples[e].clone()).collect();
+        let (r, _) = logits(be, lm, task, &ex, batch, Some(&pool.prompt(i)?)).await?;
+        for (&e, row) in mine.iter().zip(r) {
+            rows[e] = row;
+        }
+    }
+    Ok(rows)
+}
+
+fn accuracy(rows: &[Vec<f32>], examples: &[Example]) -> f64 {
+    let right = rows.iter().zip(examples).filter(|(r, e)| eval::argmax(r) == e.label).count();
+    right as f64 / examples.len().max(1) as f64
+}
+
+fn recovery(x: f64, orig: f64, comp: f64) -> Option<f64> {
+    (orig - comp > 1e-12).then(|| (x - comp) / (orig - comp))
+}
+
+/// Runs the spec's `repair` section (nothing without one) on the compressed copies it names; `false`
+/// when cancelled. The soft prompts need each copy's checkpoint ([`LoadedModel::checkpoint`]).
+pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedModel<B>], data: &[Dataset], done: &mut Done, hooks: &mut H, fraction: f64) -> Result<bool> {
+    let Some(rs) = &spec.repair else { return Ok(true) };
+    done.calibration.clear();
+    done.repairs.clear();
+    let repaired = spec.repaired_compressions();
+    let copies: Vec<&LoadedModel<B>> = models
+        .iter()
+        .filter(|m| match (&m.record.compressed_from, &m.record.compression) {
+            (Some(base), Some(c)) => repaired.iter().any(|r| **r == c.recipe && super::spec::compressed_name(base, r) == m.record.name),
+            _ => false,
+        })
+        .collect();
+    let total = copies.len() * spec.tasks.len();
+    for (ci, lm) in copies.iter().enumerate() {
+        let base_name = lm.record.compressed_from.clone().unwrap_or_default();
+        let base = models.iter().find(|m| m.record.name == base_name).ok_or_else(|| Error::Invalid(format!("the run has no model {base_name}")))?;
+        for (ti, &task) in spec.tasks.iter().enumerate() {
+            let mut prog = Progress {
+                unit: ci * spec.tasks.len() + ti,
+                units: total,
+                model: lm.record.name.clone(),
+                task,
+                split: rs.calibration_split.split(),
+                attack: Some("repair".into()),
+                done: 0,
+                total: 1,
+                fraction,
+            };
+            if !hooks.progress(&prog) {
+                return Ok(false);
+            }
+            let calib = calibration_examples(spec, rs, data, task)?;
+            if calib.is_empty() {
+                return Err(Error::Invalid(format!("repair: the calibration split of {task} has no examples")));
+            }
+            // Temperature scaling (gold labels) and decoding calibration (the original's outputs).
+            let (base_rows, _) = logits(be, base, task, &calib, spec.batch, None).await?;
+            let (comp_rows, seqs) = logits(be, lm, task, &calib, spec.batch, None).await?;
+            let labels = crate::data::labels(&calib);
+            let t = hm::fit_temperature(&comp_rows, &labels)?;
+            let base_p = hm::apply_temperature(&base_rows, 1.0)?;
+            let comp_p = hm::apply_temperature(&comp_rows, 1.0)?;
+            let comp_t = hm::apply_temperature(&comp_rows, t)?;
+            let (kt, kb) = hm::fit_temperature_kl(&base_p, &comp_rows)?;
+            done.calibration.push(CalibrationFit {
+                model: lm.record.name.clone(),
+                base: base_name.clone(),
+                task,
+                split: rs.calibration_split.split(),
+                n: calib.len(),
+                temperature: t,
+                ece: hm::ece(&comp_p, &labels, hm::ECE_BINS)?,
+                ece_after: hm::ece(&comp_t, &labels, hm::ECE_BINS)?,
+                nll: mean_nll(&comp_p, &labels),
+                nll_after: mean_nll(&comp_t, &labels),
+                kl_temperature: kt,
+                kl_bias: kb.clone(),
+                kl: hm::kl_divergence(&base_p, &comp_p)?,
+                kl_after: hm::kl_divergence(&base_p, &hm::apply_temperature_bias(&comp_rows, kt, &kb)?)?,
+            });
+            hooks.pause().await;
+            if rs.prompts == 0 {
+                continue;
+            }
+            // Soft prompts, trained on the compressed copy's frozen twin.
+            let ck = lm.checkpoint.as_ref().ok_or_else(|| Error::Invalid(format!("repair: the run kept no checkpoint of {}", lm.record.name)))?;
+            let twin = FrozenTwin::from_checkpoint(ck, task)?;
+            let train: Vec<Seq> = seqs.into_iter().zip(&calib).map(|(ids, e)| Seq { ids, label: e.label }).collect();
+            let seed = crate::rng::derive_seed(spec.seed, &format!("repair/{}/{task}", lm.record.name));
+            let cfg = TrainConfig { prompts: rs.prompts, tokens: rs.tokens, epochs: rs.epochs, lr: rs.lr, batch: rs.batch, seed, selector: rs.selector };
+            let t0 = hooks.now_ms();
+            let Some(trained) = train_with_progress(&twin, &train, &cfg, rs.steps, &mut prog, hooks)? else { return Ok(false) };
+            let train_seconds = (hooks.now_ms() - t0) / 1000.0;
+            hooks.pause().await;
+            let acc = prompts::prompt_accuracies(&twin, &trained.pool, &train)?;
+            let best = prompts::argmax_lowest(&acc);
+            let long = if rs.long_prompt {
+                let t1 = hooks.now_ms();
+                let lcfg = TrainConfig { prompts: 1, tokens: rs.prompts * rs.tokens, seed: crate::rng::derive_seed(seed, "long"), ..cfg.clone() };
+                let Some(l) = train_with_progress(&twin, &train, &lcfg, rs.steps, &mut prog, hooks)? else { return Ok(false) };
+                Some((l, (hooks.now_ms() - t1) / 1000.0))
+            } else {
+                None
+            };
+            hooks.pause().await;
+            // Every evaluated split of the task (less the calibration examples when drawn from it).
+            let t2 = hooks.now_ms();
+            let mut splits = Vec::new();
+            for d in data.iter().filter(|d| d.task == task && d.split != Split::Train && spec.data().contains(&(d.task, d.split))) {
+                let n = evaluated(spec, d);
+                let unit = |model: &str| done.units.iter().find(|u| u.model == model && u.task == task && u.split == d.split);
+                let (Some(ou), Some(cu)) = (unit(&base_name), unit(&lm.record.name)) else { continue };
+                if ou.predictions.len() != n || cu.predictions.len() != n {
+                    return Err(Error::Invalid(format!("repair: {task} {} has {n} examples but the evaluations have {} and {}", d.split, ou.predictions.len(), cu.predictions.len())));
+                }
+                let cal = held_out(spec, task, d.split, n).unwrap_or_default();
+                let keep: Vec<usize> = (0..n).filter(|i| cal.binary_search(i).is_err()).collect();
+                if keep.is_empty() {
+                    continue;
+                }
+                let examples: Vec<Example> = keep.iter().map(|&i| d.examples[i].clone()).collect();
+                let unit_acc = |u: &super::UnitResult| keep.iter().filter(|&&i| u.predictions[i].prediction == u.predictions[i].label).count() as f64 / keep.len() as f64;
+                let (orig, comp) = (unit_acc(ou), unit_acc(cu));
+                let plan = eval::Plan::new(&lm.model, &lm.tokenizer, task, &examples, spec.batch)?;
+                let refs: Vec<&[u32]> = plan.seqs.iter().map(Vec::as_slice).collect();
+                let pick: Vec<usize> = match rs.selector {
+                    Selector::Attention => prompts::select(&twin, &trained.pool, &refs, Selector::Attention)?,
+                    // Max confidence on the backend: every prompt runs, the most confident one is kept (ties → lowest).
+                    Selector::Confidence => {
+                        let mut best_p = vec![(f32::NEG_INFINITY, 0usize); examples.len()];
+                        for i in 0..trained.pool.prompts {
+                            let (rows, _) = logits(be, lm, task, &examples, spec.batch, Some(&trained.pool.prompt(i)?)).await?;
+                            for (b, r) in best_p.iter_mut().zip(&rows) {
+                                let conf = eval::softmax(r).into_iter().fold(f32::NEG_INFINITY, f32::max);
+                                if conf > b.0 {
+                                    *b = (conf, i);
+                                }
+                            }
+                        }
+                        best_p.into_iter().map(|(_, i)| i).collect()
+                    }
+                };
+                let idp = accuracy(&logits_picked(be, lm, task, &examples, spec.batch, &trained.pool, &pick).await?, &examples);
+                let fixed = accuracy(&logits(be, lm, task, &examples, spec.batch, Some(&trained.pool.prompt(best)?)).await?.0, &examples);
+                let long_acc = match &long {
+                    Some((l, _)) => Some(accuracy(&logits(be, lm, task, &examples, spec.batch, Some(&l.pool.prompt(0)?)).await?.0, &examples)),
+                    None => None,
+                };
+                let mut histogram = vec![0usize; trained.pool.prompts];
+                pick.iter().for_each(|&i| histogram[i] += 1);
+                splits.push(RepairSplit {
+                    split: d.split,
+                    n: examples.len(),
+                    accuracy_original: orig,
+                    accuracy_compressed: comp,
+                    accuracy_best_prompt: fixed,
+                    accuracy_long_prompt: long_acc,
+                    accuracy_idp: idp,
+                    recovery: recovery(idp, orig, comp),
+                    recovery_best_prompt: recovery(fixed, orig, comp),
+                    recovery_long_prompt: long_acc.and_then(|a| recovery(a, orig, comp)),
+                    idp_minus_best_prompt: idp - fixed,
+                    histogram,
+                });
+                hooks.pause().await;
+            }
+            done.repairs.push(RepairResult {
+                model: lm.record.name.clone(),
+                base: base_name.clone(),
+                task,
+                prompts: rs.prompts,
+                tokens: rs.tokens,
+                selector: rs.selector,
+                extra_parameters: trained.pool.parameters(),
+                calibration_split: rs.calibration_split.split(),
+                calibration_n: train.len(),
+                steps: trained.steps,
+                loss_before: trained.loss_before,
+                loss_after: trained.loss_after,
+                prompt_calibration_accuracy: acc,
+                best_prompt: best,
+                long_prompt: long.as_ref().map(|(l, _)| LongPrompt { tokens: l.pool.tokens, steps: l.steps, loss_before: l.loss_before, loss_after: l.loss_after }),
+                splits,
+                timing: RepairTiming { train_seconds, long_train_seconds: long.as_ref().map(|(_, s)| *s), eval_seconds: (hooks.now_ms() - t2) / 1000.0 },
+            });
+        }
+    }
+    Ok(true)
+}
+
+/// [`prompts::train_pool`] with progress, cancellation and the `steps` cap; `None` when cancelled.
+fn train_with_progress<H: Hooks>(twin: &FrozenTwin, seqs: &[Seq], cfg: &TrainConfig, cap: Option<usize>, prog: &mut Progress, hooks: &mut H) -> Result<Option<prompts::Trained>> {
+    let mut cancelled = false;
+    let trained = prompts::train_pool(twin, seqs, cfg, &mut |step, steps| {
+        prog.done = step;
+        prog.total = cap.map_or(steps, |c| c.min(steps));
+        cancelled = !hooks.progress(prog);
+        !cancelled && cap.is_none_or(|c| step < c)
+    })?;
+    Ok((!cancelled).then_some(trained))
+}
+
+/// Mean NLL of probability rows at the gold labels (probabilities clamped to 1e-30).
+fn mean_nll(probs: &[Vec<f32>], labels: &[u32]) -> f64 {
+    probs.iter().zip(labels).map(|(p, &l)| -(p[l as usize].max(1e-30) as f64).ln()).sum::<f64>() / probs.len().max(1) as f64
+}
+
+/// The decoding calibration of a hemorrhage row: `fit`'s T (gold labels) and T, β (KL) applied to
+/// the row's probabilities (`base`, `comp`, stored as probabilities: their logs serve as logits) at
+/// the positions `keep`.
+pub fn hemorrhage_calibration(fit: &CalibrationFit, base: &[Vec<f32>], comp: &[Vec<f32>], labels: &[u32], keep: &[usize]) -> Result<HemorrhageCalibration> {
+    let pick = |rows: &[Vec<f32>]| keep.iter().map(|&i| rows[i].clone()).collect::<Vec<_>>();
+    let (base, comp) = (pick(base), pick(comp));
+    let labels: Vec<u32> = keep.iter().map(|&i| labels[i]).collect();
+    let z = hm::logits_of_probs(&comp);
+    let kl_cal = hm::apply_temperature_bias(&z, fit.kl_temperature, &fit.kl_bias)?;
+    Ok(HemorrhageCalibration {
+        calibration_n: fit.n,
+        n: keep.len(),
+        temperature: fit.temperature,
+        ece: hm::ece(&comp, &labels, hm::ECE_BINS)?,
+        ece_after: hm::ece(&hm::apply_temperature(&z, fit.temperature)?, &labels, hm::ECE_BINS)?,
+        kl_temperature: fit.kl_temperature,
+        kl_bias: fit.kl_bias.clone(),
+        kl: hm::kl_divergence(&base, &comp)?,
+        kl_after: hm::kl_divergence(&base, &kl_cal)?,
+        agreement: hm::agreement_rate(&base, &comp)?,
+        agreement_after: hm::agreement_rate(&base, &kl_cal)?,
+    })
+}

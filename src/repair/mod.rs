@@ -1,0 +1,186 @@
+//! Repairing a compressed model without touching its weights: the spec's `repair` section.
+//!
+//! - [`prompts`]: Inference-time Dynamic Prompting (arXiv 2310.00867, methods.md §3): a pool of
+//!   soft prompts trained on the compressed model (frozen) over a labelled calibration split, one
+//!   chosen per input; against the single best fixed prompt.
+//! - Decoding calibration (methods.md §4.5.3) and temperature scaling (Guo et al. 2017) of every
+//!   compressed copy: [`crate::eval::hemorrhage::fit_temperature`] on gold labels and
+//!   [`crate::eval::hemorrhage::fit_temperature_kl`] on the original model's outputs; the engine
+//!   puts the numbers in the hemorrhage rows ([`crate::experiment::Hemorrhage::calibration`]).
+//!
+//! The engine side (which copies, which splits, timing) is [`crate::experiment::repair`].
+
+pub mod prompts;
+
+use crate::error::{Error, Result};
+pub use prompts::Selector;
+
+/// The spec's `repair` section: `{"prompts": 4, "tokens": 8, "epochs": 2, "lr": 0.01}` (every field
+/// optional). Off when absent. [defaults: methods.md §3.2/§3.4, except `tokens` (n = 8 instead of
+/// 16: the bundled inputs are ~25 tokens long), `calibration` and `calibration_split` (ours)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairSpec {
+    /// m, prompts in the pool (0: no prompts, decoding calibration only).
+    #[serde(default = "default_prompts")]
+    pub prompts: usize,
+    /// n, vectors per prompt.
+    #[serde(default = "default_tokens")]
+    pub tokens: usize,
+    /// Passes over the calibration split.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// At most this many optimiser steps (training stops inside an epoch); all of `epochs` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// Adam learning rate of the prompt vectors.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Calibration examples per optimiser step.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Calibration examples drawn (seeded) from `calibration_split`; fewer if it has fewer.
+    #[serde(default = "default_calibration")]
+    pub calibration: usize,
+    /// Where the calibration examples come from (see [`CalibrationSplit`]).
+    #[serde(default)]
+    pub calibration_split: CalibrationSplit,
+    /// Which of the spec's `compressions` to repair, by index (`[0, 2]`); all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressions: Option<Vec<usize>>,
+    #[serde(default)]
+    pub selector: Selector,
+    /// Also train one prompt of m·n vectors alone (the "single long prompt" baseline of §3.7).
+    #[serde(default = "default_true")]
+    pub long_prompt: bool,
+}
+
+/// The split the calibration examples are drawn from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationSplit {
+    /// The task's training split (MNLI mismatched: MNLI's), disjoint from every evaluated split.
+    /// Natively only: the page does not serve the training data.
+    #[default]
+    Train,
+    /// The task's validation split. When the spec evaluates it, the sample is drawn from its
+    /// evaluated examples (the first `limit`) and every repair number on it is measured on the
+    /// rest (held out); runs in the page.
+    Validation,
+}
+
+impl CalibrationSplit {
+    /// The split the examples are read from.
+    pub fn split(self) -> crate::data::Split {
+        match self {
+            CalibrationSplit::Train => crate::data::Split::Train,
+            CalibrationSplit::Validation => crate::data::Split::Validation,
+        }
+    }
+
+    /// The task whose file holds `task`'s calibration examples (training data of MNLI mismatched is MNLI's).
+    pub fn source(self, task: crate::data::Task) -> crate::data::Task {
+        match self {
+            CalibrationSplit::Train => task.model_task(),
+            CalibrationSplit::Validation => task,
+        }
+    }
+}
+
+/// The positions (ascending) of a seeded sample of `size` among `len` examples (all of them when
+/// `size ≥ len`): the calibration examples of `source` under the spec's `seed`.
+pub fn calibration_sample(seed: u64, source: crate::data::Task, split: crate::data::Split, len: usize, size: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..len).collect();
+    let mut rng = crate::rng::SplitMix64::new(crate::rng::derive_seed(seed, &format!("repair/calibration/{source}/{split}")));
+    let k = size.min(len);
+    for i in 0..k {
+        let j = i + rng.below((len - i) as u64) as usize;
+        idx.swap(i, j);
+    }
+    let mut pick = idx[..k].to_vec();
+    pick.sort_unstable();
+    pick
+}
+
+fn default_prompts() -> usize {
+    4
+}
+fn default_tokens() -> usize {
+    8
+}
+fn default_epochs() -> usize {
+    2
+}
+fn default_lr() -> f64 {
+    1e-2
+}
+fn default_batch() -> usize {
+    16
+}
+fn default_calibration() -> usize {
+    512
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Upper bounds a spec may ask for (a browser tab must stay responsive).
+pub const MAX_PROMPTS: usize = 32;
+pub const MAX_TOKENS: usize = 64;
+pub const MAX_EPOCHS: usize = 50;
+pub const MAX_CALIBRATION: usize = 20_000;
+
+impl Default for RepairSpec {
+    fn default() -> Self {
+        RepairSpec {
+            prompts: default_prompts(),
+            tokens: default_tokens(),
+            epochs: default_epochs(),
+            steps: None,
+            lr: default_lr(),
+            batch: default_batch(),
+            calibration: default_calibration(),
+            calibration_split: CalibrationSplit::default(),
+            compressions: None,
+            selector: Selector::default(),
+            long_prompt: true,
+        }
+    }
+}
+
+impl RepairSpec {
+    /// Refuses values out of range, naming the field (`repair.lr: …`).
+    pub fn check(&self) -> Result<()> {
+        self.check_field().map_err(|(f, msg)| Error::Invalid(format!("repair.{f}: {msg}")))
+    }
+
+    /// [`RepairSpec::check`] as (field relative to `repair`, message), for the spec's own errors.
+    pub fn check_field(&self) -> std::result::Result<(), (&'static str, String)> {
+        let bad = |f: &'static str, msg: String| Err((f, msg));
+        if self.prompts > MAX_PROMPTS {
+            return bad("prompts", format!("{} prompts; use 0 (calibration only) to {MAX_PROMPTS}", self.prompts));
+        }
+        if !(1..=MAX_TOKENS).contains(&self.tokens) {
+            return bad("tokens", format!("{} vectors per prompt; use 1 to {MAX_TOKENS}", self.tokens));
+        }
+        if self.long_prompt && self.prompts * self.tokens > MAX_TOKENS * 4 {
+            return bad("tokens", format!("the long prompt would have {} vectors; at most {}", self.prompts * self.tokens, MAX_TOKENS * 4));
+        }
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return bad("epochs", format!("{}; use 1 to {MAX_EPOCHS}", self.epochs));
+        }
+        if self.steps == Some(0) {
+            return bad("steps", "0; use a positive number of optimiser steps (or leave it out for all the epochs)".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0) {
+            return bad("lr", format!("{}; use a learning rate in (0, 1]", self.lr));
+        }
+        if !(1..=crate::experiment::spec::MAX_BATCH).contains(&self.batch) {
+            return bad("batch", format!("{}; use 1 to {}", self.batch, crate::experiment::spec::MAX_BATCH));
+        }
+        if !(1..=MAX_CALIBRATION).contains(&self.calibration) {
+            return bad("calibration", format!("{} examples; use 1 to {MAX_CALIBRATION}", self.calibration));
+        }
+        Ok(())
+    }
+}
