@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use trilemma::backend::cpu::CpuBackend;
 use trilemma::backend::Data;
-use trilemma::compress::apply::{apply, apply_reference, apply_with, folder_files, Calibration, Pattern, Recipe};
+use trilemma::compress::apply::{apply, apply_reference, apply_with, apply_with_form, folder_files, Calibration, Form, Pattern, Recipe};
 use trilemma::data::{load_split, Split, Task};
 use trilemma::io::Checkpoint;
 use trilemma::models::Model;
@@ -537,7 +537,20 @@ fn calibrated_recipes_on_the_bundled_models() {
         let (s, rec) = apply_with(&ck, &Recipe::Sfsd { rank_fraction: 0.5, mean_correction: true }, &sst2(1)).unwrap();
         let biases = s.tensors.keys().filter(|k| k.ends_with("_proj.bias") && !k.contains("gk_proj")).count();
         assert_eq!(biases, rec.tensors, "{name}");
-        assert_eq!(logits(&s).len(), 24);
+        // Packed: both factors and the bias of every decomposed linear, exactly the record's bytes, and the reference
+        // form's logits within the packed-vs-reference bound.
+        let stored: usize = s
+            .tensors
+            .iter()
+            .filter(|(k, _)| k.ends_with(".weight_lr_a") || k.ends_with(".weight_lr_b") || (k.ends_with("_proj.bias") && !k.contains("gk_proj")))
+            .map(|(_, t)| t.numel() * 4)
+            .sum();
+        assert_eq!((s.tensors.keys().filter(|k| k.ends_with(".weight_lr_a")).count(), stored), (rec.tensors, rec.bytes_compressed), "{name}");
+        let (sr, rrec) = apply_with_form(&ck, &Recipe::Sfsd { rank_fraction: 0.5, mean_correction: true }, &sst2(1), Form::Reference).unwrap();
+        assert_eq!(rrec, rec, "{name}: both forms report the packed form");
+        let (lp, lr) = (logits(&s), logits(&sr));
+        let worst = lp.iter().flatten().zip(lr.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(lp.len() == 24 && worst <= PACKED_VS_REFERENCE_LOGITS_ABS, "{name}: sfsd |packed - reference| = {worst}");
         let (s0, _) = apply_with(&ck, &Recipe::Sfsd { rank_fraction: 0.5, mean_correction: false }, &sst2(1)).unwrap();
         assert!(s0.tensors.keys().all(|k| !k.ends_with("_proj.bias")));
         if name == "gla" {
