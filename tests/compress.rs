@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use trilemma::backend::cpu::CpuBackend;
 use trilemma::backend::Data;
-use trilemma::compress::apply::{apply, apply_reference, apply_with, folder_files, Calibration, Pattern, Recipe};
+use trilemma::compress::apply::{apply, apply_reference, apply_with, apply_with_form, folder_files, Calibration, Form, Pattern, Recipe};
 use trilemma::data::{load_split, Split, Task};
 use trilemma::io::Checkpoint;
 use trilemma::models::Model;
@@ -430,6 +430,22 @@ fn the_surgical_scan_follows_the_reference_protocol() {
     assert_eq!(rec.scan.as_ref().unwrap().params_after, 4 * 256 + 3 * 384 + 5 * 128 + 2 * 256);
     assert_eq!(rec.calibration.as_ref().map(|c| (c.task, c.seed, c.size)), Some((Some(Task::Sst2), 42, 128)));
     assert!(order.iter().all(|l| fc.tensors.contains_key(&format!("{l}.bias"))));
+    // Written packed: each accepted linear as its two factors (rank 1 here) beside its bias, exactly the record's bytes;
+    // the same model with the factors multiplied back into dense weights gives the same logits within the bound.
+    let stored: usize = order.iter().flat_map(|l| ["weight_lr_a", "weight_lr_b", "bias"].map(|s| fc.tensors[&format!("{l}.{s}")].numel() * 4)).sum();
+    assert_eq!(stored, rec.bytes_compressed);
+    let mut dense = fc.clone();
+    for l in &order {
+        let (a, b) = (dense.tensors.remove(&format!("{l}.weight_lr_a")).unwrap(), dense.tensors.remove(&format!("{l}.weight_lr_b")).unwrap());
+        let (r, k, n) = (a.shape[0], a.shape[1], b.shape[0]);
+        assert_eq!((r, b.shape[1]), (1, 1), "{l}");
+        let (av, bv) = (a.as_f32("a").unwrap(), b.as_f32("b").unwrap());
+        let w: Vec<f32> = (0..n * k).map(|x| (0..r).map(|j| bv[(x / k) * r + j] as f64 * av[j * k + x % k] as f64).sum::<f64>() as f32).collect();
+        dense.tensors.insert(format!("{l}.weight"), trilemma::backend::HostTensor::f32(&[n, k], w).unwrap());
+    }
+    let (lp, lr) = (logits(&fc), logits(&dense));
+    let worst = lp.iter().flatten().zip(lr.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst <= PACKED_VS_REFERENCE_LOGITS_ABS, "surgical: |packed - reference| = {worst}");
     // δ = 0: every kept linear is below κ at a grid rank and passed the 20% check; the rest stayed dense.
     let (c, rec) = compress(&ck, &surgical(0.0, None, Space::Feature), Task::Sst2, &ex).unwrap();
     let scan = rec.scan.as_ref().unwrap();
@@ -537,7 +553,20 @@ fn calibrated_recipes_on_the_bundled_models() {
         let (s, rec) = apply_with(&ck, &Recipe::Sfsd { rank_fraction: 0.5, mean_correction: true }, &sst2(1)).unwrap();
         let biases = s.tensors.keys().filter(|k| k.ends_with("_proj.bias") && !k.contains("gk_proj")).count();
         assert_eq!(biases, rec.tensors, "{name}");
-        assert_eq!(logits(&s).len(), 24);
+        // Packed: both factors and the bias of every decomposed linear, exactly the record's bytes, and the reference
+        // form's logits within the packed-vs-reference bound.
+        let stored: usize = s
+            .tensors
+            .iter()
+            .filter(|(k, _)| k.ends_with(".weight_lr_a") || k.ends_with(".weight_lr_b") || (k.ends_with("_proj.bias") && !k.contains("gk_proj")))
+            .map(|(_, t)| t.numel() * 4)
+            .sum();
+        assert_eq!((s.tensors.keys().filter(|k| k.ends_with(".weight_lr_a")).count(), stored), (rec.tensors, rec.bytes_compressed), "{name}");
+        let (sr, rrec) = apply_with_form(&ck, &Recipe::Sfsd { rank_fraction: 0.5, mean_correction: true }, &sst2(1), Form::Reference).unwrap();
+        assert_eq!(rrec, rec, "{name}: both forms report the packed form");
+        let (lp, lr) = (logits(&s), logits(&sr));
+        let worst = lp.iter().flatten().zip(lr.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(lp.len() == 24 && worst <= PACKED_VS_REFERENCE_LOGITS_ABS, "{name}: sfsd |packed - reference| = {worst}");
         let (s0, _) = apply_with(&ck, &Recipe::Sfsd { rank_fraction: 0.5, mean_correction: false }, &sst2(1)).unwrap();
         assert!(s0.tensors.keys().all(|k| !k.ends_with("_proj.bias")));
         if name == "gla" {

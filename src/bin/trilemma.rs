@@ -607,7 +607,7 @@ mod cli {
             (Recipe::Surgical { .. }, None) => return Err("the surgical scan needs --task (it evaluates on that task's validation split)".into()),
             (Recipe::Surgical { .. }, Some(task)) => {
                 let ex = trilemma::data::load_split(assets, task, trilemma::data::Split::Validation).map_err(|e| e.to_string())?;
-                pollster::block_on(trilemma::experiment::surgical::compress(&ck, &recipe, task, &ex, cal)).map_err(|e| e.to_string())?
+                pollster::block_on(trilemma::experiment::surgical::compress_form(&ck, &recipe, task, &ex, cal, form)).map_err(|e| e.to_string())?
             }
             _ => apply::apply_with_form(&ck, &recipe, cal, form).map_err(|e| e.to_string())?,
         };

@@ -20,7 +20,8 @@
 //!   `r = ⌊κ·ρ⌋`. Linear algebra by `faer` (pure Rust, builds for wasm32).
 //! - [`calibrate`]: the statistics those need from calibration data (input column norms, output covariance,
 //!   summed loss gradients), read off the differentiable twin running the bundled calibration set.
-//! - [`apply`]: a recipe applied to a whole checkpoint (reference form), with its record.
+//! - [`apply`]: a recipe applied to a whole checkpoint, packed (codes and scales, low-rank factors, which models run
+//!   as stored) or in the f32 reference form (their slow twin), with its record.
 
 pub mod apply;
 pub mod calibrate;

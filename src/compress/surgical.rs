@@ -23,6 +23,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use super::calibrate::{self, Needs};
+use super::apply::Form;
 use super::lowrank::{self, FeatureBasis, LowRank, Svd};
 use crate::data::calibration::{CalibrationRecord, CalibrationSet};
 use crate::backend::{Data, HostTensor};
@@ -211,12 +212,26 @@ pub struct ScanRecord {
 
 /// Writes the accepted decompositions into a copy of `base` (reference form).
 pub fn compose(base: &Checkpoint, targets: &[Target], bases: &BTreeMap<String, Basis>, ranks: &BTreeMap<String, usize>) -> Result<Checkpoint> {
+    compose_form(base, targets, bases, ranks, Form::Reference)
+}
+
+/// Writes the accepted decompositions into a copy of `base` in `form`: packed, each as its two factors
+/// `<prefix>.weight_lr_a` `[r, in]` and `<prefix>.weight_lr_b` `[out, r]` ([`crate::compress::apply`]), which models
+/// run as they are; reference, as their product `<prefix>.weight`. The feature-space bias goes to `<prefix>.bias` in
+/// both.
+pub fn compose_form(base: &Checkpoint, targets: &[Target], bases: &BTreeMap<String, Basis>, ranks: &BTreeMap<String, usize>, form: Form) -> Result<Checkpoint> {
     let mut ck = base.clone();
     for t in targets {
         let Some(&r) = ranks.get(&t.prefix) else { continue };
         let basis = bases.get(&t.prefix).ok_or_else(|| Error::Invalid(format!("surgical scan: no basis for {}", t.prefix)))?;
         let f = basis.factors(weight(base, t)?, t.inp, r)?;
-        ck.tensors.insert(format!("{}.weight", t.prefix), HostTensor::f32(&[t.out, t.inp], f.reconstruct()?)?);
+        if form == Form::Packed && r > 0 {
+            ck.tensors.remove(&format!("{}.weight", t.prefix));
+            ck.tensors.insert(format!("{}.weight_lr_a", t.prefix), HostTensor::f32(&[r, t.inp], f.w1.clone())?);
+            ck.tensors.insert(format!("{}.weight_lr_b", t.prefix), HostTensor::f32(&[t.out, r], f.w2.clone())?);
+        } else {
+            ck.tensors.insert(format!("{}.weight", t.prefix), HostTensor::f32(&[t.out, t.inp], f.reconstruct()?)?);
+        }
         if let Some(b) = f.bias {
             ck.tensors.insert(format!("{}.bias", t.prefix), HostTensor::f32(&[t.out], b)?);
         }

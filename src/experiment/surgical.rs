@@ -4,7 +4,7 @@
 //! weight-space ones).
 
 use crate::backend::cpu::CpuBackend;
-use crate::compress::apply::{Calibration, CompressionRecord, Recipe};
+use crate::compress::apply::{Calibration, CompressionRecord, Form, Recipe};
 use crate::compress::{lowrank, surgical};
 use crate::data::{Example, Task};
 use crate::error::{Error, Result};
@@ -13,9 +13,15 @@ use crate::models::Model;
 use crate::text::TextTokenizer;
 
 /// Runs `recipe` (a [`Recipe::Surgical`]) on `ck` with `task`'s validation `examples`: the compressed
-/// checkpoint (reference form) and its record, scan included.
+/// checkpoint (packed: the accepted decompositions as their factors) and its record, scan included.
 /// `cal` names the calibration subset of the feature-space bases.
 pub async fn compress(ck: &Checkpoint, recipe: &Recipe, task: Task, examples: &[Example], cal: &Calibration) -> Result<(Checkpoint, CompressionRecord)> {
+    compress_form(ck, recipe, task, examples, cal, Form::Packed).await
+}
+
+/// [`compress`], writing the result in `form`. The scan itself always evaluates the reference form (the product of
+/// the factors), so its record is the same in both.
+pub async fn compress_form(ck: &Checkpoint, recipe: &Recipe, task: Task, examples: &[Example], cal: &Calibration, form: Form) -> Result<(Checkpoint, CompressionRecord)> {
     let Recipe::Surgical { delta, start_block, space, mean_correction } = recipe else {
         return Err(Error::Invalid(format!("not a surgical scan: {}", recipe.label())));
     };
@@ -78,8 +84,11 @@ pub async fn compress(ck: &Checkpoint, recipe: &Recipe, task: Task, examples: &[
         }
         rec.relative_error = if norm2 > 0.0 { (err2 / norm2).sqrt() } else { 0.0 };
         rec.bits_per_weight = if rec.weights > 0 { 8.0 * rec.bytes_compressed as f64 / rec.weights as f64 } else { 32.0 };
+        out = match form {
+            Form::Reference => compressed,
+            Form::Packed => surgical::compose_form(ck, &targets, &bases, &scan.ranks, Form::Packed)?,
+        };
         rec.scan = Some(scan);
-        out = compressed;
     }
     crate::compress::apply::write_record(&mut out, &rec)?;
     Ok((out, rec))
