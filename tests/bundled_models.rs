@@ -125,6 +125,41 @@ fn bundled_models_give_the_same_labels_on_the_gpu() {
     }
 }
 
+/// Compressed models run on their packed form on the GPU (`matmul_i8.wgsl`, `matmul_i4.wgsl`,
+/// `ternary_matmul.wgsl`, the low-rank pair) and give the CPU's labels within the model tolerance.
+#[test]
+fn packed_models_give_the_same_labels_on_the_gpu() {
+    use trilemma::backend::gpu::GpuBackend;
+    use trilemma::backend::tolerance;
+    use trilemma::compress::apply::{apply, Recipe};
+    let gpu = match pollster::block_on(GpuBackend::acquire()) {
+        Ok(g) => g,
+        Err(e) if std::env::var("TRILEMMA_REQUIRE_GPU").as_deref() == Ok("1") => panic!("GPU required: {e}"),
+        Err(e) => {
+            eprintln!("SKIP: no GPU adapter ({e}): packed models not checked on the GPU");
+            return;
+        }
+    };
+    let cpu = CpuBackend::new();
+    let sample: Vec<_> = load_split(&assets(), Task::Sst2, Split::Validation).unwrap().into_iter().step_by(80).collect();
+    for folder in ["transformer", "gla"] {
+        let base = Checkpoint::load_dir(&assets().join("models").join(folder)).unwrap();
+        let tk = TextTokenizer::from_json_bytes(base.tokenizer_json.as_deref().unwrap()).unwrap();
+        for r in [Recipe::Int8 {}, Recipe::Int4 { group: 32 }, Recipe::Int4 { group: 128 }, Recipe::Ternary {}, Recipe::Svd { rank_fraction: 0.5 }] {
+            let (ck, _) = apply(&base, &r).unwrap();
+            let gm = Model::load(&gpu, ck.clone()).unwrap();
+            let cm = Model::load(&cpu, ck).unwrap();
+            let c = pollster::block_on(trilemma::eval::logits(&cpu, &cm, &tk, Task::Sst2, &sample)).unwrap();
+            let g = pollster::block_on(trilemma::eval::logits(&gpu, &gm, &tk, Task::Sst2, &sample)).unwrap();
+            let a = trilemma::eval::agreement(&c, &g).unwrap();
+            let tol = tolerance::model_logits_abs(cm.common.arch);
+            eprintln!("{folder} {}: {} of {} labels equal, max |GPU − CPU| {:.3e}", r.label(), a.same_labels, a.n, a.max_abs_diff);
+            assert_eq!(a.same_labels, a.n, "{folder} {r:?}: labels differ at {:?}", a.differing);
+            assert!(a.max_abs_diff <= tol, "{folder} {r:?}: max |GPU − CPU| {} > {tol}", a.max_abs_diff);
+        }
+    }
+}
+
 #[test]
 fn a_lost_gpu_device_is_an_error_and_the_cpu_path_still_answers() {
     use trilemma::backend::gpu::{GpuBackend, GpuContext};

@@ -1,14 +1,16 @@
-//! Compression applied to the bundled checkpoints (reference form): zero compression is the identity, exact
-//! sparsity and the 2:4 pattern in every targeted tensor, quantization within its bound end to end, dropped layers,
-//! refusals, and `trilemma compress` writing a folder that loads like any other; the calibration-based recipes
-//! (Wanda, gradient-aware, SFSD with its bias) on the bundled models and through `trilemma compress --task`.
+//! Compression applied to the bundled checkpoints: zero compression is the identity, exact sparsity and the 2:4
+//! pattern in every targeted tensor, quantization within its bound end to end (reference form), packed models against
+//! their reference form (same logits within a named tolerance, same answers, bytes as stored), corrupted packed
+//! tensors refused, dropped layers, refusals, and `trilemma compress` writing a folder that loads like any other; the
+//! calibration-based recipes (Wanda, gradient-aware, SFSD with its bias) on the bundled models and through
+//! `trilemma compress --task`.
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use trilemma::backend::cpu::CpuBackend;
 use trilemma::backend::Data;
-use trilemma::compress::apply::{apply, apply_with, Calibration, Pattern, Recipe};
+use trilemma::compress::apply::{apply, apply_reference, apply_with, folder_files, Calibration, Pattern, Recipe};
 use trilemma::data::{load_split, Split, Task};
 use trilemma::io::Checkpoint;
 use trilemma::models::Model;
@@ -93,7 +95,8 @@ fn sparsity_is_exact_and_two_four_holds_in_every_tensor() {
 fn quantized_weights_stay_within_their_bound_and_the_answers_barely_move() {
     let ck = checkpoint("gla");
     let base = logits(&ck);
-    let (c, rec) = apply(&ck, &Recipe::Int8 {}).unwrap();
+    let (c, rec) = apply_reference(&ck, &Recipe::Int8 {}).unwrap();
+    assert_eq!(targeted(&c).len(), targeted(&ck).len());
     for (name, shape, w) in targeted(&c) {
         let Data::F32(orig) = &ck.tensors[&name].data else { unreachable!() };
         let inp = shape[1];
@@ -160,13 +163,25 @@ fn trilemma_compress_writes_a_folder_that_loads() {
     assert!((record["bits_per_weight"].as_f64().unwrap() - 5.0).abs() < 1e-9, "{record}");
     let loaded = Checkpoint::load_dir(&out).unwrap();
     assert_eq!(loaded.config["trilemma"]["compressions"][0]["recipe"]["group"], 32);
-    let (mem, _) = apply(&checkpoint("gla"), &Recipe::Int4 { group: 32 }).unwrap();
+    let (mem, rec) = apply(&checkpoint("gla"), &Recipe::Int4 { group: 32 }).unwrap();
     assert_eq!(logits(&loaded), logits(&mem));
+    // Stored packed: codes and scales, exactly the record's bytes.
+    assert!(loaded.tensors.contains_key("model.layers.0.attn.q_proj.weight_int4"));
+    let stored: usize = loaded.tensors.iter().filter(|(n, _)| n.ends_with(".weight_int4") || (n.ends_with(".weight_scale") && n.starts_with("model.layers."))).map(|(_, t)| t.numel() * 4).sum();
+    assert_eq!((stored, record["bytes_compressed"].as_u64().unwrap() as usize), (rec.bytes_compressed, rec.bytes_compressed));
+    // --form reference writes the f32 slow twin.
+    let twin = dir.join("gla-int4-reference");
+    let o = run(&["compress", "--model", "gla", "--recipe", r#"{"method": "int4", "group": 32}"#, "--form", "reference", "--out", twin.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let twin = Checkpoint::load_dir(&twin).unwrap();
+    assert!(twin.tensors.keys().all(|n| !n.ends_with(".weight_int4")) && twin.tensors.contains_key("model.layers.0.attn.q_proj.weight"));
+    assert_eq!(logits(&twin), logits(&apply_reference(&checkpoint("gla"), &Recipe::Int4 { group: 32 }).unwrap().0));
     let e = run(&["eval", "--model", out.to_str().unwrap(), "--task", "sst2", "--limit", "16"]);
     assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
     for (args, msg) in [
         (vec!["compress", "--model", "gla", "--recipe", r#"{"method": "int4", "group": 32}"#, "--out", out.to_str().unwrap()], "not empty"),
         (vec!["compress", "--model", "gla", "--recipe", "int4", "--out", dir.join("x").to_str().unwrap()], "--recipe"),
+        (vec!["compress", "--model", "gla", "--recipe", r#"{"method": "int8"}"#, "--form", "zip", "--out", dir.join("z").to_str().unwrap()], "--form"),
         (vec!["compress", "--model", "nope", "--recipe", r#"{"method": "int8"}"#, "--out", dir.join("y").to_str().unwrap()], "does not exist"),
     ] {
         let o = run(&args);
@@ -215,9 +230,15 @@ fn a_spec_with_compressions_reports_the_hemorrhage() {
     assert!(r.hemorrhage[2].kl > r.hemorrhage[1].kl && r.hemorrhage[1].kl > 0.0);
     let rec = r.provenance.models.iter().find(|m| m.name == "transformer + int4 g32").unwrap();
     assert_eq!(rec.compressed_from.as_deref(), Some("transformer"));
-    assert!((rec.compression.as_ref().unwrap().bits_per_weight - 5.0).abs() < 1e-9);
+    let c = rec.compression.as_ref().unwrap();
+    assert!((c.bits_per_weight - 5.0).abs() < 1e-9);
+    // The model record's bytes are the packed checkpoint's: the original's with the targeted f32 weights swapped for
+    // their codes and scales.
+    let base = r.provenance.models.iter().find(|m| m.name == "transformer").unwrap();
+    assert_eq!(rec.weight_bytes as usize + c.bytes_f32, base.weight_bytes as usize + c.bytes_compressed);
     let html = trilemma::report::html(&r).unwrap();
     assert!(html.contains("Hemorrhage") && html.contains("transformer + int4 g32"));
+    assert!(html.contains("Packed form: quantized and low-rank weights run as stored"), "the compression section says what ran");
     assert!(html.contains("transformer: accuracy vs bits per weight (sst2 validation)"), "the hemorrhage chart");
     // Refusals name the field.
     for (json, field) in [
@@ -228,6 +249,114 @@ fn a_spec_with_compressions_reports_the_hemorrhage() {
         let e = Spec::from_json(json.as_bytes(), &exists).unwrap_err().to_string();
         assert!(e.contains(field), "{json}: {e}");
     }
+}
+
+/// Packed-vs-reference logits: the same weights, multiplied from codes and scales (the scale applied to the sum,
+/// factors applied one after the other) instead of from the f32 matrix they stand for — summation order only, so the
+/// whole-model bound of the GPU-vs-CPU parity.
+const PACKED_VS_REFERENCE_LOGITS_ABS: f32 = trilemma::backend::tolerance::MODEL_LOGITS_ABS;
+
+fn packed_recipes() -> Vec<Recipe> {
+    vec![Recipe::Int8 {}, Recipe::Int4 { group: 32 }, Recipe::Int4 { group: 128 }, Recipe::Ternary {}, Recipe::Svd { rank_fraction: 0.5 }]
+}
+
+const PACKED_SUFFIXES: [&str; 6] = [".weight_int8", ".weight_int4", ".weight_ternary", ".weight_scale", ".weight_lr_a", ".weight_lr_b"];
+
+#[test]
+fn packed_models_match_their_reference_form() {
+    for name in ["transformer", "gla", "hgrn_bit"] {
+        let ck = checkpoint(name);
+        for r in packed_recipes() {
+            let (p, prec) = apply(&ck, &r).unwrap();
+            let (f, frec) = apply_reference(&ck, &r).unwrap();
+            assert_eq!(prec, frec, "{name} {r:?}: both forms report the packed form");
+            let (lp, lf) = (logits(&p), logits(&f));
+            let worst = lp.iter().flatten().zip(lf.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst <= PACKED_VS_REFERENCE_LOGITS_ABS, "{name} {r:?}: |packed - reference| = {worst}");
+            assert_eq!(trilemma::eval::argmax_rows(&lp), trilemma::eval::argmax_rows(&lf), "{name} {r:?}: predictions");
+            // Bytes: what the record says is what the packed tensors hold, and the checkpoint's total moves by it.
+            let layer_packed: usize = p
+                .tensors
+                .iter()
+                .filter(|(n, _)| n.starts_with("model.layers.") && PACKED_SUFFIXES.iter().any(|s| n.ends_with(s)))
+                .map(|(_, t)| t.numel() * 4)
+                .sum();
+            if name == "hgrn_bit" {
+                // Its BitLinears are packed ternary already: nothing compressed, nothing changed.
+                assert_eq!((prec.tensors, prec.bytes_compressed), (0, 0), "{r:?}");
+                assert_eq!(p.weight_bytes(), ck.weight_bytes());
+            } else {
+                assert!(prec.tensors > 0);
+                assert_eq!(layer_packed, prec.bytes_compressed, "{name} {r:?}");
+                assert!(p.tensors.keys().all(|n| !PACKED_SUFFIXES.iter().any(|s| n.ends_with(s)) || n.starts_with("model.layers.")));
+                assert_eq!(p.weight_bytes().0 + prec.bytes_f32, ck.weight_bytes().0 + prec.bytes_compressed, "{name} {r:?}");
+                let left_f32 = p.tensors.keys().filter(|n| n.starts_with("model.layers.") && n.ends_with(".weight") && !n.contains("norm")).count();
+                assert_eq!(left_f32, prec.skipped.len(), "{name} {r:?}: only the skipped weights stay f32: {:?}", prec.skipped);
+                // The f32 size of the packed checkpoint is the original's (K is a multiple of 16 in the bundled models),
+                // plus ternary's one scale per tensor, counted as HGRN-bit's always was.
+                let scales = if matches!(r, Recipe::Ternary {}) { 4 * prec.tensors } else { 0 };
+                assert_eq!(p.weight_bytes().1, ck.weight_bytes().1 + scales, "{name} {r:?}");
+            }
+            // The written folder reloads to the same model.
+            let files = folder_files(&p).unwrap();
+            let back = Checkpoint::from_files(&files).unwrap();
+            assert_eq!(logits(&back), lp, "{name} {r:?}: reloaded");
+        }
+    }
+}
+
+#[test]
+fn corrupted_packed_tensors_are_refused() {
+    use trilemma::backend::{Data, HostTensor};
+    let load = |ck: &Checkpoint| Model::load(&CpuBackend::new(), ck.clone()).map(|_| ()).map_err(|e| e.to_string());
+    let ck = checkpoint("transformer");
+    let q = "model.layers.0.attn.q_proj";
+    let edit = |r: Recipe, f: &dyn Fn(&mut Checkpoint)| {
+        let (mut c, _) = apply(&ck, &r).unwrap();
+        load(&c).unwrap();
+        f(&mut c);
+        load(&c).unwrap_err()
+    };
+    let set_word = |c: &mut Checkpoint, name: &str, i: usize, v: u32| {
+        let Data::U32(w) = &mut c.tensors.get_mut(name).unwrap().data else { unreachable!() };
+        w[i] = v;
+    };
+    let reshape = |c: &mut Checkpoint, name: &str, shape: &[usize]| {
+        let t = c.tensors.get_mut(name).unwrap();
+        let n: usize = shape.iter().product();
+        let data = match &t.data {
+            Data::U32(w) => Data::U32(w.iter().copied().cycle().take(n).collect()),
+            Data::F32(w) => Data::F32(w.iter().copied().cycle().take(n).collect()),
+        };
+        *t = HostTensor::new(shape, data).unwrap();
+    };
+    let cases: Vec<(Recipe, Box<dyn Fn(&mut Checkpoint)>, &str)> = vec![
+        (Recipe::Int8 {}, Box::new(|c| reshape(c, &format!("{q}.weight_int8"), &[128, 33])), "weight_int8 has shape"),
+        (Recipe::Int8 {}, Box::new(|c| set_word(c, &format!("{q}.weight_int8"), 5, 0x0000_8000)), "-128"),
+        (Recipe::Int8 {}, Box::new(|c| reshape(c, &format!("{q}.weight_scale"), &[64])), "scales must be [128]"),
+        (Recipe::Int8 {}, Box::new(|c| { c.tensors.get_mut(&format!("{q}.weight_scale")).unwrap().data = Data::F32(vec![f32::NAN; 128]); }), "finite"),
+        (Recipe::Int8 {}, Box::new(|c| { c.tensors.remove(&format!("{q}.weight_scale")); }), "missing tensor"),
+        (Recipe::Int4 { group: 32 }, Box::new(|c| set_word(c, &format!("{q}.weight_int4"), 3, 0x8000_0000)), "-8"),
+        (Recipe::Int4 { group: 32 }, Box::new(|c| reshape(c, &format!("{q}.weight_scale"), &[128, 8])), "g one of"),
+        (Recipe::Int4 { group: 32 }, Box::new(|c| reshape(c, &format!("{q}.weight_int4"), &[128, 15])), "weight_int4 has shape"),
+        (Recipe::Ternary {}, Box::new(|c| set_word(c, &format!("{q}.weight_ternary"), 0, 3)), "code 3"),
+        (Recipe::Ternary {}, Box::new(|c| { c.tensors.get_mut(&format!("{q}.weight_scale")).unwrap().data = Data::F32(vec![-1.0]); }), "scale"),
+        (Recipe::Svd { rank_fraction: 0.5 }, Box::new(|c| reshape(c, &format!("{q}.weight_lr_b"), &[128, 3])), "weight_lr_b has shape"),
+        (Recipe::Svd { rank_fraction: 0.5 }, Box::new(|c| { c.tensors.remove(&format!("{q}.weight_lr_a")); }), "missing tensor"),
+        // Two forms of one weight: the second is refused as unused.
+        (Recipe::Int8 {}, Box::new(move |c| { c.tensors.insert(format!("{q}.weight"), ck_weight(q)); }), "does not use"),
+    ];
+    for (r, f, msg) in cases {
+        let e = edit(r.clone(), &*f);
+        assert!(e.contains(msg), "{r:?}, expected {msg:?}: {e}");
+    }
+    // A rank-0 SVD has no packed form.
+    let e = apply(&ck, &Recipe::Svd { rank_fraction: 0.0 }).unwrap_err().to_string();
+    assert!(e.contains("rank 0"), "{e}");
+}
+
+fn ck_weight(prefix: &str) -> trilemma::backend::HostTensor {
+    checkpoint("transformer").tensors[&format!("{prefix}.weight")].clone()
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //!
 //! Each returns the number of checks run, or a message naming the first failure.
 
-use super::{check, half_pairs, ternary, tolerance, Backend, Binary, Data, HostTensor, Reduce, Unary};
+use super::{check, half_pairs, int8, ternary, tolerance, Backend, Binary, Data, HostTensor, Reduce, Unary};
 use crate::error::{DType, Error};
 use crate::rng::SplitMix64;
 
@@ -175,7 +175,29 @@ pub async fn golden<B: Backend>(b: &B) -> Check {
     n += golden_data_movement(b).await?;
     n += golden_scans_and_ternary(b).await?;
     n += golden_fused(b).await?;
+    n += golden_packed(b).await?;
     Ok(n)
+}
+
+/// The int8 and int4 products on weights packed by hand.
+async fn golden_packed<B: Backend>(b: &B) -> Check {
+    // int8, K = 5 (two words, the second padded): rows c0 = [1, −1, 2, 0, 127], c1 = [−127, 0, 0, 0, 1],
+    // scales [0.5, 2]; x = [1, 2, 3, 4, 5] -> [0.5·(1 − 2 + 6 + 635), 2·(−127 + 5)] = [320, −244].
+    let words = [0x0002_FF01u32, 0x7F, 0x0000_0081, 0x01];
+    if int8::pack(&[1, -1, 2, 0, 127, -127, 0, 0, 0, 1], 2, 5).map_err(|e| e.to_string())? != words {
+        return Err("int8::pack disagrees with the hand-packed words".into());
+    }
+    let x5 = f32s(b, &[1, 5], &[1., 2., 3., 4., 5.])?;
+    let (s, v) = read_f32(b, b.matmul_i8(&x5, &u32s(b, &[2, 2], &words)?, &f32s(b, &[2], &[0.5, 2.])?), "matmul_i8").await?;
+    assert_shape("matmul_i8", &s, &[1, 2])?;
+    close("matmul_i8", &v, &[320., -244.], 0.0)?;
+    // int4, K = 16 in two groups of 8: codes +1 then −1 (nibbles 0x1, 0xF), scales [0.5, 2];
+    // x = 1..16 -> 0.5·(1 + .. + 8) − 2·(9 + .. + 16) = 18 − 200 = −182.
+    let x16: Vec<f32> = (1..=16).map(|i| i as f32).collect();
+    let (s, v) = read_f32(b, b.matmul_i4(&f32s(b, &[1, 16], &x16)?, &u32s(b, &[1, 2], &[0x1111_1111, 0xFFFF_FFFF])?, &f32s(b, &[1, 2], &[0.5, 2.])?), "matmul_i4").await?;
+    assert_shape("matmul_i4", &s, &[1, 1])?;
+    close("matmul_i4", &v, &[-182.], 0.0)?;
+    Ok(2)
 }
 
 /// The fused model ops on cases small enough to work out by hand.
@@ -564,6 +586,28 @@ pub async fn bad_inputs<B: Backend>(b: &B) -> Check {
     bad!("ternary x empty", b.ternary_matmul(&empty, &w31), is_empty);
     bad!("ternary packed empty", b.ternary_matmul(&m23, &u32s(b, &[0, 1], &[])?), is_empty);
 
+    // matmul_i8: x [M, K], codes [N, ceil(K/4)] u32, scales [N]; matmul_i4: codes [N, K/8], scales [N, K/g], g a multiple of 8.
+    let x16 = f32s(b, &[2, 16], &[0.; 32])?;
+    let c34 = u32s(b, &[3, 4], &[0; 12])?;
+    bad!("int8 words per row (3 needs 1)", b.matmul_i8(&m23, &c34, &v3), is_shape);
+    bad!("int8 scales shape", b.matmul_i8(&x16, &c34, &v2), is_shape);
+    bad!("int8 scales rank", b.matmul_i8(&x16, &c34, &m23), is_shape);
+    bad!("int8 codes dtype", b.matmul_i8(&x16, &x16, &v3), |e| matches!(e, Error::DType { expected: DType::U32, got: DType::F32, .. }));
+    bad!("int8 scales dtype", b.matmul_i8(&x16, &c34, &u32s(b, &[3], &[0; 3])?), is_dtype);
+    bad!("int8 x dtype", b.matmul_i8(&ints, &c34, &v3), is_dtype);
+    bad!("int8 x empty", b.matmul_i8(&empty, &c34, &v3), is_empty);
+    bad!("int8 x rank", b.matmul_i8(&a213, &c34, &v3), is_shape);
+    let c32 = u32s(b, &[3, 2], &[0; 6])?;
+    let s32 = f32s(b, &[3, 2], &[0.; 6])?;
+    bad!("int4 words per row (16 needs 2)", b.matmul_i4(&x16, &c34, &s32), is_shape);
+    bad!("int4 K not a multiple of 8", b.matmul_i4(&m23, &u32s(b, &[3, 1], &[0; 3])?, &f32s(b, &[3, 1], &[0.; 3])?), is_shape);
+    bad!("int4 groups of 16/3", b.matmul_i4(&x16, &c32, &f32s(b, &[3, 3], &[0.; 9])?), is_shape);
+    bad!("int4 groups of 4", b.matmul_i4(&x16, &c32, &f32s(b, &[3, 4], &[0.; 12])?), is_shape);
+    bad!("int4 scales rows", b.matmul_i4(&x16, &c32, &f32s(b, &[2, 2], &[0.; 4])?), is_shape);
+    bad!("int4 scales rank", b.matmul_i4(&x16, &c32, &v3), is_shape);
+    bad!("int4 codes dtype", b.matmul_i4(&x16, &s32, &s32), |e| matches!(e, Error::DType { expected: DType::U32, got: DType::F32, .. }));
+    bad!("int4 codes empty", b.matmul_i4(&x16, &u32s(b, &[0, 2], &[])?, &s32), is_empty);
+
     // Fused ops.
     let is_invalid = |e: &Error| matches!(e, Error::Invalid(_));
     let x236 = f32s(b, &[2, 3, 6], &[0.; 36])?;
@@ -826,6 +870,7 @@ pub async fn parity<R: Backend, T: Backend>(reference: &R, test: &T, seed: u64) 
     n += parity_data_movement(reference, test, &mut rng).await?;
     n += parity_scans(reference, test, &mut rng).await?;
     n += parity_ternary(reference, test, &mut rng).await?;
+    n += parity_packed(reference, test, &mut rng).await?;
     n += parity_fused(reference, test, &mut rng).await?;
     Ok(n)
 }
@@ -1173,6 +1218,54 @@ async fn parity_ternary<R: Backend, T: Backend>(reference: &R, test: &T, rng: &m
                 let (got, want) = both!(reference, test, &[x, packed], what, |be, t| be.ternary_matmul(&t[0], &t[1]));
                 within(&what, got.as_f32("p").unwrap(), want.as_f32("p").unwrap(), &scale, tolerance::MATMUL_ABS, tolerance::MATMUL_REL)?;
                 n += 2;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The int8 and int4 products at awkward sizes (M = 1, 3, 17; int8 K not a multiple of 4 or 32;
+/// int4 with one to several groups; N past one 64-column tile): the test backend's op against the
+/// reference's within [`tolerance::MATMUL_REL`], and both against their slow twin, the reference's
+/// plain product with the dequantised weight, within [`tolerance::PACKED_MATMUL_REL`].
+async fn parity_packed<R: Backend, T: Backend>(reference: &R, test: &T, rng: &mut SplitMix64) -> Check {
+    use crate::compress::quant;
+    let mut n = 0;
+    // (K, group): group 0 = int8 per channel.
+    let shapes: [(usize, usize); 9] = [(1, 0), (5, 0), (31, 0), (33, 0), (130, 0), (32, 32), (96, 32), (128, 64), (256, 128)];
+    for m in [1usize, 3, 17] {
+        for (k, g) in shapes {
+            for nn in [1usize, 5, 70] {
+                let w = rng.vec_f32(nn * k, -1.0, 1.0);
+                let (codes, scales, deq) = if g == 0 {
+                    let q = quant::quantize_int8(&w, nn, k).map_err(|e| e.to_string())?;
+                    let words = int8::pack(&q.codes, nn, k).map_err(|e| e.to_string())?;
+                    let deq = q.dequantize().map_err(|e| e.to_string())?;
+                    (HostTensor::u32(&[nn, int8::words_per_row(k)], words).unwrap(), HostTensor::f32(&[nn], q.scales).unwrap(), deq)
+                } else {
+                    let q = quant::quantize_int4(&w, nn, k, g).map_err(|e| e.to_string())?;
+                    let deq = q.dequantize().map_err(|e| e.to_string())?;
+                    (HostTensor::u32(&[nn, k / 8], q.packed).unwrap(), HostTensor::f32(&[nn, k / g], q.scales).unwrap(), deq)
+                };
+                let xv = rng.vec_f32(m * k, -1.0, 1.0);
+                let scale: Vec<f32> = (0..m * nn).map(|o| (0..k).map(|j| (xv[(o / nn) * k + j] * deq[(o % nn) * k + j]).abs()).sum()).collect();
+                let x = HostTensor::f32(&[m, k], xv).unwrap();
+                let what = format!("matmul_{} {m}x{k}x{nn} g{g}", if g == 0 { "i8" } else { "i4" });
+                let inputs = [x.clone(), codes, scales];
+                let (got, want) = if g == 0 {
+                    both!(reference, test, &inputs, what, |be, t| be.matmul_i8(&t[0], &t[1], &t[2]))
+                } else {
+                    both!(reference, test, &inputs, what, |be, t| be.matmul_i4(&t[0], &t[1], &t[2]))
+                };
+                within(&what, got.as_f32("p").unwrap(), want.as_f32("p").unwrap(), &scale, tolerance::MATMUL_ABS, tolerance::MATMUL_REL)?;
+                // The slow twin: dequantise, then the plain product.
+                let twin = format!("{what} vs dequantised matmul");
+                let wt = HostTensor::f32(&[nn, k], deq).unwrap();
+                let slow = host(reference, reference.upload(&x).and_then(|xt| reference.upload(&wt).and_then(|wt| reference.matmul(&xt, &wt, true))), &twin).await?;
+                for (who, h) in [("reference", &want), ("test", &got)] {
+                    within(&format!("{twin} ({who})"), h.as_f32("p").unwrap(), slow.as_f32("p").unwrap(), &scale, tolerance::MATMUL_ABS, tolerance::PACKED_MATMUL_REL)?;
+                }
+                n += 3;
             }
         }
     }

@@ -13,6 +13,9 @@
 //!   last-token pooling) counts nothing.
 //! - A dense product `[M, K]·[K, N]` is M·N·K multiply-accumulates: M·N·K `mul` and M·N·K `add`
 //!   (accumulating from zero); those multiplications are also tallied in `matmul_mul`.
+//! - The int8 / int4 products are dense products over the codes: M·N·K multiply-accumulates (in
+//!   `matmul_mul` too), plus one scale multiplication per output (int8) or per output and group
+//!   (int4, with the add that joins the groups).
 //! - The ternary product adds or subtracts each non-zero weight: M·nnz `add`, no multiplication
 //!   (the counter keeps packed `u32` weights to count their non-zero codes).
 //! - Causal attention counts the visible (query, key) pairs only, as the fused kernel computes
@@ -251,6 +254,23 @@ impl Backend for CountBackend {
         let (m, k, nn) = check::matmul_f16(x, w)?;
         let macs = n(m) * n(nn) * n(k);
         self.tally(macs, macs, 0, macs);
+        Ok(ShapeTensor::f32(vec![m, nn]))
+    }
+
+    fn matmul_i8(&self, x: &ShapeTensor, codes: &ShapeTensor, scales: &ShapeTensor) -> Result<ShapeTensor> {
+        let (m, k, nn) = check::matmul_i8(x, codes, scales)?;
+        // A multiply-accumulate per (row, output, input), then one scale per output.
+        let macs = n(m) * n(nn) * n(k);
+        self.tally(macs + n(m) * n(nn), macs, 0, macs);
+        Ok(ShapeTensor::f32(vec![m, nn]))
+    }
+
+    fn matmul_i4(&self, x: &ShapeTensor, codes: &ShapeTensor, scales: &ShapeTensor) -> Result<ShapeTensor> {
+        let (m, k, nn, g) = check::matmul_i4(x, codes, scales)?;
+        // A multiply-accumulate per (row, output, input), then per group a scale and an add.
+        let macs = n(m) * n(nn) * n(k);
+        let groups = n(m) * n(nn) * n(k / g);
+        self.tally(macs + groups, macs + groups, 0, macs);
         Ok(ShapeTensor::f32(vec![m, nn]))
     }
 

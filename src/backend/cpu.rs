@@ -307,6 +307,24 @@ impl Backend for CpuBackend {
         self.matmul(x, &wt, true)
     }
 
+    fn matmul_i8(&self, x: &CpuTensor, codes: &CpuTensor, scales: &CpuTensor) -> Result<CpuTensor> {
+        let (m, k, n) = check::matmul_i8(x, codes, scales)?;
+        let out = simd::with_f32(&x.t, |xs| {
+            let ss = scales.t.flatten_all()?.to_vec1::<f32>()?;
+            with_u32(&codes.t, |ws| matmul_i8_host(xs, ws, &ss, m, k, n))?
+        })??;
+        CpuTensor::new(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
+    }
+
+    fn matmul_i4(&self, x: &CpuTensor, codes: &CpuTensor, scales: &CpuTensor) -> Result<CpuTensor> {
+        let (m, k, n, g) = check::matmul_i4(x, codes, scales)?;
+        let out = simd::with_f32(&x.t, |xs| {
+            let ss = scales.t.flatten_all()?.to_vec1::<f32>()?;
+            with_u32(&codes.t, |ws| matmul_i4_host(xs, ws, &ss, m, k, n, g))?
+        })??;
+        CpuTensor::new(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
+    }
+
     fn ternary_matmul(&self, x: &CpuTensor, packed: &CpuTensor) -> Result<CpuTensor> {
         let (m, k, n) = check::ternary_matmul(x, packed)?;
         let xs = x.t.flatten_all()?.to_vec1::<f32>()?;
@@ -403,4 +421,120 @@ pub fn ternary_matmul_host(x: &[f32], packed: &[u32], m: usize, k: usize, n: usi
         }
     }
     Ok(out)
+}
+
+/// Run `f` on the elements of a u32 CPU tensor (packed weights) without copying them.
+fn with_u32<R>(t: &Tensor, f: impl FnOnce(&[u32]) -> R) -> Result<R> {
+    let t = if t.is_contiguous() { t.clone() } else { t.contiguous()? };
+    let (storage, layout) = t.storage_and_layout();
+    match (&*storage, layout.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(candle_core::CpuStorage::U32(v)), Some((start, end))) => Ok(f(&v[start..end])),
+        _ => Err(Error::Cpu("packed weights: expected a contiguous u32 CPU tensor".into())),
+    }
+}
+
+/// Rows of W decoded at a time by the packed products: their f32 codes (`ROWS · K` floats) stay in
+/// cache while every row of x runs over them.
+const PACKED_ROWS: usize = 8;
+
+/// `Σ a_i b_i` in f32 with 8 independent partial sums (vectorised by the compiler: SIMD128 on
+/// wasm32), then the partials and the tail in order.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ta.iter().zip(tb) {
+        s += x * y;
+    }
+    s
+}
+
+/// The packed product driver: decode `PACKED_ROWS` weight rows at a time into f32 codes with
+/// `decode(row, buffer)`, then `combine(x_row, codes_row, row)` gives each output.
+fn packed_product(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    mut decode: impl FnMut(usize, &mut [f32]) -> Result<()>,
+    combine: impl Fn(&[f32], &[f32], usize) -> f32,
+) -> Result<Vec<f32>> {
+    if Some(x.len()) != m.checked_mul(k) {
+        return Err(Error::Invalid(format!("packed matmul: {} x values for [{m}, {k}]", x.len())));
+    }
+    let mut out = vec![0f32; m * n];
+    let mut rows = vec![0f32; PACKED_ROWS * k];
+    for r0 in (0..n).step_by(PACKED_ROWS) {
+        let r1 = (r0 + PACKED_ROWS).min(n);
+        for r in r0..r1 {
+            decode(r, &mut rows[(r - r0) * k..(r - r0 + 1) * k])?;
+        }
+        for (xi, yi) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+            for (r, y) in (r0..r1).zip(&mut yi[r0..r1]) {
+                *y = combine(xi, &rows[(r - r0) * k..(r - r0 + 1) * k], r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// x `[m, k]` · Wᵀ with W int8 per output channel: codes `[n, ⌈k/4⌉]` packed by
+/// [`super::int8`], scales `[n]`; `y = s_n · Σ_k x_k c_k` in f32 (the codes are decoded a few rows
+/// at a time, never the whole matrix). Refuses byte `0x80` and non-zero padding as it decodes.
+pub fn matmul_i8_host(x: &[f32], words: &[u32], scales: &[f32], m: usize, k: usize, n: usize) -> Result<Vec<f32>> {
+    let wpr = super::int8::words_per_row(k);
+    if Some(words.len()) != n.checked_mul(wpr) || scales.len() != n {
+        return Err(Error::Invalid(format!("matmul_i8: {} words and {} scales do not fit k = {k}, n = {n}", words.len(), scales.len())));
+    }
+    let decode = |r: usize, buf: &mut [f32]| -> Result<()> {
+        for (c, &w) in words[r * wpr..(r + 1) * wpr].iter().enumerate() {
+            for b in 0..super::int8::PER_WORD {
+                let code = (w >> (8 * b)) as u8 as i8;
+                match buf.get_mut(c * super::int8::PER_WORD + b) {
+                    Some(_) if code == i8::MIN => return Err(Error::Invalid(format!("matmul_i8: code -128 in row {r}"))),
+                    Some(v) => *v = code as f32,
+                    None if code != 0 => return Err(Error::Invalid(format!("matmul_i8: non-zero padding in row {r}"))),
+                    None => {}
+                }
+            }
+        }
+        Ok(())
+    };
+    packed_product(x, m, k, n, decode, |xi, ci, r| scales[r] * dot(xi, ci))
+}
+
+/// x `[m, k]` · Wᵀ with W int4 per (output channel, group of `g` inputs): codes `[n, k/8]` packed
+/// by [`crate::compress::quant::int4`], scales `[n, k/g]`; `y = Σ_g s_g · Σ_{k∈g} x_k c_k` in f32.
+/// Refuses nibble `0x8` as it decodes.
+pub fn matmul_i4_host(x: &[f32], words: &[u32], scales: &[f32], m: usize, k: usize, n: usize, g: usize) -> Result<Vec<f32>> {
+    const PER_WORD: usize = 8;
+    if g == 0 || !g.is_multiple_of(PER_WORD) || !k.is_multiple_of(g) || Some(words.len()) != n.checked_mul(k / PER_WORD) || Some(scales.len()) != n.checked_mul(k / g) {
+        return Err(Error::Invalid(format!("matmul_i4: {} words and {} scales do not fit k = {k}, n = {n}, group {g}", words.len(), scales.len())));
+    }
+    let wpr = k / PER_WORD;
+    let groups = k / g;
+    let decode = |r: usize, buf: &mut [f32]| -> Result<()> {
+        for (c, &w) in words[r * wpr..(r + 1) * wpr].iter().enumerate() {
+            for nib in 0..PER_WORD {
+                let bits = (w >> (4 * nib)) & 0xF;
+                if bits == 0x8 {
+                    return Err(Error::Invalid(format!("matmul_i4: code -8 in row {r}")));
+                }
+                // Sign-extend the nibble.
+                buf[c * PER_WORD + nib] = ((((bits as u8) << 4) as i8) >> 4) as f32;
+            }
+        }
+        Ok(())
+    };
+    packed_product(x, m, k, n, decode, |xi, ci, r| {
+        let s = &scales[r * groups..(r + 1) * groups];
+        xi.chunks_exact(g).zip(ci.chunks_exact(g)).zip(s).map(|((xg, cg), &sg)| sg * dot(xg, cg)).fold(0.0, |a, v| a + v)
+    })
 }

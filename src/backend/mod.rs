@@ -35,6 +35,10 @@ pub mod tolerance {
     /// follows the standard floating-point error analysis of a dot product of length K.
     pub const MATMUL_REL: f32 = 1e-5;
     pub const MATMUL_ABS: f32 = 1e-6;
+    /// The int8 / int4 products against their slow twin (dequantise, then [`Backend::matmul`]):
+    /// relative to Σ_k |x_k ŵ_k| like [`MATMUL_REL`], twice as loose because the scale is applied to
+    /// the sum (packed) instead of to each weight (dequantised), one more rounding per term.
+    pub const PACKED_MATMUL_REL: f32 = 2e-5;
     /// End-to-end demo pipeline (gather -> RMSNorm -> matmul -> SiLU -> softmax): max |diff|.
     pub const PIPELINE_ABS: f32 = 1e-4;
     /// Prefix sums (cumsum) and the linear recurrence (scan): |gpu - cpu| <= SCAN_REL * s_t, where
@@ -426,6 +430,16 @@ pub trait Backend: Sized {
     /// `[M, N]`.
     fn matmul_f16(&self, x: &Self::Tensor, w: &Self::Tensor) -> Result<Self::Tensor>;
 
+    /// `x · Wᵀ` with W `[N, K]` in int8 per output channel: codes packed 4 per u32 ([`int8`]:
+    /// u32 `[N, ⌈K/4⌉]`), scales `[N]`; `y_mn = s_n · Σ_k x_mk c_nk`, sums in f32. x `[M, K]` ->
+    /// `[M, N]`.
+    fn matmul_i8(&self, x: &Self::Tensor, codes: &Self::Tensor, scales: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// `x · Wᵀ` with W `[N, K]` in int4 per (output channel, group of g inputs): codes packed 8
+    /// per u32 ([`crate::compress::quant::int4`]: u32 `[N, K/8]`), scales `[N, K/g]` (g inferred,
+    /// a multiple of 8); `y_mn = Σ_g s_ng · Σ_{k∈g} x_mk c_nk`, sums in f32. x `[M, K]` -> `[M, N]`.
+    fn matmul_i4(&self, x: &Self::Tensor, codes: &Self::Tensor, scales: &Self::Tensor) -> Result<Self::Tensor>;
+
     // ---- fused model ops ----
     //
     // Each has a default written in the primitive ops above ([`composite`]): that is the CPU
@@ -542,6 +556,72 @@ pub mod ternary {
                     _ => return Err(Error::Invalid(format!("ternary unpack: invalid code 3 at [{r}, {j}]"))),
                 });
             }
+        }
+        Ok(out)
+    }
+}
+
+/// Int8 codes packed 4 per u32, little end first: code `j` of a row is byte `j % 4` (bits
+/// `8·(j % 4)..`) of word `j / 4`, as two's complement (WGSL's signed `extractBits` decodes it).
+/// Rows are padded with zero bytes to a multiple of 4. The formats are symmetric, so byte `0x80`
+/// (−128) is refused, like int4's `0x8`.
+///
+/// Who checks validity: as for [`ternary`], a kernel cannot refuse bad words, so packed weights are
+/// validated once on the host ([`int8::validate`]) when a model is loaded; the CPU op refuses them
+/// as it goes.
+pub mod int8 {
+    use crate::error::{Error, Result};
+
+    pub const PER_WORD: usize = 4;
+
+    pub fn words_per_row(k: usize) -> usize {
+        k.div_ceil(PER_WORD)
+    }
+
+    /// Pack a row-major `[n, k]` matrix of codes in [−127, 127].
+    pub fn pack(values: &[i8], n: usize, k: usize) -> Result<Vec<u32>> {
+        if Some(values.len()) != n.checked_mul(k) {
+            return Err(Error::Invalid(format!("int8 pack: {} values for [{n}, {k}]", values.len())));
+        }
+        let wpr = words_per_row(k);
+        let mut out = vec![0u32; n * wpr];
+        for (i, &v) in values.iter().enumerate() {
+            let (r, j) = (i / k, i % k);
+            if v == i8::MIN {
+                return Err(Error::Invalid(format!("int8 pack: value -128 at [{r}, {j}] is outside the symmetric range")));
+            }
+            out[r * wpr + j / PER_WORD] |= (v as u8 as u32) << (8 * (j % PER_WORD));
+        }
+        Ok(out)
+    }
+
+    /// Check packed `[n, ⌈k/4⌉]` words: the right count, no byte `0x80`, zero padding.
+    pub fn validate(words: &[u32], n: usize, k: usize) -> Result<()> {
+        let wpr = words_per_row(k);
+        if Some(words.len()) != n.checked_mul(wpr) {
+            return Err(Error::Invalid(format!("int8: {} words for [{n}, {k}] (need {n} x {wpr})", words.len())));
+        }
+        let tail = k % PER_WORD;
+        let last_mask = if tail == 0 { u32::MAX } else { (1u32 << (8 * tail)) - 1 };
+        for (i, &w) in words.iter().enumerate() {
+            let (r, c) = (i / wpr, i % wpr);
+            if let Some(b) = (0..PER_WORD).find(|b| (w >> (8 * b)) & 0xFF == 0x80) {
+                return Err(Error::Invalid(format!("int8: code -128 at [{r}, {}] is outside the symmetric range", c * PER_WORD + b)));
+            }
+            if c + 1 == wpr && w & !last_mask != 0 {
+                return Err(Error::Invalid(format!("int8: non-zero padding after weight {k} in row {r}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Unpack to `[n, k]` codes (refusing `0x80` and non-zero padding).
+    pub fn unpack(words: &[u32], n: usize, k: usize) -> Result<Vec<i8>> {
+        validate(words, n, k)?;
+        let wpr = words_per_row(k);
+        let mut out = Vec::with_capacity(n * k);
+        for row in words.chunks_exact(wpr.max(1)).take(n) {
+            out.extend((0..k).map(|j| (row[j / PER_WORD] >> (8 * (j % PER_WORD))) as u8 as i8));
         }
         Ok(out)
     }
@@ -861,6 +941,55 @@ pub mod check {
             [n, kw] if kw == half_pairs::words_per_row(k) => Ok((m, k, n)),
             ref s => Err(Error::Shape { op: OP, detail: format!("f16 weights must be [N, {}] for K = {k}, got {s:?}", half_pairs::words_per_row(k)) }),
         }
+    }
+
+    /// x `[M, K]` f32 and u32 codes `[N, words]` for a packed product; returns `(m, k, n)`.
+    fn packed_operands(op: &'static str, x: &impl TensorMeta, codes: &impl TensorMeta, scales: &impl TensorMeta) -> Result<(usize, usize, usize)> {
+        f32_nonempty(op, x)?;
+        if codes.dtype() != DType::U32 {
+            return Err(Error::DType { op, expected: DType::U32, got: codes.dtype() });
+        }
+        nonempty(op, codes)?;
+        f32_nonempty(op, scales)?;
+        let (m, k) = match *x.shape() {
+            [m, k] => (m, k),
+            ref s => return Err(Error::Shape { op, detail: format!("x must be [M, K], got {s:?}") }),
+        };
+        match *codes.shape() {
+            [n, _] => Ok((m, k, n)),
+            ref s => Err(Error::Shape { op, detail: format!("codes must be [N, words], got {s:?}") }),
+        }
+    }
+
+    /// Returns `(m, k, n)`.
+    pub fn matmul_i8(x: &impl TensorMeta, codes: &impl TensorMeta, scales: &impl TensorMeta) -> Result<(usize, usize, usize)> {
+        const OP: &str = "matmul_i8";
+        let (m, k, n) = packed_operands(OP, x, codes, scales)?;
+        let wpr = int8::words_per_row(k);
+        if codes.shape()[1] != wpr {
+            return Err(Error::Shape { op: OP, detail: format!("int8 codes must be [N, {wpr}] for K = {k}, got {:?}", codes.shape()) });
+        }
+        if scales.shape() != [n] {
+            return Err(Error::Shape { op: OP, detail: format!("int8 scales must be [{n}] (one per output channel), got {:?}", scales.shape()) });
+        }
+        Ok((m, k, n))
+    }
+
+    /// Returns `(m, k, n, g)` with g the group size along K.
+    pub fn matmul_i4(x: &impl TensorMeta, codes: &impl TensorMeta, scales: &impl TensorMeta) -> Result<(usize, usize, usize, usize)> {
+        const OP: &str = "matmul_i4";
+        let (m, k, n) = packed_operands(OP, x, codes, scales)?;
+        if !k.is_multiple_of(8) || codes.shape()[1] != k / 8 {
+            return Err(Error::Shape { op: OP, detail: format!("int4 codes must be [N, K/8] with K a multiple of 8, got {:?} for K = {k}", codes.shape()) });
+        }
+        let groups = match *scales.shape() {
+            [sn, gs] if sn == n => gs,
+            ref s => return Err(Error::Shape { op: OP, detail: format!("int4 scales must be [{n}, K/g], got {s:?}") }),
+        };
+        if !k.is_multiple_of(groups) || !(k / groups).is_multiple_of(8) {
+            return Err(Error::Shape { op: OP, detail: format!("{groups} scale groups per row do not split K = {k} into groups of a multiple of 8") });
+        }
+        Ok((m, k, n, k / groups))
     }
 
     /// Returns `(rows, d)` for ops over the last dim.

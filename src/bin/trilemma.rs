@@ -115,8 +115,9 @@ mod cli {
             #[arg(long)]
             report: Option<PathBuf>,
         },
-        /// Compress a model folder's linear weights and write a folder that loads like any other (reference form:
-        /// the compressed weights written back as f32, the record in config.json under trilemma.compressions).
+        /// Compress a model folder's linear weights and write a folder that loads like any other (packed form: int8 /
+        /// int4 codes and scales, packed ternary, low-rank factors, which models run on as they are; the record in
+        /// config.json under trilemma.compressions).
         /// Prints the record as JSON.
         Compress {
             /// A bundled model name (transformer, gla, hgrn_bit) or a Hugging Face-layout folder.
@@ -130,6 +131,9 @@ mod cli {
             /// structured}, sfsd {rank_fraction, mean_correction}; also structured_heads {sparsity}.
             #[arg(long)]
             recipe: String,
+            /// packed (what models run on) or reference (the compressed weights written back as f32: the slow twin).
+            #[arg(long, default_value = "packed")]
+            form: String,
             /// The calibration task of wanda, gradient_aware and sfsd (default: the mixed set over the seven tasks); the
             /// task whose validation split the surgical scan evaluates on (required there).
             #[arg(long)]
@@ -260,10 +264,10 @@ mod cli {
             }
             Cmd::Run { spec, out, assets, report, csv } => run(&spec, out.as_deref(), &assets, report.as_deref(), csv.as_deref()),
             Cmd::Report { results, out, csv } => report(&results, &out, csv.as_deref()),
-            Cmd::Compress { model, recipe, out, assets, task, seed, calibration_size } => {
+            Cmd::Compress { model, recipe, out, form, assets, task, seed, calibration_size } => {
                 let task = task.as_deref().map(trilemma::data::Task::parse).transpose().map_err(|e| format!("--task: {e}"))?;
                 let cal = trilemma::compress::apply::Calibration { task, seed, size: calibration_size };
-                compress(&model, &recipe, &out, &assets, &cal)
+                compress(&model, &recipe, &form, &out, &assets, &cal)
             }
             Cmd::Attack { model, task, recipe, seed, budget, max_queries, limit, split, backend, assets, out, report } => {
                 attack(&model, &task, &recipe, seed, budget, max_queries, limit, split.as_deref(), backend, &assets, out.as_deref(), report.as_deref())
@@ -585,14 +589,19 @@ mod cli {
         Ok(())
     }
 
-    fn compress(model: &str, recipe: &str, out: &std::path::Path, assets: &std::path::Path, cal: &trilemma::compress::apply::Calibration) -> Result<(), String> {
-        use trilemma::compress::apply::{self, Recipe};
+    fn compress(model: &str, recipe: &str, form: &str, out: &std::path::Path, assets: &std::path::Path, cal: &trilemma::compress::apply::Calibration) -> Result<(), String> {
+        use trilemma::compress::apply::{self, Form, Recipe};
         use trilemma::experiment::native;
         let recipe: Recipe = serde_json::from_str(recipe).map_err(|e| format!("--recipe: {e}"))?;
         native::model_exists(assets, model)?;
         let dir = native::model_dir(assets, model);
         let files = native::read_folder(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let ck = trilemma::io::Checkpoint::from_files(&files).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let form = match form {
+            "packed" => Form::Packed,
+            "reference" => Form::Reference,
+            other => return Err(format!("--form: \"{other}\" is not one of packed, reference")),
+        };
         let t0 = std::time::Instant::now();
         let (compressed, record) = match (&recipe, cal.task) {
             (Recipe::Surgical { .. }, None) => return Err("the surgical scan needs --task (it evaluates on that task's validation split)".into()),
@@ -600,7 +609,7 @@ mod cli {
                 let ex = trilemma::data::load_split(assets, task, trilemma::data::Split::Validation).map_err(|e| e.to_string())?;
                 pollster::block_on(trilemma::experiment::surgical::compress(&ck, &recipe, task, &ex, cal)).map_err(|e| e.to_string())?
             }
-            _ => apply::apply_with(&ck, &recipe, cal).map_err(|e| e.to_string())?,
+            _ => apply::apply_with_form(&ck, &recipe, cal, form).map_err(|e| e.to_string())?,
         };
         eprintln!("compressed in {:.2} s", t0.elapsed().as_secs_f64());
         if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {

@@ -1,7 +1,23 @@
-//! A compression recipe applied to a whole checkpoint, in its **reference form**: every compressed linear weight is
-//! written back as the f32 matrix it stands for (dequantized codes, pruned zeros, the product of the low-rank
-//! factors), so any backend runs it unchanged and it is the slow twin of the packed kernels to come. The record says
-//! what the compressed form would store (bytes, bits per weight) and how far the weights moved.
+//! A compression recipe applied to a whole checkpoint, in one of two [`Form`]s:
+//!
+//! - **packed** ([`apply`], the default): quantized and low-rank weights are stored as what they are, and models run
+//!   on them as they are ([`crate::nn::linear::Linear`]'s packed variants, picked by [`crate::models`]' loader from
+//!   the tensor names). `<prefix>.weight` becomes
+//!
+//!   | method | tensors |
+//!   |---|---|
+//!   | int8 | `weight_int8` u32 `[N, ⌈K/4⌉]` ([`crate::backend::int8`]) + `weight_scale` `[N]` |
+//!   | int4 | `weight_int4` u32 `[N, K/8]` ([`quant::int4`]) + `weight_scale` `[N, K/g]` |
+//!   | ternary | `weight_ternary` u32 `[N, ⌈K/16⌉]` ([`crate::backend::ternary`]) + `weight_scale` `[1]` (weight-only: f32 activations) |
+//!   | svd, sfsd | `weight_lr_a` `[r, K]` + `weight_lr_b` `[N, r]` (sfsd: and `bias` `[N]`, see below) |
+//!
+//!   and the record's `bytes_compressed` is exactly the bytes of those tensors. Pruning has no sparse format here:
+//!   pruned weights stay dense f32 in both forms.
+//! - **reference** ([`apply_reference`]): every compressed weight is written back as the f32 matrix it stands for
+//!   (dequantized codes, pruned zeros, the product of the low-rank factors), so any backend runs it on its plain
+//!   product: the slow twin of the packed model (tests compare their logits). Its record is the packed form's.
+//!
+//! The record also says how far the weights moved.
 //!
 //! Targets: the 2-D f32 weights under `model.layers.` (attention and MLP projections, GLA's low-rank gate) — not
 //! the embeddings, the norms, the LM head or the classifier heads [default: the seed papers compress the blocks'
@@ -13,7 +29,8 @@
 //! Calibration-based recipes (`wanda`, `gradient_aware`, `sfsd`) first run a seeded subset of the bundled calibration
 //! set through the checkpoint's differentiable twin ([`super::calibrate`]); [`apply_with`] takes which subset
 //! ([`Calibration`]: task or mixed, seed, size) and the record names it (source, task, size, seed, sha256). SFSD is
-//! written as `V_r V_rᵀ W` and, with `mean_correction`, a bias `<prefix>.bias` `[N]`; it leaves GLA's two-factor gate
+//! written as the factors `V_rᵀ W` and `V_r` (reference form: their product `V_r V_rᵀ W`) and, with
+//! `mean_correction`, a bias `<prefix>.bias` `[N]`; it leaves GLA's two-factor gate
 //! projection `gk_proj` alone (low-rank already, methods.md §2.9) and, like `svd`, compresses every block.
 
 use std::collections::BTreeMap;
@@ -321,9 +338,36 @@ fn layer_index(name: &str) -> Option<(usize, &str)> {
     Some((i.parse().ok()?, tail))
 }
 
-/// Applies `recipe` to a copy of `ck`, calibrating (when the recipe needs data) on the default [`Calibration`].
+/// How [`apply_with_form`] writes a compressed weight.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Form {
+    /// Codes and scales, low-rank factors: what models run on.
+    #[default]
+    Packed,
+    /// The f32 matrix the compressed weight stands for: the slow twin.
+    Reference,
+}
+
+/// Applies `recipe` to a copy of `ck`, packed ([`Form::Packed`]), calibrating (when the recipe needs data) on the
+/// default [`Calibration`].
 pub fn apply(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, CompressionRecord)> {
-    apply_with(ck, recipe, &Calibration::default())
+    apply_with_form(ck, recipe, &Calibration::default(), Form::Packed)
+}
+
+/// Applies `recipe` to a copy of `ck` in the reference form ([`Form::Reference`]), on the default [`Calibration`].
+pub fn apply_reference(ck: &Checkpoint, recipe: &Recipe) -> Result<(Checkpoint, CompressionRecord)> {
+    apply_with_form(ck, recipe, &Calibration::default(), Form::Reference)
+}
+
+/// Applies `recipe` to a copy of `ck` in `form`, on the default [`Calibration`].
+pub fn apply_form(ck: &Checkpoint, recipe: &Recipe, form: Form) -> Result<(Checkpoint, CompressionRecord)> {
+    apply_with_form(ck, recipe, &Calibration::default(), form)
+}
+
+/// Applies `recipe` to a copy of `ck`, packed; `cal` says which calibration data a calibration-based recipe draws.
+pub fn apply_with(ck: &Checkpoint, recipe: &Recipe, cal: &Calibration) -> Result<(Checkpoint, CompressionRecord)> {
+    apply_with_form(ck, recipe, cal, Form::Packed)
 }
 
 /// Whether SFSD leaves this weight alone: GLA's two-factor gate projection is low-rank already (methods.md §2.9).
@@ -331,10 +375,12 @@ fn sfsd_excluded(name: &str) -> bool {
     name.contains(".gk_proj.")
 }
 
-/// Applies `recipe` to a copy of `ck`; `cal` says which calibration data a calibration-based recipe draws. Errors: a
-/// bad option, a layer index out of range, a matrix a method cannot take (e.g. int4 with an input size not divisible
-/// by the group), calibration data the checkpoint cannot run (no tokenizer, no head for the task).
-pub fn apply_with(ck: &Checkpoint, recipe: &Recipe, cal: &Calibration) -> Result<(Checkpoint, CompressionRecord)> {
+/// Applies `recipe` to a copy of `ck` in `form`; `cal` says which calibration data a calibration-based recipe draws.
+/// Errors: a bad option, a layer index out of range, a matrix a method cannot take (e.g. int4 with an input size not
+/// divisible by the group; in the packed form, a low-rank rank of 0), calibration data the checkpoint cannot run (no
+/// tokenizer, no head for the task). HGRN-bit checkpoints always get the reference form: their block linears are
+/// BitLinears, whose loader reads a latent f32 `weight` or its own packed ternary, nothing else.
+pub fn apply_with_form(ck: &Checkpoint, recipe: &Recipe, cal: &Calibration, form: Form) -> Result<(Checkpoint, CompressionRecord)> {
     recipe.check()?;
     if let Recipe::Surgical { .. } = recipe {
         return Err(Error::Invalid("compression: the surgical scan evaluates the model on a task: run it from an experiment spec or `trilemma compress --task`".into()));
@@ -424,6 +470,8 @@ pub fn apply_with(ck: &Checkpoint, recipe: &Recipe, cal: &Calibration) -> Result
         return Ok((out, rec));
     }
     let (mut zeros, mut err2, mut norm2) = (0usize, 0f64, 0f64);
+    let hgrn = crate::models::config::Common::parse(&ck.config).is_ok_and(|c| c.arch == crate::models::config::Arch::HgrnBit);
+    let form = if hgrn { Form::Reference } else { form };
     let names: Vec<String> = out.tensors.keys().filter(|n| n.starts_with(LAYER_PREFIX)).cloned().collect();
     let mut captured: Option<Captured> = None;
     if let Some(needs) = recipe.needs() {
@@ -456,9 +504,16 @@ pub fn apply_with(ck: &Checkpoint, recipe: &Recipe, cal: &Calibration) -> Result
             continue;
         }
         let Data::F32(w) = &t.data else {
-            rec.skipped.push(format!("{name}: packed ternary already"));
+            let what = if name.ends_with(".weight_ternary") { "packed ternary" } else { "packed" };
+            rec.skipped.push(format!("{name}: {what} already"));
             continue;
         };
+        // Scales and low-rank factors of an earlier compression are part of its form, not weights of their own.
+        let Some(prefix) = name.strip_suffix(".weight") else {
+            rec.skipped.push(format!("{name}: part of a compressed weight; left as it is"));
+            continue;
+        };
+        let prefix = prefix.to_string();
         let (o, i) = (t.shape[0], t.shape[1]);
         // A matrix whose input size the format's block does not divide stays in f32, listed.
         if matches!(recipe, Recipe::Sfsd { .. }) && sfsd_excluded(&name) {
@@ -478,9 +533,15 @@ pub fn apply_with(ck: &Checkpoint, recipe: &Recipe, cal: &Calibration) -> Result
             Error::Invalid(m) => Error::Invalid(format!("{name}: {m}")),
             other => other,
         };
-        let (new, bytes): (Vec<f32>, usize) = match recipe {
-            Recipe::Magnitude { sparsity } => (prune::magnitude(w, o, i, *sparsity).map_err(ctx)?.apply(w).map_err(ctx)?, w.len() * 4),
-            Recipe::NM { n, m } => (prune::n_m(w, o, i, *n, *m, None).map_err(ctx)?.apply(w).map_err(ctx)?, n_m_bytes(o, i, *n, *m)),
+        // The f32 matrix the compressed weight stands for, and its packed tensors (suffix, tensor) — none for pruning,
+        // whose bytes are notional (see the record): dense, 2:4's kept half plus indices, the kept rows.
+        let (mut pruned_bytes, mut extra_bytes) = (w.len() * 4, 0);
+        let (new, packed): (Vec<f32>, Vec<(&str, HostTensor)>) = match recipe {
+            Recipe::Magnitude { sparsity } => (prune::magnitude(w, o, i, *sparsity).map_err(ctx)?.apply(w).map_err(ctx)?, vec![]),
+            Recipe::NM { n, m } => {
+                pruned_bytes = n_m_bytes(o, i, *n, *m);
+                (prune::n_m(w, o, i, *n, *m, None).map_err(ctx)?.apply(w).map_err(ctx)?, vec![])
+            }
             Recipe::StructuredRows { sparsity } => {
                 let rp = prune::structured_rows(w, o, i, *sparsity).map_err(ctx)?;
                 let mut v = w.clone();
@@ -488,24 +549,48 @@ pub fn apply_with(ck: &Checkpoint, recipe: &Recipe, cal: &Calibration) -> Result
                     v[r * i..(r + 1) * i].fill(0.0);
                 }
                 // Removed rows need not be stored (their outputs are zero).
-                (v, (o - rp.removed.len()) * i * 4)
+                pruned_bytes = (o - rp.removed.len()) * i * 4;
+                (v, vec![])
             }
             Recipe::Int8 {} => {
                 let q = quant::quantize_int8(w, o, i).map_err(ctx)?;
-                (q.dequantize().map_err(ctx)?, q.bytes())
+                let words = crate::backend::int8::pack(&q.codes, o, i).map_err(ctx)?;
+                let packed = vec![
+                    ("weight_int8", HostTensor::u32(&[o, crate::backend::int8::words_per_row(i)], words)?),
+                    ("weight_scale", HostTensor::f32(&[o], q.scales.clone())?),
+                ];
+                (q.dequantize().map_err(ctx)?, packed)
             }
             Recipe::Int4 { group } => {
                 let q = quant::quantize_int4(w, o, i, *group).map_err(ctx)?;
-                (q.dequantize().map_err(ctx)?, q.bytes())
+                let packed = vec![
+                    ("weight_int4", HostTensor::u32(&[o, quant::int4::words_per_row(i)], q.packed.clone())?),
+                    ("weight_scale", HostTensor::f32(&[o, i / group], q.scales.clone())?),
+                ];
+                (q.dequantize().map_err(ctx)?, packed)
             }
             Recipe::Ternary {} => {
                 let q = quant::quantize_ternary(w, o, i).map_err(ctx)?;
-                (q.dequantize(), q.bytes())
+                let t = quant::pack_ternary(&q).map_err(ctx)?;
+                let packed = vec![
+                    ("weight_ternary", HostTensor::u32(&[o, crate::backend::ternary::words_per_row(i)], t.packed)?),
+                    ("weight_scale", HostTensor::f32(&[1], vec![t.beta])?),
+                ];
+                (q.dequantize(), packed)
             }
             Recipe::Svd { rank_fraction } => {
                 let r = lowrank::budget_rank(o, i, *rank_fraction).map_err(ctx)?;
+                if r == 0 && form == Form::Packed {
+                    return Err(ctx(Error::Invalid(format!("svd: rank_fraction {rank_fraction} gives rank 0, which has no packed form (two empty factors)"))));
+                }
                 let lr = lowrank::truncated_svd(w, o, i, r).map_err(ctx)?;
-                (lr.reconstruct().map_err(ctx)?, lr.bytes())
+                let packed = if r == 0 {
+                    pruned_bytes = 0; // rank 0 stores nothing
+                    vec![]
+                } else {
+                    vec![("weight_lr_a", HostTensor::f32(&[r, i], lr.w1.clone())?), ("weight_lr_b", HostTensor::f32(&[o, r], lr.w2.clone())?)]
+                };
+                (lr.reconstruct().map_err(ctx)?, packed)
             }
             Recipe::Wanda { sparsity, pattern, n, m } | Recipe::GradientAware { sparsity, pattern, n, m, .. } => {
                 let st = captured.as_ref().ok_or_else(|| Error::Invalid("compression: no calibration statistics".into()))?.get(&name)?;
@@ -517,36 +602,52 @@ pub fn apply_with(ck: &Checkpoint, recipe: &Recipe, cal: &Calibration) -> Result
                     _ => prune::wanda_scores(w, o, i, &st.col_norms()).map_err(ctx)?,
                 };
                 let s = sparsity.unwrap_or(0.0);
-                match pattern {
-                    Pattern::Unstructured => (prune::prune_lowest_per_row(&scores, o, i, s).map_err(ctx)?.apply(w).map_err(ctx)?, w.len() * 4),
-                    Pattern::NM => (prune::n_m_by_scores(&scores, o, i, *n, *m).map_err(ctx)?.apply(w).map_err(ctx)?, n_m_bytes(o, i, *n, *m)),
+                let new = match pattern {
+                    Pattern::Unstructured => prune::prune_lowest_per_row(&scores, o, i, s).map_err(ctx)?.apply(w).map_err(ctx)?,
+                    Pattern::NM => {
+                        pruned_bytes = n_m_bytes(o, i, *n, *m);
+                        prune::n_m_by_scores(&scores, o, i, *n, *m).map_err(ctx)?.apply(w).map_err(ctx)?
+                    }
                     Pattern::Structured => {
                         // A row's score is the sum of its weights' scores (methods.md §4.5.1, "sum scores per channel").
                         let rows: Vec<f64> = scores.chunks_exact(i).map(|r| r.iter().sum()).collect();
                         let keep = prune::prune_lowest_in_tensor(&rows, o, 1, s).map_err(ctx)?.keep;
-                        let v: Vec<f32> = w.iter().enumerate().map(|(k, &x)| if keep[k / i] { x } else { 0.0 }).collect();
-                        (v, keep.iter().filter(|&&k| k).count() * i * 4)
+                        pruned_bytes = keep.iter().filter(|&&k| k).count() * i * 4;
+                        w.iter().enumerate().map(|(k, &x)| if keep[k / i] { x } else { 0.0 }).collect()
                     }
-                }
+                };
+                (new, vec![])
             }
             Recipe::Sfsd { rank_fraction, mean_correction } => {
                 let st = captured.as_ref().ok_or_else(|| Error::Invalid("compression: no calibration statistics".into()))?.get(&name)?;
                 let stats = st.outputs.as_ref().ok_or_else(|| Error::Invalid(format!("{name}: no output statistics were collected")))?;
                 let r = lowrank::budget_rank(o, i, *rank_fraction).map_err(ctx)?;
-                let prefix = name.strip_suffix(".weight").unwrap_or(&name);
+                if r == 0 && form == Form::Packed {
+                    return Err(ctx(Error::Invalid(format!("sfsd: rank_fraction {rank_fraction} gives rank 0, which has no packed form (two empty factors)"))));
+                }
                 let bias_name = format!("{prefix}.bias");
                 let b0 = match out.tensors.get(&bias_name) {
                     Some(b) => Some(b.as_f32("bias")?),
                     None => None,
                 };
                 let lr = lowrank::feature_basis(stats).map_err(ctx)?.factors(w, i, r, b0, *mean_correction).map_err(ctx)?;
+                // The bias (the layer's own and the mean correction) is stored beside the factors, and counted.
                 if let Some(b) = &lr.bias {
+                    extra_bytes = 4 * b.len();
                     biases.push((bias_name, b.clone()));
                 }
-                (lr.reconstruct().map_err(ctx)?, lr.bytes())
+                pruned_bytes = lr.bytes();
+                let packed = if r == 0 {
+                    vec![]
+                } else {
+                    vec![("weight_lr_a", HostTensor::f32(&[r, i], lr.w1.clone())?), ("weight_lr_b", HostTensor::f32(&[o, r], lr.w2.clone())?)]
+                };
+                (lr.reconstruct().map_err(ctx)?, packed)
             }
             Recipe::DropLayers { .. } | Recipe::StructuredHeads { .. } | Recipe::Surgical { .. } | Recipe::LayerParallel { .. } => unreachable!("handled above"),
         };
+        // Bytes of the compressed form: exactly its packed tensors (u32 words and f32 values, 4 bytes each).
+        let bytes = if packed.is_empty() { pruned_bytes } else { packed.iter().map(|(_, t)| t.numel() * 4).sum::<usize>() + extra_bytes };
         for (a, b) in w.iter().zip(&new) {
             err2 += ((a - b) as f64).powi(2);
             norm2 += (*a as f64).powi(2);
@@ -557,7 +658,14 @@ pub fn apply_with(ck: &Checkpoint, recipe: &Recipe, cal: &Calibration) -> Result
         rec.bytes_f32 += w.len() * 4;
         rec.bytes_compressed += bytes;
         let shape = t.shape.clone();
-        out.tensors.insert(name, HostTensor::f32(&shape, new)?);
+        if form == Form::Packed && !packed.is_empty() {
+            out.tensors.remove(&name);
+            for (suffix, p) in packed {
+                out.tensors.insert(format!("{prefix}.{suffix}"), p);
+            }
+        } else {
+            out.tensors.insert(name, HostTensor::f32(&shape, new)?);
+        }
     }
     for (name, b) in biases {
         let n = b.len();
@@ -855,8 +963,9 @@ mod tests {
         let rows = x.len() / i;
         assert_eq!(rows as u64, cap.tokens);
         for rho in [0.25, 0.5, 1.0] {
-            let (sf, rec) = apply_with(&ck, &Recipe::Sfsd { rank_fraction: rho, mean_correction: true }, &c).unwrap();
-            let (sv, _) = apply_with(&ck, &Recipe::Svd { rank_fraction: rho }, &c).unwrap();
+            // The reference form: the products of the factors, compared as dense matrices.
+            let (sf, rec) = apply_with_form(&ck, &Recipe::Sfsd { rank_fraction: rho, mean_correction: true }, &c, Form::Reference).unwrap();
+            let (sv, _) = apply_with_form(&ck, &Recipe::Svd { rank_fraction: rho }, &c, Form::Reference).unwrap();
             assert!(rec.calibration.is_some() && sf.tensors.contains_key("model.layers.1.mlp.gate_proj.bias"));
             let (e_sf, e_sv) = (output_error(&ck, &sf, name, &x, rows), output_error(&ck, &sv, name, &x, rows));
             assert!(e_sf <= e_sv * (1.0 + 1e-4) + 1e-6, "ρ={rho}: SFSD {e_sf} vs SVD {e_sv}");

@@ -101,7 +101,7 @@ impl<B: Backend> LoadedModel<B> {
         Self::from_checkpoint(be, name, Checkpoint::from_files(files)?, files)
     }
 
-    /// A compressed copy of the folder `files` (reference form, [`crate::compress::apply`]), named `name`; `cal` is
+    /// A compressed copy of the folder `files` (packed form, run as stored: [`crate::compress::apply`]), named `name`; `cal` is
     /// the calibration data of a calibration-based recipe. `now` is a clock in milliseconds: the compression's wall
     /// time goes in the record's `timing`. The surgical scan evaluates on `scan_data` (the run's first task and its
     /// first `limit` validation examples). `keep`: keep its checkpoint in [`LoadedModel::checkpoint`].

@@ -107,15 +107,33 @@ impl Checkpoint {
         Self::from_files(&files)
     }
 
-    /// Bytes of the weights as held for inference (packed ternary tensors at 2 bits a weight), and
-    /// with every packed ternary tensor counted as f32 (`[N, ceil(K/16)]` words ->
-    /// `N·16·ceil(K/16)` floats; exact when K is a multiple of 16).
+    /// Bytes of the weights as held for inference (packed tensors as stored: ternary at 2 bits a weight, int8 and int4
+    /// codes with their scales, both low-rank factors), and as f32: a packed weight counted as its `[N, K]` f32 matrix
+    /// (ternary `[N, ⌈K/16⌉]` words -> `N·16·⌈K/16⌉` floats, int8 `[N, ⌈K/4⌉]` -> `N·4·⌈K/4⌉`, int4 `[N, K/8]` ->
+    /// `N·K`: exact when K is a multiple of 16 / 4; low-rank `a [r, K]`, `b [N, r]` -> `N·K`), its scales not counted
+    /// again except ternary's single one.
     pub fn weight_bytes(&self) -> (usize, usize) {
         let mut stored = 0;
         let mut f32_equiv = 0;
         for (name, t) in &self.tensors {
             stored += t.numel() * 4;
-            f32_equiv += if name.ends_with(".weight_ternary") { t.numel() * crate::backend::ternary::PER_WORD * 4 } else { t.numel() * 4 };
+            let prefix = name.rsplit_once('.').map_or("", |(p, _)| p);
+            let sibling = |s: &str| self.tensors.get(&format!("{prefix}.{s}"));
+            f32_equiv += if name.ends_with(".weight_ternary") {
+                t.numel() * crate::backend::ternary::PER_WORD * 4
+            } else if name.ends_with(".weight_int8") {
+                t.numel() * crate::backend::int8::PER_WORD * 4
+            } else if name.ends_with(".weight_int4") {
+                t.numel() * crate::compress::quant::int4::PER_WORD * 4
+            } else if name.ends_with(".weight_scale") && (sibling("weight_int8").is_some() || sibling("weight_int4").is_some()) {
+                0
+            } else if name.ends_with(".weight_lr_a") {
+                sibling("weight_lr_b").map_or(t.numel(), |b| b.shape.first().copied().unwrap_or(0) * t.shape.get(1).copied().unwrap_or(0)) * 4
+            } else if name.ends_with(".weight_lr_b") && sibling("weight_lr_a").is_some() {
+                0
+            } else {
+                t.numel() * 4
+            };
         }
         (stored, f32_equiv)
     }

@@ -12,7 +12,7 @@
 
 use super::config::{Cfg, Common};
 use super::parallel::{self, LayerParallel, Pairs, Step};
-use super::{load_mlp, pre_norm_block, take_norm, Mlp};
+use super::{load_mlp, pre_norm_block, take_linear, take_norm, Mlp};
 use crate::backend::{check, Backend, Binary, HostTensor, Unary};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
@@ -139,19 +139,17 @@ impl<B: Backend> Gla<B> {
         let mut blocks = Vec::with_capacity(common.layers);
         for l in 0..common.layers {
             let p = format!("model.layers.{l}.");
-            let mut dense = |name: &str, shape: [usize; 2]| -> Result<Linear<B>> {
-                let w = ck.take(&format!("{p}attn.{name}.weight"), &shape)?;
-                Linear::dense(be, &w, ck.take_bias(&format!("{p}attn.{name}"), shape[0])?.as_ref())
-            };
-            let q = dense("q_proj", [kd, h])?;
-            let k = dense("k_proj", [kd / g, h])?;
-            let v = dense("v_proj", [vd / g, h])?;
-            let gp = if cfg.output_gate { Some(dense("g_proj", [vd, h])?) } else { None };
-            let gk0 = dense("gk_proj.0", [cfg.low_rank, h])?;
-            let o = dense("o_proj", [h, vd])?;
-            let gk1w = ck.take(&format!("{p}attn.gk_proj.1.weight"), &[kd / g, cfg.low_rank])?;
-            let gk1b = ck.take(&format!("{p}attn.gk_proj.1.bias"), &[kd / g])?;
-            let gk1 = Linear::dense(be, &gk1w, Some(&gk1b))?;
+            let mut lin = |name: &str, shape: [usize; 2]| -> Result<Linear<B>> { take_linear(be, ck, &format!("{p}attn.{name}"), shape[0], shape[1]) };
+            let q = lin("q_proj", [kd, h])?;
+            let k = lin("k_proj", [kd / g, h])?;
+            let v = lin("v_proj", [vd / g, h])?;
+            let gp = if cfg.output_gate { Some(lin("g_proj", [vd, h])?) } else { None };
+            let gk0 = lin("gk_proj.0", [cfg.low_rank, h])?;
+            let o = lin("o_proj", [h, vd])?;
+            if !ck.tensors.contains_key(&format!("{p}attn.gk_proj.1.bias")) {
+                return Err(Error::Invalid(format!("checkpoint is missing tensor {p}attn.gk_proj.1.bias")));
+            }
+            let gk1 = take_linear(be, ck, &format!("{p}attn.gk_proj.1"), kd / g, cfg.low_rank)?;
             // `g_norm_swish_gate` when (swish, fuse_norm, output gate) — every public checkpoint — else `g_norm`.
             let g_norm = take_norm(be, ck, &[format!("{p}attn.g_norm_swish_gate.weight"), format!("{p}attn.g_norm.weight")], cfg.dv())?;
             let attn = GlaAttention { q, k, v, g: gp, gk0, gk1, o, g_norm };

@@ -51,6 +51,56 @@ pub(crate) fn take_bit<B: Backend>(be: &B, ck: &mut Checkpoint, prefix: &str, n:
     Linear::bit(be, &t, &norm)
 }
 
+/// A block linear `prefix` (`…_proj`) `[N, K]` in whichever form the checkpoint stores it, picked
+/// by the tensors present ([`crate::compress::apply`] writes them):
+///
+/// | tensors | variant |
+/// |---|---|
+/// | `weight` `[N, K]` | [`Linear::Dense`] (f16 pairs where the backend keeps half weights) |
+/// | `weight_int8` u32 `[N, ⌈K/4⌉]` + `weight_scale` `[N]` | [`Linear::Int8`] |
+/// | `weight_int4` u32 `[N, K/8]` + `weight_scale` `[N, K/g]` | [`Linear::Int4`] |
+/// | `weight_ternary` u32 `[N, ⌈K/16⌉]` + `weight_scale` `[1]` | [`Linear::Ternary`] (weight-only) |
+/// | `weight_lr_a` `[r, K]` + `weight_lr_b` `[N, r]` | [`Linear::LowRank`] |
+///
+/// plus an optional `bias` `[N]` in every form. Shapes and codes are checked (a bad file is an
+/// [`Error::Invalid`] naming the tensor); a second form of the same weight is left in the
+/// checkpoint, so [`Model::load`] refuses it as unused.
+pub(crate) fn take_linear<B: Backend>(be: &B, ck: &mut Checkpoint, prefix: &str, n: usize, k: usize) -> Result<Linear<B>> {
+    let name = |s: &str| format!("{prefix}.{s}");
+    let bias_name = name("bias");
+    let bias = if ck.tensors.contains_key(&bias_name) { Some(ck.take(&bias_name, &[n])?) } else { None };
+    let has = |ck: &Checkpoint, s: &str| ck.tensors.contains_key(&name(s));
+    let ctx = |e: Error| match e {
+        Error::Invalid(m) => Error::Invalid(format!("{prefix}: {m}")),
+        other => other,
+    };
+    let take_scale = |ck: &mut Checkpoint| ck.tensors.remove(&name("weight_scale")).ok_or_else(|| Error::Invalid(format!("checkpoint is missing tensor {}", name("weight_scale"))));
+    if has(ck, "weight") {
+        return Linear::dense(be, &ck.take(&name("weight"), &[n, k])?, bias.as_ref());
+    }
+    if has(ck, "weight_int8") {
+        let codes = ck.take(&name("weight_int8"), &[n, crate::backend::int8::words_per_row(k)])?;
+        return Linear::int8(be, &codes, &take_scale(ck)?, k, bias.as_ref()).map_err(ctx);
+    }
+    if has(ck, "weight_int4") {
+        let codes = ck.take(&name("weight_int4"), &[n, crate::compress::quant::int4::words_per_row(k)])?;
+        return Linear::int4(be, &codes, &take_scale(ck)?, k, bias.as_ref()).map_err(ctx);
+    }
+    if has(ck, "weight_ternary") {
+        let words = ck.take(&name("weight_ternary"), &[n, crate::backend::ternary::words_per_row(k)])?;
+        let scale = ck.take(&name("weight_scale"), &[1])?;
+        let t = TernaryWeights { packed: words.as_u32("weight_ternary")?.to_vec(), beta: scale.as_f32("weight_scale")?[0], n, k };
+        return Linear::ternary(be, &t, bias.as_ref()).map_err(ctx);
+    }
+    if has(ck, "weight_lr_a") || has(ck, "weight_lr_b") {
+        let a = ck.tensors.remove(&name("weight_lr_a")).ok_or_else(|| Error::Invalid(format!("checkpoint is missing tensor {}", name("weight_lr_a"))))?;
+        let r = a.shape.first().copied().unwrap_or(0);
+        let b = ck.take(&name("weight_lr_b"), &[n, r])?;
+        return Linear::low_rank(be, &a, &b, k, bias.as_ref()).map_err(ctx);
+    }
+    Err(Error::Invalid(format!("checkpoint is missing tensor {} (nor does it hold a packed form: weight_int8, weight_int4, weight_ternary, weight_lr_a/b)", name("weight"))))
+}
+
 /// One pre-norm residual block (specs/models.md §0): `r = x + mixer(RMSNorm_a(x))`,
 /// `x' = r + MLP(RMSNorm_b(r))`; the three architectures differ only in the mixer.
 pub(crate) fn pre_norm_block<B: Backend>(
@@ -69,7 +119,8 @@ pub(crate) fn pre_norm_block<B: Backend>(
 /// The gated MLP: `down(SiLU(gate(x)) ⊙ up(x))` (§1.1, and HGRN-bit's GLU §4.5).
 pub struct Mlp<B: Backend> {
     /// Either separate gate and up projections, or one fused `[2I, H]` projection (rows `[0, I)`
-    /// gate, `[I, 2I)` up) — kept fused for BitLinear, whose ternary scale spans the fused tensor.
+    /// gate, `[I, 2I)` up) — kept fused for BitLinear, whose ternary scale spans the fused tensor,
+    /// and for the legacy FLA layout, whose packed forms span it too.
     gate: Linear<B>,
     up: Option<Linear<B>>,
     down: Linear<B>,
@@ -85,24 +136,14 @@ pub(crate) fn load_mlp<B: Backend>(be: &B, ck: &mut Checkpoint, p: &str, h: usiz
             intermediate: i,
         });
     }
-    let separate = ck.tensors.contains_key(&format!("{p}up_proj.weight"));
-    // A bias on a dense projection is optional (SFSD's mean correction, methods.md §2.3 step 5).
-    let mut dense = |name: &str, n: usize, k: usize| -> Result<Linear<B>> {
-        let w = ck.take(&format!("{p}{name}.weight"), &[n, k])?;
-        Linear::dense(be, &w, ck.take_bias(&format!("{p}{name}"), n)?.as_ref())
-    };
-    let down = dense("down_proj", h, i)?;
-    if separate {
-        let gate = dense("gate_proj", i, h)?;
-        let up = dense("up_proj", i, h)?;
+    let down = take_linear(be, ck, &format!("{p}down_proj"), h, i)?;
+    if ck.tensors.keys().any(|n| n.starts_with(&format!("{p}up_proj."))) {
+        let gate = take_linear(be, ck, &format!("{p}gate_proj"), i, h)?;
+        let up = take_linear(be, ck, &format!("{p}up_proj"), i, h)?;
         Ok(Mlp { gate, up: Some(up), down, intermediate: i })
     } else {
-        // Legacy FLA layout (before 2025-02-09): one gate_proj [2I, H].
-        let fused = ck.take(&format!("{p}gate_proj.weight"), &[2 * i, h])?;
-        let v = fused.as_f32("gate_proj")?;
-        let gate = HostTensor::f32(&[i, h], v[..i * h].to_vec())?;
-        let up = HostTensor::f32(&[i, h], v[i * h..].to_vec())?;
-        Ok(Mlp { gate: Linear::dense(be, &gate, None)?, up: Some(Linear::dense(be, &up, None)?), down, intermediate: i })
+        // Legacy FLA layout (before 2025-02-09): one gate_proj [2I, H], run fused and split after.
+        Ok(Mlp { gate: take_linear(be, ck, &format!("{p}gate_proj"), 2 * i, h)?, up: None, down, intermediate: i })
     }
 }
 

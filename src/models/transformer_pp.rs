@@ -4,7 +4,7 @@
 
 use super::config::{Cfg, Common};
 use super::parallel::{self, LayerParallel, Pairs, Step};
-use super::{load_mlp, pre_norm_block, take_norm, Mlp};
+use super::{load_mlp, pre_norm_block, take_linear, take_norm, Mlp};
 use crate::backend::{Backend, TensorMeta};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
@@ -96,10 +96,13 @@ impl<B: Backend> Transformer<B> {
         let mut blocks = Vec::with_capacity(common.layers);
         for l in 0..common.layers {
             let p = format!("model.layers.{l}.");
+            // Any stored form (take_linear); a bias where qkv_bias says so (or where a compression wrote one).
             let mut lin = |name: &str, n: usize, k: usize, bias: bool| -> Result<Linear<B>> {
-                let w = ck.take(&format!("{p}attn.{name}.weight"), &[n, k])?;
-                let b = if bias { Some(ck.take(&format!("{p}attn.{name}.bias"), &[n])?) } else { ck.take_bias(&format!("{p}attn.{name}"), n)? };
-                Linear::dense(be, &w, b.as_ref())
+                let prefix = format!("{p}attn.{name}");
+                if bias && !ck.tensors.contains_key(&format!("{prefix}.bias")) {
+                    return Err(Error::Invalid(format!("checkpoint is missing tensor {prefix}.bias (config.json has qkv_bias)")));
+                }
+                take_linear(be, ck, &prefix, n, k)
             };
             let attn = Attention {
                 q: lin("q_proj", h, h, a.qkv_bias)?,

@@ -2,11 +2,17 @@
 //! holds, never the model code.
 //!
 //! - [`Linear::Dense`]: f32 weight `[N, K]` (PyTorch layout), optional bias `[N]`.
+//! - [`Linear::Int8`], [`Linear::Int4`], [`Linear::Ternary`], [`Linear::LowRank`]: the compressed
+//!   forms of [`crate::compress::apply`], run on their packed tensors (never expanded to f32):
+//!   int8 codes per output channel ([`Backend::matmul_i8`]), int4 codes per input group
+//!   ([`Backend::matmul_i4`]), weight-only absmean ternary `β·(x·Tᵀ)` with f32 activations
+//!   ([`Backend::ternary_matmul`]: additions and subtractions), and two low-rank factors.
+//!   Each may carry a bias `[N]`.
 //! - [`Linear::Bit`]: the MatMul-free LM's BitLinear (specs/models.md §4.3): its own input
 //!   RMSNorm (eps 1e-6), 8-bit absmax activations per token, absmean ternary weights kept packed
 //!   (2 bits each) and multiplied with additions and subtractions only.
 
-use crate::backend::{ternary, Backend, Binary, HostTensor, TensorMeta};
+use crate::backend::{ternary, Backend, Binary, HostTensor, TensorMeta, Unary};
 use crate::error::{Error, Result};
 
 /// RMSNorm eps inside BitLinear: the fused function's default, 1e-6 (not the module's printed 1e-8).
@@ -172,6 +178,16 @@ pub enum Linear<B: Backend> {
     /// Weights `[N, K]` stored as f16 pairs (u32 `[N, ⌈K/2⌉]`, [`crate::backend::half_pairs`]).
     Half { w: B::Tensor, n: usize, b: Option<B::Tensor> },
     Bit(BitLinear<B>),
+    /// int8 per output channel: codes u32 `[N, ⌈K/4⌉]` ([`crate::backend::int8`]), scales `[N]`.
+    Int8 { codes: B::Tensor, scales: B::Tensor, n: usize, b: Option<B::Tensor> },
+    /// int4 per (output channel, group of g inputs): codes u32 `[N, K/8]`
+    /// ([`crate::compress::quant::int4`]), scales `[N, K/g]`.
+    Int4 { codes: B::Tensor, scales: B::Tensor, n: usize, b: Option<B::Tensor> },
+    /// Weight-only absmean ternary `W ≈ β·T` on f32 activations (not a BitLinear: no norm, no
+    /// activation quantisation): T packed u32 `[N, ⌈K/16⌉]` ([`ternary`]).
+    Ternary { packed: B::Tensor, beta: f32, n: usize, b: Option<B::Tensor> },
+    /// `W ≈ B·A`: `a` `[r, K]` then `b` `[N, r]` (which holds the bias), `y = (x·Aᵀ)·Bᵀ (+ bias)`.
+    LowRank { a: Box<Linear<B>>, b: Box<Linear<B>> },
 }
 
 impl<B: Backend> Linear<B> {
@@ -196,12 +212,66 @@ impl<B: Backend> Linear<B> {
         Ok(Linear::Bit(BitLinear { norm: be.upload(norm)?, packed: be.upload(&packed)?, beta: t.beta, n: t.n, k: t.k }))
     }
 
+    /// int8 per output channel from its stored tensors: codes u32 `[N, ⌈K/4⌉]`, scales `[N]`
+    /// (finite, ≥ 0), optional bias `[N]`. Codes are validated here (no −128, zero padding): the
+    /// GPU kernel cannot refuse them later.
+    pub fn int8(be: &B, codes: &HostTensor, scales: &HostTensor, k: usize, b: Option<&HostTensor>) -> Result<Self> {
+        let n = packed_rows("int8", codes, crate::backend::int8::words_per_row(k), k)?;
+        check_scales("int8", scales, &[n])?;
+        crate::backend::int8::validate(codes.as_u32("int8 codes")?, n, k)?;
+        let b = check_bias(be, b, n)?;
+        Ok(Linear::Int8 { codes: be.upload(codes)?, scales: be.upload(scales)?, n, b })
+    }
+
+    /// int4 per input group from its stored tensors: codes u32 `[N, K/8]`, scales `[N, K/g]` with
+    /// g ∈ {32, 64, 128} inferred from their shape, optional bias `[N]`. Codes are validated here
+    /// (no nibble `0x8`).
+    pub fn int4(be: &B, codes: &HostTensor, scales: &HostTensor, k: usize, b: Option<&HostTensor>) -> Result<Self> {
+        use crate::compress::quant::{int4, GROUP_SIZES};
+        if !k.is_multiple_of(int4::PER_WORD) {
+            return Err(Error::Invalid(format!("int4: input size {k} is not a multiple of 8")));
+        }
+        let n = packed_rows("int4", codes, int4::words_per_row(k), k)?;
+        let groups = match *scales.shape.as_slice() {
+            [sn, g] if sn == n && g > 0 && k.is_multiple_of(g) && GROUP_SIZES.contains(&(k / g)) => g,
+            ref s => return Err(Error::Invalid(format!("int4 scales must be [{n}, {k}/g] with g one of {GROUP_SIZES:?}, got {s:?}"))),
+        };
+        check_scales("int4", scales, &[n, groups])?;
+        int4::unpack(codes.as_u32("int4 codes")?, n, k)?;
+        let b = check_bias(be, b, n)?;
+        Ok(Linear::Int4 { codes: be.upload(codes)?, scales: be.upload(scales)?, n, b })
+    }
+
+    /// Weight-only ternary `β·T` (validated), optional bias `[N]`.
+    pub fn ternary(be: &B, t: &TernaryWeights, b: Option<&HostTensor>) -> Result<Self> {
+        t.validate()?;
+        let packed = HostTensor::u32(&[t.n, ternary::words_per_row(t.k)], t.packed.clone())?;
+        let b = check_bias(be, b, t.n)?;
+        Ok(Linear::Ternary { packed: be.upload(&packed)?, beta: t.beta, n: t.n, b })
+    }
+
+    /// Two factors `a` `[r, K]` and `b` `[N, r]` (finite), optional bias `[N]`.
+    pub fn low_rank(be: &B, a: &HostTensor, b: &HostTensor, k: usize, bias: Option<&HostTensor>) -> Result<Self> {
+        match (a.shape.as_slice(), b.shape.as_slice()) {
+            (&[r, ka], &[n, rb]) if r > 0 && n > 0 && ka == k && rb == r => {}
+            (sa, sb) => return Err(Error::Invalid(format!("low-rank factors must be [r, {k}] and [N, r] with r > 0, got {sa:?} and {sb:?}"))),
+        }
+        for (what, t) in [("a", a), ("b", b)] {
+            if let Some(v) = t.as_f32("low-rank factor")?.iter().find(|v| !v.is_finite()) {
+                return Err(Error::Invalid(format!("low-rank factor {what} has a non-finite value {v}")));
+            }
+        }
+        Ok(Linear::LowRank { a: Box::new(Linear::dense(be, a, None)?), b: Box::new(Linear::dense(be, b, bias)?) })
+    }
+
     /// Output features N.
     pub fn out_features(&self) -> usize {
         match self {
             Linear::Dense { w, .. } => w.n,
             Linear::Half { n, .. } => *n,
             Linear::Bit(b) => b.n,
+            Linear::Int8 { n, .. } | Linear::Int4 { n, .. } | Linear::Ternary { n, .. } => *n,
+            Linear::LowRank { b, .. } => b.out_features(),
         }
     }
 
@@ -211,11 +281,44 @@ impl<B: Backend> Linear<B> {
             Linear::Dense { w, b } => (w.matmul_t(be, x)?, b),
             Linear::Half { w, b, .. } => (be.matmul_f16(x, w)?, b),
             Linear::Bit(bl) => return bl.forward(be, x),
+            Linear::Int8 { codes, scales, b, .. } => (be.matmul_i8(x, codes, scales)?, b),
+            Linear::Int4 { codes, scales, b, .. } => (be.matmul_i4(x, codes, scales)?, b),
+            Linear::Ternary { packed, beta, b, .. } => (be.unary(Unary::Affine { mul: *beta, add: 0.0 }, &be.ternary_matmul(x, packed)?)?, b),
+            Linear::LowRank { a, b } => return b.forward(be, &a.forward(be, x)?), // [T, r] then [T, N]
         };
         match b {
             Some(b) => be.binary(Binary::Add, &y, b),
             None => Ok(y),
         }
+    }
+}
+
+/// Rows N of packed codes `[N, words]` (u32, `words` per row for K = `k`).
+fn packed_rows(what: &str, codes: &HostTensor, words: usize, k: usize) -> Result<usize> {
+    codes.as_u32("packed codes")?;
+    match *codes.shape.as_slice() {
+        [n, w] if n > 0 && w == words => Ok(n),
+        ref s => Err(Error::Invalid(format!("{what} codes must be [N, {words}] for an input size of {k}, got {s:?}"))),
+    }
+}
+
+/// Scales of the given shape, finite and ≥ 0 (absmax scales; an all-zero block has scale 0).
+fn check_scales(what: &str, scales: &HostTensor, shape: &[usize]) -> Result<()> {
+    if scales.shape != shape {
+        return Err(Error::Invalid(format!("{what} scales must be {shape:?}, got {:?}", scales.shape)));
+    }
+    if let Some(v) = scales.as_f32("scales")?.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+        return Err(Error::Invalid(format!("{what} scales must be finite and non-negative, found {v}")));
+    }
+    Ok(())
+}
+
+/// An optional bias `[N]`, uploaded.
+fn check_bias<B: Backend>(be: &B, b: Option<&HostTensor>, n: usize) -> Result<Option<B::Tensor>> {
+    match b {
+        Some(b) if b.shape != [n] => Err(Error::Invalid(format!("bias must be [{n}], got {:?}", b.shape))),
+        Some(b) => Ok(Some(be.upload(b)?)),
+        None => Ok(None),
     }
 }
 
@@ -252,5 +355,54 @@ mod tests {
         let mut bad = TernaryWeights::from_latent(&HostTensor::f32(&[1, 3], vec![1.0, -1.0, 0.0]).unwrap()).unwrap();
         bad.packed[0] |= 3 << 30; // a code in the padding
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn packed_linears_refuse_bad_tensors_and_match_their_dense_twin() {
+        use crate::backend::cpu::CpuBackend;
+        use crate::backend::int8;
+        let be = CpuBackend::new();
+        let read = |t: &<CpuBackend as Backend>::Tensor| be.read_sync(t).unwrap().as_f32("y").unwrap().to_vec();
+        // int8, K = 5: words [N, 2], the second padded; codes [[1, -1, 2, 0, 127], [-127, 0, 0, 0, 1]].
+        let words = int8::pack(&[1, -1, 2, 0, 127, -127, 0, 0, 0, 1], 2, 5).unwrap();
+        let codes = HostTensor::u32(&[2, 2], words.clone()).unwrap();
+        let scales = HostTensor::f32(&[2], vec![0.5, 2.0]).unwrap();
+        let bias = HostTensor::f32(&[2], vec![1.0, -1.0]).unwrap();
+        let l = Linear::int8(&be, &codes, &scales, 5, Some(&bias)).unwrap();
+        assert_eq!(l.out_features(), 2);
+        let x = be.upload(&HostTensor::f32(&[1, 5], vec![1., 2., 3., 4., 5.]).unwrap()).unwrap();
+        assert_eq!(read(&l.forward(&be, &x).unwrap()), vec![321.0, -245.0]);
+        let mut padded = words.clone();
+        padded[1] |= 0x100; // a byte past K = 5
+        let e = Linear::int8(&be, &HostTensor::u32(&[2, 2], padded).unwrap(), &scales, 5, None).unwrap_err();
+        assert!(e.to_string().contains("padding"), "{e}");
+        assert!(Linear::int8(&be, &codes, &scales, 9, None).is_err(), "K = 9 needs 3 words per row");
+        assert!(Linear::int8(&be, &codes, &scales, 5, Some(&scales.clone())).is_ok());
+        assert!(Linear::int8(&be, &codes, &scales, 5, Some(&HostTensor::f32(&[3], vec![0.0; 3]).unwrap())).is_err(), "bias [3]");
+        assert!(Linear::int8(&be, &codes, &HostTensor::f32(&[2], vec![0.5, -2.0]).unwrap(), 5, None).is_err(), "negative scale");
+        // Ternary (weight-only): K = 3 padded to 16 codes; a code in the padding is refused.
+        let t = TernaryWeights::from_latent(&HostTensor::f32(&[2, 3], vec![0.5, -0.1, 0.9, -0.3, 0.0, 0.2]).unwrap()).unwrap();
+        let l = Linear::ternary(&be, &t, None).unwrap();
+        let x3 = be.upload(&HostTensor::f32(&[1, 3], vec![1., 2., 3.]).unwrap()).unwrap();
+        let y = read(&l.forward(&be, &x3).unwrap());
+        let want = [t.beta * (1.0 + 3.0), t.beta * (-1.0 + 3.0)]; // T = [[1, 0, 1], [-1, 0, 1]]
+        assert!(y.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{y:?}");
+        let mut bad = t.clone();
+        bad.packed[0] |= 1 << 20;
+        assert!(Linear::ternary(&be, &bad, None).is_err());
+        // Low rank: (x·Aᵀ)·Bᵀ + bias against the dense product of the factors.
+        let a = HostTensor::f32(&[1, 3], vec![1., 0., -1.]).unwrap();
+        let b = HostTensor::f32(&[2, 1], vec![2., 3.]).unwrap();
+        let l = Linear::low_rank(&be, &a, &b, 3, Some(&bias)).unwrap();
+        assert_eq!(read(&l.forward(&be, &x3).unwrap()), vec![2.0 * -2.0 + 1.0, 3.0 * -2.0 - 1.0]);
+        assert!(Linear::low_rank(&be, &a, &b, 4, None).is_err(), "a must be [r, K]");
+        assert!(Linear::low_rank(&be, &a, &HostTensor::f32(&[2, 2], vec![0.0; 4]).unwrap(), 3, None).is_err(), "b must be [N, r]");
+        // int4: K = 8 is not one of the group sizes; K = 32 in one group of 32 is.
+        let c4 = HostTensor::u32(&[1, 4], vec![0x1111_1111; 4]).unwrap();
+        let l = Linear::int4(&be, &c4, &HostTensor::f32(&[1, 1], vec![0.5]).unwrap(), 32, None).unwrap();
+        let x32 = be.upload(&HostTensor::f32(&[1, 32], vec![1.0; 32]).unwrap()).unwrap();
+        assert_eq!(read(&l.forward(&be, &x32).unwrap()), vec![16.0]);
+        assert!(Linear::int4(&be, &c4, &HostTensor::f32(&[1, 2], vec![0.5; 2]).unwrap(), 32, None).is_err(), "group 16");
+        assert!(Linear::int4(&be, &HostTensor::u32(&[1, 4], vec![0x8; 4]).unwrap(), &HostTensor::f32(&[1, 1], vec![0.5]).unwrap(), 32, None).is_err(), "nibble 0x8");
     }
 }

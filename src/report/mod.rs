@@ -314,7 +314,7 @@ fn compression_section(r: &Results) -> String {
     if compressed.is_empty() {
         return String::new();
     }
-    let mut h = String::from("<h2>Compression</h2><p>Reference form: the compressed weights run as f32; bytes are those of the compressed form (codes and scales, low-rank factors; unstructured pruning counted dense).</p><table><tr><th class=\"l\">model</th><th>weights</th><th>f32</th><th>compressed</th><th>bits / weight</th><th>sparsity</th><th>relative error</th><th>layers</th><th>time</th><th class=\"l\">left as they were</th></tr>");
+    let mut h = String::from("<h2>Compression</h2><p>Packed form: quantized and low-rank weights run as stored (int8 and int4 codes with their scales, packed ternary, both low-rank factors), and their bytes are those tensors'; pruned weights run dense (no sparse format), counted dense except 2:4 (kept values and 2-bit indices) and structured rows (kept rows). HGRN-bit gets the f32 reference form (its BitLinear loader reads nothing else), with the packed form's bytes.</p><table><tr><th class=\"l\">model</th><th>weights</th><th>f32</th><th>compressed</th><th>bits / weight</th><th>sparsity</th><th>relative error</th><th>layers</th><th>time</th><th class=\"l\">left as they were</th></tr>");
     for (m, c) in &compressed {
         let _ = write!(
             h,

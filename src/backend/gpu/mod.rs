@@ -593,6 +593,18 @@ impl Backend for GpuBackend {
         }
     }
 
+    fn matmul_i8(&self, x: &GpuTensor, codes: &GpuTensor, scales: &GpuTensor) -> Result<GpuTensor> {
+        let dims = check::matmul_i8(x, codes, scales)?;
+        self.own_all(&[x, codes, scales])?;
+        kernels::matmul_i8::run(self, x, codes, scales, dims)
+    }
+
+    fn matmul_i4(&self, x: &GpuTensor, codes: &GpuTensor, scales: &GpuTensor) -> Result<GpuTensor> {
+        let dims = check::matmul_i4(x, codes, scales)?;
+        self.own_all(&[x, codes, scales])?;
+        kernels::matmul_i4::run(self, x, codes, scales, dims)
+    }
+
     fn rope(&self, x: &GpuTensor, cos: &GpuTensor, sin: &GpuTensor) -> Result<GpuTensor> {
         let (_, t, hd) = check::rope(x, cos, sin)?;
         self.own_all(&[x, cos, sin])?;

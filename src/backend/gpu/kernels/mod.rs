@@ -15,6 +15,8 @@ pub mod last_token;
 pub mod matmul;
 pub mod matmul_f16;
 pub mod matmul_f16_arith;
+pub mod matmul_i4;
+pub mod matmul_i8;
 pub mod quantize_i8;
 pub mod reduce;
 pub mod rms_norm;
@@ -42,7 +44,7 @@ pub const WG: u32 = 256;
 
 /// All kernels, for tests and for warming the pipeline cache (`matmul_f16_arith` compiles only on
 /// a device with `shader-f16`).
-pub const ALL: [&Kernel; 19] = [
+pub const ALL: [&Kernel; 21] = [
     &attention::KERNEL,
     &binary::KERNEL,
     &copy::KERNEL,
@@ -53,6 +55,8 @@ pub const ALL: [&Kernel; 19] = [
     &matmul::KERNEL,
     &matmul_f16::KERNEL,
     &matmul_f16_arith::KERNEL,
+    &matmul_i4::KERNEL,
+    &matmul_i8::KERNEL,
     &quantize_i8::KERNEL,
     &reduce::KERNEL,
     &rms_norm::KERNEL,
