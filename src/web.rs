@@ -656,10 +656,10 @@ pub async fn run_experiment(spec_json: String, on_progress: js_sys::Function) ->
     };
     let spec = Spec::from_json(spec_json.as_bytes(), &bundled_only).map_err(js_err)?;
     // The page serves the validation splits but not the training data (www/index.html copies
-    // assets/data only), so a `repair` section must calibrate on validation here.
+    // assets/data only): a `repair` section calibrates on the bundled set or on validation here.
     if spec.repair.as_ref().is_some_and(|r| r.calibration_split == crate::repair::CalibrationSplit::Train) {
         return Err(JsError::new(
-            "the spec's repair section calibrates on the training split, which the page does not serve: set \"calibration_split\": \"validation\" there, or run it with `trilemma run`",
+            "the spec's repair section calibrates on the training split, which the page does not serve: set \"calibration_split\" to \"bundled\" (the default: the bundled calibration set's train rows) or \"validation\" there, or run it with `trilemma run`",
         ));
     }
     let mut folders = experiment::Folders::new();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use trilemma::data::{Split, Task};
 use trilemma::experiment::native::{self, NativeHooks};
 use trilemma::experiment::{without_timing, Progress, Results, Spec};
-use trilemma::repair::calibration_sample;
+use trilemma::repair::{calibration_sample, CalibrationSplit};
 
 fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
@@ -50,7 +50,8 @@ fn a_repair_run_on_the_validation_split_is_deterministic_and_consistent() {
     assert_eq!(r.calibration.len(), 1);
     assert_eq!(r.repair.len(), 1);
     let (fit, rep) = (&r.calibration[0], &r.repair[0]);
-    assert_eq!((fit.model.as_str(), fit.task, fit.split, fit.n), (name, Task::Sst2, Split::Validation, CALIB));
+    assert_eq!((fit.model.as_str(), fit.task, fit.split, fit.n), (name, Task::Sst2, CalibrationSplit::Validation, CALIB));
+    assert!(fit.bundled.is_none());
     // T minimises the NLL on the calibration examples (T = 1 is in the searched range), and T, β the KL to the
     // original (the fit starts at T = 1, β = 0 and keeps only improvements); the ECE is not what is minimised.
     assert!(fit.nll_after <= fit.nll + 1e-6, "{fit:?}");
@@ -66,7 +67,7 @@ fn a_repair_run_on_the_validation_split_is_deterministic_and_consistent() {
     let acc = |m: &str| keep.iter().filter(|&&i| unit(m).predictions[i].prediction == unit(m).predictions[i].label).count() as f64 / keep.len() as f64;
 
     assert_eq!((rep.model.as_str(), rep.base.as_str(), rep.prompts, rep.tokens), (name, "transformer", 3, 2));
-    assert_eq!((rep.calibration_split, rep.calibration_n), (Split::Validation, CALIB));
+    assert_eq!((rep.calibration_split, rep.calibration_n), (CalibrationSplit::Validation, CALIB));
     assert_eq!(rep.steps, CALIB.div_ceil(8), "one epoch of batches of 8");
     assert_eq!(rep.extra_parameters, 3 * 2 * 128, "m·n·H");
     assert_eq!(rep.prompt_calibration_accuracy.len(), 3);
@@ -116,7 +117,7 @@ fn a_repair_run_on_the_validation_split_is_deterministic_and_consistent() {
     assert!(html.contains("<h2>Repair</h2>") && html.contains("Soft prompts chosen per input") && html.contains("Temperature scaling"));
 }
 
-/// Calibration on the training split (natively), one prompt in the pool, the `steps` cap and the
+/// Calibration on the training split (natively only), one prompt in the pool, the `steps` cap and the
 /// max-confidence selector: with one prompt the per-input choice is that prompt, so IDP and the best
 /// fixed prompt are the same numbers.
 #[test]
@@ -124,12 +125,12 @@ fn a_pool_of_one_prompt_is_the_fixed_prompt() {
     let s = spec(
         r#"{"models": ["gla"], "tasks": ["rte"], "splits": ["validation"], "limit": 24, "bootstrap": 50, "batch": 16,
             "compressions": [{"method": "int4", "group": 32}],
-            "repair": {"prompts": 1, "tokens": 2, "steps": 2, "batch": 4, "calibration": 16, "selector": "confidence", "long_prompt": false}}"#,
+            "repair": {"prompts": 1, "tokens": 2, "steps": 2, "batch": 4, "calibration": 16, "calibration_split": "train", "selector": "confidence", "long_prompt": false}}"#,
     );
     assert_eq!(s.calibration_data(), [(Task::Rte, Split::Train)]);
     let r = run(&s);
     let rep = &r.repair[0];
-    assert_eq!((rep.steps, rep.calibration_split, rep.calibration_n, rep.best_prompt), (2, Split::Train, 16, 0));
+    assert_eq!((rep.steps, rep.calibration_split, rep.calibration_n, rep.best_prompt), (2, CalibrationSplit::Train, 16, 0));
     assert!(rep.long_prompt.is_none());
     let sp = &rep.splits[0];
     assert_eq!((sp.n, &sp.histogram), (24, &vec![24]), "nothing held out of validation");
@@ -138,22 +139,27 @@ fn a_pool_of_one_prompt_is_the_fixed_prompt() {
     assert!(sp.accuracy_long_prompt.is_none());
     let c = r.hemorrhage[0].calibration.as_ref().unwrap();
     assert_eq!((c.n, c.calibration_n), (24, 16));
-    assert_eq!(r.calibration[0].split, Split::Train);
+    assert_eq!(r.calibration[0].split, CalibrationSplit::Train);
 }
 
-/// `prompts: 0`: temperature scaling and decoding calibration only.
+/// `prompts: 0`: temperature scaling and decoding calibration only, on the bundled calibration set
+/// (the default: compiled in, disjoint from the evaluated examples, nothing held out).
 #[test]
-fn prompts_zero_calibrates_only() {
+fn prompts_zero_calibrates_only_on_the_bundled_set() {
     let s = spec(
         r#"{"models": ["transformer"], "tasks": ["sst2"], "splits": ["validation"], "limit": 40, "bootstrap": 50,
             "compressions": [{"method": "svd", "rank_fraction": 0.25}],
-            "repair": {"prompts": 0, "calibration": 16, "calibration_split": "validation"}}"#,
+            "repair": {"prompts": 0, "calibration": 16}}"#,
     );
+    assert!(s.calibration_data().is_empty());
     let r = run(&s);
     assert!(r.repair.is_empty());
     assert_eq!(r.calibration.len(), 1);
     let fit = &r.calibration[0];
+    assert_eq!((fit.split, fit.n), (CalibrationSplit::Bundled, 16));
+    let rec = fit.bundled.as_ref().unwrap();
+    assert_eq!(rec, &trilemma::data::calibration::subset(Some(Task::Sst2), 16, s.seed).unwrap().record, "the rows the compressions would draw");
     assert!(fit.nll_after <= fit.nll + 1e-6 && fit.kl_after <= fit.kl + 1e-6, "{fit:?}");
-    assert_eq!(r.hemorrhage[0].calibration.as_ref().unwrap().n, 24);
+    assert_eq!(r.hemorrhage[0].calibration.as_ref().unwrap().n, 40);
     assert!(trilemma::report::html(&r).unwrap().contains("Temperature scaling and decoding calibration"));
 }

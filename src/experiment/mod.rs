@@ -89,8 +89,8 @@ pub struct LoadedModel<B: Backend> {
     /// Whole-word neighbours in the input embeddings (the attacks' Sub-W and synonym source).
     pub neighbours: crate::attacks::neighbours::EmbeddingNeighbours,
     counter: Model<CountBackend>,
-    /// The weights as loaded, kept for a compressed copy that the spec's `repair` section trains soft
-    /// prompts for (the prompts' differentiable twin reads them); `None` otherwise.
+    /// For a compressed copy that the spec's `repair` section trains soft prompts for: its reference form (the
+    /// compressed weights as f32, which the prompts' differentiable twin reads); `None` otherwise.
     pub checkpoint: Option<Checkpoint>,
 }
 
@@ -117,17 +117,26 @@ impl<B: Backend> LoadedModel<B> {
         now: &dyn Fn() -> f64,
         keep: bool,
     ) -> Result<Self> {
-        let ck = Checkpoint::from_files(files)?;
+        use crate::compress::apply::{apply_with, apply_with_form, Form, Recipe};
+        let original = Checkpoint::from_files(files)?;
         let t0 = now();
-        let (ck, record) = match (recipe, scan_data) {
-            (crate::compress::apply::Recipe::Surgical { .. }, Some((task, ex))) => surgical::compress(&ck, recipe, task, ex, cal).await?,
-            (crate::compress::apply::Recipe::Surgical { .. }, None) => {
+        // The soft prompts' differentiable twin reads f32 weights: `kept` is the reference form of the compression (the
+        // packed form's slow twin), made only when asked for.
+        let (ck, kept, record, seconds) = match (recipe, scan_data) {
+            (Recipe::Surgical { .. }, Some((task, ex))) => {
+                let (packed, reference, record) = surgical::compress_both(&original, recipe, task, ex, cal).await?;
+                (packed, keep.then_some(reference), record, (now() - t0) / 1000.0)
+            }
+            (Recipe::Surgical { .. }, None) => {
                 return Err(Error::Invalid("the surgical scan needs the validation split of the run's first task among the spec's splits".into()))
             }
-            _ => crate::compress::apply::apply_with(&ck, recipe, cal)?,
+            _ => {
+                let (packed, record) = apply_with(&original, recipe, cal)?;
+                let seconds = (now() - t0) / 1000.0;
+                let kept = if keep { Some(apply_with_form(&original, recipe, cal, Form::Reference)?.0) } else { None };
+                (packed, kept, record, seconds)
+            }
         };
-        let seconds = (now() - t0) / 1000.0;
-        let kept = keep.then(|| ck.clone());
         let mut m = Self::from_checkpoint(be, name, ck, files)?;
         m.checkpoint = kept;
         m.record.compressed_from = Some(base.to_string());

@@ -4,12 +4,13 @@
 //! pool of soft prompts trained on the compressed copy and evaluated per input (IDP, §3) against the
 //! single best fixed prompt and one long prompt.
 //!
-//! Calibration data: a seeded sample of the task's training split (MNLI mismatched uses MNLI's), or
-//! with `"calibration_split": "validation"` of its validation split, given to the run as a
-//! [`Dataset`] ([`Spec::calibration_data`]). The native runner reads the training data from
-//! `assets/train/`; the page does not serve it, so there a `repair` section calibrates on the
-//! validation split. Calibration examples drawn from an evaluated split are held out: every number
-//! of this module on that split (the hemorrhage rows' calibration too) is measured on the rest.
+//! Calibration data: by default the task's rows of the bundled calibration set (GLUE train rows
+//! compiled into the library, [`crate::data::calibration`], drawn with the spec's seed as the
+//! calibration-based compressions draw them); or a seeded sample of the task's training split (MNLI
+//! mismatched uses MNLI's; natively only: the page does not serve `assets/train/`) or of its
+//! validation split, given to the run as a [`Dataset`] ([`Spec::calibration_data`]). Calibration
+//! examples drawn from an evaluated split are held out: every number of this module on that split
+//! (the hemorrhage rows' calibration too) is measured on the rest.
 //!
 //! Prompts are trained and chosen on candle's CPU tensors (the twin of the compressed model, in wasm
 //! too); classification with the chosen prompt runs on the run's backend
@@ -21,7 +22,8 @@ use crate::data::{Example, Split, Task};
 use crate::error::{Error, Result};
 use crate::eval::{self, hemorrhage as hm};
 use crate::repair::prompts::{self, FrozenTwin, Pool, Selector, Seq, TrainConfig};
-use crate::repair::{calibration_sample, RepairSpec};
+use crate::data::calibration::CalibrationRecord;
+use crate::repair::{calibration_sample, CalibrationSplit, RepairSpec};
 
 /// Decoding calibration of one compressed copy on one task's calibration split.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -29,9 +31,11 @@ pub struct CalibrationFit {
     pub model: String,
     pub base: String,
     pub task: Task,
-    /// The split the calibration examples come from, and how many.
-    pub split: Split,
+    /// Where the calibration examples come from, and how many; for the bundled set, which rows (sha256).
+    pub split: CalibrationSplit,
     pub n: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundled: Option<CalibrationRecord>,
     /// Guo et al.: T minimising the compressed copy's NLL on the gold labels; its ECE (15 bins) and
     /// mean NLL before and after (T minimises the NLL on these examples; the ECE may move either way).
     pub temperature: f64,
@@ -121,7 +125,7 @@ pub struct RepairResult {
     pub selector: Selector,
     /// m·n·H.
     pub extra_parameters: usize,
-    pub calibration_split: Split,
+    pub calibration_split: CalibrationSplit,
     pub calibration_n: usize,
     pub steps: usize,
     /// Mean calibration cross-entropy (selected prompts) of the initial and the trained pool.
@@ -140,15 +144,19 @@ pub struct RepairResult {
 /// section calibrates on, when it draws them from that evaluated split (held out of its numbers there).
 pub fn held_out(spec: &Spec, task: Task, split: Split, evaluated: usize) -> Option<Vec<usize>> {
     let r = spec.repair.as_ref()?;
-    (r.calibration_split.split() == split && r.calibration_split.source(task) == task && spec.data().contains(&(task, split)))
+    (r.calibration_split.split() == Some(split) && r.calibration_split.source(task) == task && spec.data().contains(&(task, split)))
         .then(|| calibration_sample(spec.seed, task, split, evaluated, r.calibration))
 }
 
-/// The calibration examples of `task` (in file order): a seeded sample of `rs.calibration` from the
-/// calibration split's data in `data`, drawn among the evaluated examples (the first `limit`) when
-/// the spec evaluates that split.
-pub fn calibration_examples(spec: &Spec, rs: &RepairSpec, data: &[Dataset], task: Task) -> Result<Vec<Example>> {
-    let (source, split) = (rs.calibration_split.source(task), rs.calibration_split.split());
+/// The calibration examples of `task`: the task's rows of the bundled set (with their record), or a
+/// seeded sample of `rs.calibration` from the calibration split's data in `data` (in file order),
+/// drawn among the evaluated examples (the first `limit`) when the spec evaluates that split.
+pub fn calibration_examples(spec: &Spec, rs: &RepairSpec, data: &[Dataset], task: Task) -> Result<(Vec<Example>, Option<CalibrationRecord>)> {
+    let source = rs.calibration_split.source(task);
+    let Some(split) = rs.calibration_split.split() else {
+        let set = crate::data::calibration::subset(Some(source), rs.calibration, spec.seed)?;
+        return Ok((set.examples.into_iter().map(|(_, e)| e).collect(), Some(set.record)));
+    };
     let d = data.iter().find(|d| d.task == source && d.split == split).ok_or_else(|| {
         Error::Invalid(format!("repair needs the {split} split of {source} as calibration data, and the run was given none"))
     })?;
@@ -156,7 +164,7 @@ pub fn calibration_examples(spec: &Spec, rs: &RepairSpec, data: &[Dataset], task
         Some(p) => p,
         None => calibration_sample(spec.seed, source, split, d.examples.len(), rs.calibration),
     };
-    Ok(pick.into_iter().map(|i| d.examples[i].clone()).collect())
+    Ok((pick.into_iter().map(|i| d.examples[i].clone()).collect(), None))
 }
 
 /// How many of `d`'s examples the run evaluates (the first `limit`).
@@ -229,7 +237,7 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
                 units: total,
                 model: lm.record.name.clone(),
                 task,
-                split: rs.calibration_split.split(),
+                split: rs.calibration_split.split().unwrap_or(Split::Train),
                 attack: Some("repair".into()),
                 done: 0,
                 total: 1,
@@ -238,7 +246,7 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
             if !hooks.progress(&prog) {
                 return Ok(false);
             }
-            let calib = calibration_examples(spec, rs, data, task)?;
+            let (calib, bundled) = calibration_examples(spec, rs, data, task)?;
             if calib.is_empty() {
                 return Err(Error::Invalid(format!("repair: the calibration split of {task} has no examples")));
             }
@@ -255,8 +263,9 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
                 model: lm.record.name.clone(),
                 base: base_name.clone(),
                 task,
-                split: rs.calibration_split.split(),
+                split: rs.calibration_split,
                 n: calib.len(),
+                bundled,
                 temperature: t,
                 ece: hm::ece(&comp_p, &labels, hm::ECE_BINS)?,
                 ece_after: hm::ece(&comp_t, &labels, hm::ECE_BINS)?,
@@ -361,7 +370,7 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
                 tokens: rs.tokens,
                 selector: rs.selector,
                 extra_parameters: trained.pool.parameters(),
-                calibration_split: rs.calibration_split.split(),
+                calibration_split: rs.calibration_split,
                 calibration_n: train.len(),
                 steps: trained.steps,
                 loss_before: trained.loss_before,

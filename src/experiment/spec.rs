@@ -50,7 +50,7 @@ pub struct Spec {
     pub compressions: Vec<crate::compress::apply::Recipe>,
     /// Repair compressed copies on every task (`{"prompts": 4, "tokens": 8, "epochs": 2, "lr": 0.01}`, see
     /// `repair::RepairSpec`): soft-prompt pools (IDP) and decoding calibration, fitted on a seeded calibration sample
-    /// (of the task's training split by default). Off when absent.
+    /// (of the bundled calibration set by default). Off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repair: Option<crate::repair::RepairSpec>,
     #[serde(default)]
@@ -194,21 +194,23 @@ impl Spec {
                     );
                 }
             }
-            let split = r.calibration_split.split();
-            for (i, &t) in self.tasks.iter().enumerate() {
-                let source = r.calibration_split.source(t);
-                let file = match crate::data::bundled(source, split) {
-                    Ok(f) => f,
-                    Err(e) => return bad(format!("tasks[{i}]"), format!("repair draws calibration examples from the {split} split of {source}: {}", message(e))),
-                };
-                // Calibrating on evaluated validation examples holds them out: some must be left.
-                if self.data().contains(&(t, split)) {
-                    let evaluated = self.limit.map_or(file.rows, |l| l.min(file.rows));
-                    if r.calibration >= evaluated {
-                        return bad(
-                            "repair.calibration".into(),
-                            format!("{} calibration examples drawn from the {evaluated} evaluated {split} examples of {t} leave none held out; use fewer", r.calibration),
-                        );
+            // The bundled calibration set has rows of every task (MNLI mismatched: MNLI's); data splits must be bundled.
+            if let Some(split) = r.calibration_split.split() {
+                for (i, &t) in self.tasks.iter().enumerate() {
+                    let source = r.calibration_split.source(t);
+                    let file = match crate::data::bundled(source, split) {
+                        Ok(f) => f,
+                        Err(e) => return bad(format!("tasks[{i}]"), format!("repair draws calibration examples from the {split} split of {source}: {}", message(e))),
+                    };
+                    // Calibrating on evaluated validation examples holds them out: some must be left.
+                    if self.data().contains(&(t, split)) {
+                        let evaluated = self.limit.map_or(file.rows, |l| l.min(file.rows));
+                        if r.calibration >= evaluated {
+                            return bad(
+                                "repair.calibration".into(),
+                                format!("{} calibration examples drawn from the {evaluated} evaluated {split} examples of {t} leave none held out; use fewer", r.calibration),
+                            );
+                        }
                     }
                 }
             }
@@ -270,15 +272,18 @@ impl Spec {
     }
 
     /// The (task, split) files the `repair` section draws its calibration examples from that
-    /// [`Spec::data`] does not already read (none without a `repair` section), each once.
+    /// [`Spec::data`] does not already read (none without a `repair` section, or with the bundled
+    /// calibration set, which is compiled in), each once.
     pub fn calibration_data(&self) -> Vec<(Task, Split)> {
         let mut out: Vec<(Task, Split)> = Vec::new();
         if let Some(r) = &self.repair {
             let have = self.data();
-            for &t in &self.tasks {
-                let d = (r.calibration_split.source(t), r.calibration_split.split());
-                if !out.contains(&d) && !have.contains(&d) {
-                    out.push(d);
+            if let Some(split) = r.calibration_split.split() {
+                for &t in &self.tasks {
+                    let d = (r.calibration_split.source(t), split);
+                    if !out.contains(&d) && !have.contains(&d) {
+                        out.push(d);
+                    }
                 }
             }
         }
@@ -444,12 +449,18 @@ mod tests {
         assert_eq!(Spec::from_json(s.to_json().as_bytes(), &bundled_only).unwrap(), s);
         assert_eq!(s.repaired_compressions(), [&s.compressions[1]]);
         assert!(s.calibration_data().is_empty(), "validation is read for the evaluation already");
-        // Defaults: every compression, calibration on the training split (read besides the evaluated splits).
+        // Defaults: every compression, 128 rows of the bundled calibration set (compiled in: no file to read).
         let d = Spec::from_json(br#"{"models": ["gla"], "tasks": ["sst2", "mnli-mm"], "compressions": [{"method": "int8"}], "repair": {}}"#, &bundled_only).unwrap();
         assert_eq!(d.repair, Some(RepairSpec::default()));
+        let r = d.repair.as_ref().unwrap();
+        assert_eq!((r.calibration_split, r.calibration, r.prompts, r.tokens), (CalibrationSplit::Bundled, 128, 4, 8));
         assert_eq!(d.repaired_compressions().len(), 1);
-        assert_eq!(d.calibration_data(), [(Task::Sst2, Split::Train), (Task::Mnli, Split::Train)]);
+        assert!(d.calibration_data().is_empty());
         assert_eq!(Spec::from_json(d.to_json().as_bytes(), &bundled_only).unwrap(), d);
+        // The training split is read besides the evaluated splits (MNLI mismatched: MNLI's).
+        let t = Spec::from_json(br#"{"models": ["gla"], "tasks": ["sst2", "mnli-mm"], "compressions": [{"method": "int8"}], "repair": {"calibration_split": "train"}}"#, &bundled_only).unwrap();
+        assert_eq!(t.calibration_data(), [(Task::Sst2, Split::Train), (Task::Mnli, Split::Train)]);
+        assert_eq!(Spec::from_json(t.to_json().as_bytes(), &bundled_only).unwrap(), t);
         let base = r#""models": ["gla"], "tasks": ["sst2"], "splits": ["validation"], "limit": 64, "compressions": [{"method": "int8"}]"#;
         let cases = [
             (r#""repair": {"prompts": 33}"#, "`repair.prompts`"),
@@ -460,6 +471,7 @@ mod tests {
             (r#""repair": {"lr": 2.5}"#, "`repair.lr`"),
             (r#""repair": {"batch": 0}"#, "`repair.batch`"),
             (r#""repair": {"calibration": 0}"#, "`repair.calibration`"),
+            (r#""repair": {"calibration": 129}"#, "`repair.calibration`"),
             (r#""repair": {"prompt": 4}"#, "repair"),
             (r#""repair": {"selector": "loudest"}"#, "repair.selector"),
             (r#""repair": {"calibration_split": "test"}"#, "repair.calibration_split"),

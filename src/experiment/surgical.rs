@@ -22,6 +22,13 @@ pub async fn compress(ck: &Checkpoint, recipe: &Recipe, task: Task, examples: &[
 /// [`compress`], writing the result in `form`. The scan itself always evaluates the reference form (the product of
 /// the factors), so its record is the same in both.
 pub async fn compress_form(ck: &Checkpoint, recipe: &Recipe, task: Task, examples: &[Example], cal: &Calibration, form: Form) -> Result<(Checkpoint, CompressionRecord)> {
+    let (packed, reference, rec) = compress_both(ck, recipe, task, examples, cal).await?;
+    Ok((if form == Form::Packed { packed } else { reference }, rec))
+}
+
+/// [`compress`] in both forms from one scan: (packed, reference, record). The reference form is what the soft
+/// prompts' differentiable twin reads ([`crate::repair::prompts::FrozenTwin`]).
+pub async fn compress_both(ck: &Checkpoint, recipe: &Recipe, task: Task, examples: &[Example], cal: &Calibration) -> Result<(Checkpoint, Checkpoint, CompressionRecord)> {
     let Recipe::Surgical { delta, start_block, space, mean_correction } = recipe else {
         return Err(Error::Invalid(format!("not a surgical scan: {}", recipe.label())));
     };
@@ -45,7 +52,7 @@ pub async fn compress_form(ck: &Checkpoint, recipe: &Recipe, task: Task, example
         effective_depth: layers,
         calibration: None,
     };
-    let mut out = ck.clone();
+    let (mut packed, mut reference) = (ck.clone(), ck.clone());
     if targets.is_empty() {
         rec.skipped.push("no decomposable f32 linear (HGRN-bit's BitLinears are packed ternary; SFSD leaves them dense, methods.md §2.9)".into());
     } else {
@@ -84,12 +91,11 @@ pub async fn compress_form(ck: &Checkpoint, recipe: &Recipe, task: Task, example
         }
         rec.relative_error = if norm2 > 0.0 { (err2 / norm2).sqrt() } else { 0.0 };
         rec.bits_per_weight = if rec.weights > 0 { 8.0 * rec.bytes_compressed as f64 / rec.weights as f64 } else { 32.0 };
-        out = match form {
-            Form::Reference => compressed,
-            Form::Packed => surgical::compose_form(ck, &targets, &bases, &scan.ranks, Form::Packed)?,
-        };
+        packed = surgical::compose_form(ck, &targets, &bases, &scan.ranks, Form::Packed)?;
+        reference = compressed;
         rec.scan = Some(scan);
     }
-    crate::compress::apply::write_record(&mut out, &rec)?;
-    Ok((out, rec))
+    crate::compress::apply::write_record(&mut packed, &rec)?;
+    crate::compress::apply::write_record(&mut reference, &rec)?;
+    Ok((packed, reference, rec))
 }

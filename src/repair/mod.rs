@@ -17,7 +17,7 @@ pub use prompts::Selector;
 
 /// The spec's `repair` section: `{"prompts": 4, "tokens": 8, "epochs": 2, "lr": 0.01}` (every field
 /// optional). Off when absent. [defaults: methods.md §3.2/§3.4, except `tokens` (n = 8 instead of
-/// 16: the bundled inputs are ~25 tokens long), `calibration` and `calibration_split` (ours)]
+/// 16: the bundled inputs are ~25 tokens long); `calibration`: 128 examples (§4.6) of the bundled set (ours)]
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepairSpec {
@@ -39,7 +39,8 @@ pub struct RepairSpec {
     /// Calibration examples per optimiser step.
     #[serde(default = "default_batch")]
     pub batch: usize,
-    /// Calibration examples drawn (seeded) from `calibration_split`; fewer if it has fewer.
+    /// Calibration examples drawn (seeded) from `calibration_split`; fewer if a data split has fewer (the bundled
+    /// set: at most its 128 rows per task).
     #[serde(default = "default_calibration")]
     pub calibration: usize,
     /// Where the calibration examples come from (see [`CalibrationSplit`]).
@@ -55,35 +56,53 @@ pub struct RepairSpec {
     pub long_prompt: bool,
 }
 
-/// The split the calibration examples are drawn from.
+/// Where the calibration examples come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CalibrationSplit {
-    /// The task's training split (MNLI mismatched: MNLI's), disjoint from every evaluated split.
-    /// Natively only: the page does not serve the training data.
+    /// The task's rows of the bundled calibration set ([`crate::data::calibration`]: 128 GLUE train rows per task,
+    /// compiled into the library; MNLI mismatched: MNLI's), as the calibration-based compressions draw them with the
+    /// spec's seed. Disjoint from every evaluated split; runs natively and in the page.
     #[default]
+    Bundled,
+    /// The task's training split (MNLI mismatched: MNLI's), disjoint from every evaluated split. Natively only:
+    /// the page does not serve the training data.
     Train,
-    /// The task's validation split. When the spec evaluates it, the sample is drawn from its
-    /// evaluated examples (the first `limit`) and every repair number on it is measured on the
-    /// rest (held out); runs in the page.
+    /// The task's validation split. When the spec evaluates it, the sample is drawn from its evaluated examples (the
+    /// first `limit`) and every repair number on it is measured on the rest (held out); runs in the page.
     Validation,
 }
 
 impl CalibrationSplit {
-    /// The split the examples are read from.
-    pub fn split(self) -> crate::data::Split {
+    /// The data split the examples are read from (`None`: the bundled calibration set, compiled in).
+    pub fn split(self) -> Option<crate::data::Split> {
         match self {
-            CalibrationSplit::Train => crate::data::Split::Train,
-            CalibrationSplit::Validation => crate::data::Split::Validation,
+            CalibrationSplit::Bundled => None,
+            CalibrationSplit::Train => Some(crate::data::Split::Train),
+            CalibrationSplit::Validation => Some(crate::data::Split::Validation),
         }
     }
 
-    /// The task whose file holds `task`'s calibration examples (training data of MNLI mismatched is MNLI's).
+    /// The task whose rows hold `task`'s calibration examples (training rows of MNLI mismatched are MNLI's).
     pub fn source(self, task: crate::data::Task) -> crate::data::Task {
         match self {
-            CalibrationSplit::Train => task.model_task(),
+            CalibrationSplit::Bundled | CalibrationSplit::Train => task.model_task(),
             CalibrationSplit::Validation => task,
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CalibrationSplit::Bundled => "bundled",
+            CalibrationSplit::Train => "train",
+            CalibrationSplit::Validation => "validation",
+        }
+    }
+}
+
+impl std::fmt::Display for CalibrationSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -118,7 +137,7 @@ fn default_batch() -> usize {
     16
 }
 fn default_calibration() -> usize {
-    512
+    crate::data::calibration::DEFAULT_SIZE
 }
 fn default_true() -> bool {
     true
@@ -180,6 +199,10 @@ impl RepairSpec {
         }
         if !(1..=MAX_CALIBRATION).contains(&self.calibration) {
             return bad("calibration", format!("{} examples; use 1 to {MAX_CALIBRATION}", self.calibration));
+        }
+        let per_task = crate::data::calibration::BUNDLE_PER_TASK;
+        if self.calibration_split == CalibrationSplit::Bundled && self.calibration > per_task {
+            return bad("calibration", format!("{} examples; the bundled calibration set has {per_task} per task (use calibration_split train, natively, for more)", self.calibration));
         }
         Ok(())
     }
