@@ -1,5 +1,6 @@
 // Browser benchmark (not a test): runs an experiment spec through the page's Experiment panel in
-// headless Chromium without a WebGPU adapter (the wasm CPU path, as `"backend": "cpu"`), and
+// headless Chromium — without a WebGPU adapter when the spec's backend is `cpu` (the wasm CPU path), with
+// `--enable-unsafe-webgpu` (SwiftShader where there is no GPU) when it is `webgpu` or `auto` — and
 // prints the wall time the page measured, each evaluation's and each attack's time and throughput, each
 // compression's wall time, bytes and hemorrhage row,
 // and where the results JSON was saved. While it runs, the panel's progress line is printed every
@@ -36,7 +37,9 @@ const PROGRESS_S = Number(process.env.BENCH_PROGRESS_S ?? 60);
 if (!(TIMEOUT_S > 0) || !(PROGRESS_S > 0)) throw new Error('BENCH_TIMEOUT_S and BENCH_PROGRESS_S must be positive numbers of seconds');
 
 const { server, url } = await serveStatic(join(ROOT, 'dist'), { port: 0 });
-const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--disable-background-networking', '--no-first-run'] });
+const WEBGPU = (JSON.parse(SPEC).backend ?? 'auto') !== 'cpu';
+const FLAGS = ['--disable-background-networking', '--no-first-run', ...(WEBGPU ? ['--enable-unsafe-webgpu'] : [])];
+const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
 try {
   const page = await browser.newPage();
   await page.goto(url);

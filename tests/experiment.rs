@@ -353,3 +353,23 @@ fn a_webgpu_run_matches_the_cpu_and_a_lost_device_hands_over_to_the_cpu() {
     assert_eq!(r.provenance.backend.kind, "cpu");
     assert!(r.provenance.fallback.as_deref().unwrap().contains("WebGPU failed"), "{:?}", r.provenance.fallback);
 }
+
+/// Every experiment spec shipped in `examples/` (the README's benchmark commands run them) parses and
+/// names bundled models: a typo there would only show when someone runs a long benchmark.
+#[test]
+fn every_example_spec_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        if let Err(e) = Spec::from_json(&bytes, &|m| native::model_exists(&assets(), m)) {
+            panic!("{}: {e}", path.display());
+        }
+        n += 1;
+    }
+    assert!(n >= 5, "only {n} example specs found");
+}
