@@ -163,3 +163,88 @@ fn prompts_zero_calibrates_only_on_the_bundled_set() {
     assert_eq!(r.hemorrhage[0].calibration.as_ref().unwrap().n, 40);
     assert!(trilemma::report::html(&r).unwrap().contains("Temperature scaling and decoding calibration"));
 }
+
+/// Every task's text pool gives each class a distinct answer token with the bundled tokenizer.
+#[test]
+fn every_text_pool_has_distinct_answer_tokens_with_the_bundled_tokenizer() {
+    use trilemma::repair::text_prompts;
+    let tok = trilemma::text::TextTokenizer::from_json_bytes(&std::fs::read(assets().join("models/gla/tokenizer.json")).unwrap()).unwrap();
+    for task in [Task::Sst2, Task::Cola, Task::Mrpc, Task::Qqp, Task::Mnli, Task::Qnli, Task::Rte] {
+        for tpl in text_prompts::pool(task) {
+            let ids = text_prompts::verbalizer_ids(&tok, tpl).unwrap_or_else(|e| panic!("{task} {:?}: {e}", tpl.text));
+            assert_eq!(ids.len(), task.num_labels() as usize);
+        }
+    }
+}
+
+/// The hard text pool through the LM head: its numbers are what the prompts give when the models are
+/// run directly; the choice is per input and the best fixed template is the calibration's best; at zero
+/// compression the copy is the original (same accuracies, no recovery to measure); run twice, the same.
+#[test]
+fn a_text_pool_through_the_lm_head_matches_the_models_run_directly() {
+    use trilemma::backend::cpu::CpuBackend;
+    use trilemma::compress::apply::{apply, Recipe};
+    use trilemma::repair::{text_prompts, PromptPool};
+    const LIMIT: usize = 40;
+    let s = spec(
+        r#"{"models": ["gla"], "tasks": ["sst2"], "splits": ["validation"], "limit": 40, "bootstrap": 50, "batch": 16,
+            "compressions": [{"method": "int4", "group": 32}, {"method": "magnitude", "sparsity": 0.0}],
+            "repair": {"prompts": 3, "pool": "text", "calibration": 16}}"#,
+    );
+    let r = run(&s);
+    assert_eq!(without_timing(&r.to_json()).unwrap(), without_timing(&run(&s).to_json()).unwrap(), "deterministic");
+    assert_eq!(r.repair.len(), 2);
+    let rep = &r.repair[0];
+    assert_eq!((rep.model.as_str(), rep.pool, rep.prompts, rep.tokens, rep.steps, rep.extra_parameters), ("gla + int4 g32", PromptPool::Text, 3, 0, 0, 0));
+    assert_eq!(rep.templates.len(), 3);
+    assert!(rep.long_prompt.is_none());
+    let best_orig = rep.best_prompt_original.unwrap();
+    let best = rep.best_prompt;
+    let top = rep.prompt_calibration_accuracy.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(rep.prompt_calibration_accuracy[best], top);
+    assert!(rep.prompt_calibration_accuracy[..best].iter().all(|&a| a < top), "ties go to the lowest index");
+
+    // The same numbers from the models run directly on the CPU.
+    let be = CpuBackend::new();
+    let ck = trilemma::io::Checkpoint::load_dir(&assets().join("models/gla")).unwrap();
+    let tok = trilemma::text::TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap()).unwrap();
+    let original = trilemma::models::Model::load(&be, ck.clone()).unwrap();
+    let copy = trilemma::models::Model::load(&be, apply(&ck, &Recipe::Int4 { group: 32 }).unwrap().0).unwrap();
+    let ex: Vec<_> = trilemma::data::load_split(&assets(), Task::Sst2, Split::Validation).unwrap().into_iter().take(LIMIT).collect();
+    let pool = &text_prompts::pool(Task::Sst2)[..3];
+    let logits = |m: &trilemma::models::Model<CpuBackend>, i: usize| pollster::block_on(text_prompts::class_logits(&be, m, &tok, Task::Sst2, &pool[i], &ex, 7)).unwrap();
+    let acc = |rows: &[Vec<f32>]| rows.iter().zip(&ex).filter(|(r, e)| trilemma::eval::argmax(r) == e.label).count() as f64 / LIMIT as f64;
+    let rows: Vec<Vec<Vec<f32>>> = (0..3).map(|i| logits(&copy, i)).collect();
+    let pick = text_prompts::most_confident(&rows);
+    let sp = &rep.splits[0];
+    assert_eq!((sp.split, sp.n), (Split::Validation, LIMIT), "the bundled calibration set holds nothing out");
+    assert_eq!(sp.accuracy_original, acc(&logits(&original, best_orig)));
+    assert_eq!(sp.accuracy_compressed, acc(&rows[best_orig]));
+    assert_eq!(sp.accuracy_best_prompt, acc(&rows[best]));
+    let chosen: Vec<Vec<f32>> = pick.iter().enumerate().map(|(e, &i)| rows[i][e].clone()).collect();
+    assert_eq!(sp.accuracy_idp, acc(&chosen));
+    let mut histogram = vec![0; 3];
+    pick.iter().for_each(|&i| histogram[i] += 1);
+    assert_eq!(sp.histogram, histogram);
+    assert!(sp.accuracy_long_prompt.is_none() && sp.recovery_long_prompt.is_none());
+
+    // Zero compression: the copy is the original.
+    let zero = &r.repair[1];
+    assert_eq!(zero.best_prompt_original, Some(zero.best_prompt));
+    assert_eq!(zero.splits[0].accuracy_original, zero.splits[0].accuracy_compressed);
+    assert!(zero.splits[0].recovery.is_none());
+    let html = trilemma::report::html(&r).unwrap();
+    assert!(html.contains("Text prompts of gla + int4 g32") && html.contains("3 × text"));
+}
+
+/// A text pool larger than the task's templates is refused, naming the field.
+#[test]
+fn a_text_pool_larger_than_the_templates_is_refused() {
+    let e = Spec::from_json(
+        br#"{"models": ["gla"], "tasks": ["sst2"], "splits": ["validation"], "compressions": [{"method": "int8"}], "repair": {"prompts": 5, "pool": "text"}}"#,
+        &|m| native::model_exists(&assets(), m),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("repair.prompts") && e.contains("text pool"), "{e}");
+}

@@ -101,8 +101,10 @@ export function initExperiment(worker) {
       if (msg.type === 'experiment-progress') {
         const p = msg.progress;
         el.progress.value = p.fraction;
-        // An attack unit names its recipe; its count is of attacked examples.
-        const what = p.attack ? ` · attack ${p.attack}` : '';
+        // An attack unit names its recipe (its count is of attacked examples); the repair and perplexity stages name
+        // themselves (their counts are optimiser steps and models).
+        const stage = p.attack === 'repair' || p.attack === 'perplexity (LM head)';
+        const what = p.attack ? (stage ? ` · ${p.attack}` : ` · attack ${p.attack}`) : '';
         el.stage.textContent = `${p.unit + 1}/${p.units}: ${p.model} · ${p.task} ${p.split}${what} · ${p.done}/${p.total}`;
       } else if (msg.type === 'experiment-result') {
         const seconds = ((performance.now() - started) / 1000).toFixed(1);

@@ -117,6 +117,28 @@ impl CpuBackend {
         CpuTensor::new(Tensor::from_vec(c, out, &Device::Cpu)?)
     }
 
+    /// x `[m, k]` · Wᵀ for a packed W `[n, k]`: `decode(row, buf)` writes a row of W as f32 (scales applied), a band
+    /// of at most `block` weights at a time (at least 8 rows), and each band runs as one dense product (the SIMD128
+    /// kernel on wasm32, candle's gemm natively) — several times faster than dot products over decoded rows, and
+    /// never more than a band in f32. The slow twins are [`matmul_i8_host`] and [`matmul_i4_host`].
+    fn packed_dense(&self, x: &CpuTensor, m: usize, k: usize, n: usize, block: usize, mut decode: impl FnMut(usize, &mut [f32]) -> Result<()>) -> Result<CpuTensor> {
+        let rows = (block / k.max(1)).max(8).min(n.max(1));
+        let mut parts = Vec::with_capacity(n.div_ceil(rows));
+        for r0 in (0..n).step_by(rows) {
+            let r1 = (r0 + rows).min(n);
+            let mut band = vec![0f32; (r1 - r0) * k];
+            for (r, buf) in (r0..r1).zip(band.chunks_exact_mut(k.max(1))) {
+                decode(r, buf)?;
+            }
+            let w = CpuTensor::new(Tensor::from_vec(band, (r1 - r0, k), &Device::Cpu)?)?;
+            parts.push(self.matmul(x, &w, true)?);
+        }
+        match parts.len() {
+            1 => Ok(parts.pop().expect("one band")),
+            _ => CpuTensor::new(Tensor::cat(&parts.iter().map(|p| &p.t).collect::<Vec<_>>(), 1)?.reshape((m, n))?),
+        }
+    }
+
     /// Synchronous read for native callers (the CPU path never waits on anything).
     pub fn read_sync(&self, t: &CpuTensor) -> Result<HostTensor> {
         let flat = t.t.flatten_all()?;
@@ -309,20 +331,20 @@ impl Backend for CpuBackend {
 
     fn matmul_i8(&self, x: &CpuTensor, codes: &CpuTensor, scales: &CpuTensor) -> Result<CpuTensor> {
         let (m, k, n) = check::matmul_i8(x, codes, scales)?;
-        let out = simd::with_f32(&x.t, |xs| {
-            let ss = scales.t.flatten_all()?.to_vec1::<f32>()?;
-            with_u32(&codes.t, |ws| matmul_i8_host(xs, ws, &ss, m, k, n))?
-        })??;
-        CpuTensor::new(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
+        let ss = scales.t.flatten_all()?.to_vec1::<f32>()?;
+        with_u32(&codes.t, |ws| {
+            let wpr = check_i8(ws, &ss, k, n)?;
+            self.packed_dense(x, m, k, n, DECODE_BLOCK, |r, buf| decode_i8(ws, wpr, r, ss[r], buf))
+        })?
     }
 
     fn matmul_i4(&self, x: &CpuTensor, codes: &CpuTensor, scales: &CpuTensor) -> Result<CpuTensor> {
         let (m, k, n, g) = check::matmul_i4(x, codes, scales)?;
-        let out = simd::with_f32(&x.t, |xs| {
-            let ss = scales.t.flatten_all()?.to_vec1::<f32>()?;
-            with_u32(&codes.t, |ws| matmul_i4_host(xs, ws, &ss, m, k, n, g))?
-        })??;
-        CpuTensor::new(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
+        let ss = scales.t.flatten_all()?.to_vec1::<f32>()?;
+        with_u32(&codes.t, |ws| {
+            let (wpr, groups) = check_i4(ws, &ss, k, n, g)?;
+            self.packed_dense(x, m, k, n, DECODE_BLOCK, |r, buf| decode_i4(ws, wpr, r, g, Some(&ss[r * groups..(r + 1) * groups]), buf))
+        })?
     }
 
     fn ternary_matmul(&self, x: &CpuTensor, packed: &CpuTensor) -> Result<CpuTensor> {
@@ -433,9 +455,13 @@ fn with_u32<R>(t: &Tensor, f: impl FnOnce(&[u32]) -> R) -> Result<R> {
     }
 }
 
-/// Rows of W decoded at a time by the packed products: their f32 codes (`ROWS · K` floats) stay in
+/// Rows of W decoded at a time by the packed products' slow twins: their f32 codes (`ROWS · K` floats) stay in
 /// cache while every row of x runs over them.
 const PACKED_ROWS: usize = 8;
+
+/// Weights decoded to f32 per band by the int8/int4 products (4 MiB): the whole matrix for the bundled models, a
+/// band of rows of a large one.
+const DECODE_BLOCK: usize = 1 << 20;
 
 /// `Σ a_i b_i` in f32 with 8 independent partial sums (vectorised by the compiler: SIMD128 on
 /// wasm32), then the partials and the tail in order.
@@ -485,56 +511,133 @@ fn packed_product(
     Ok(out)
 }
 
-/// x `[m, k]` · Wᵀ with W int8 per output channel: codes `[n, ⌈k/4⌉]` packed by
-/// [`super::int8`], scales `[n]`; `y = s_n · Σ_k x_k c_k` in f32 (the codes are decoded a few rows
-/// at a time, never the whole matrix). Refuses byte `0x80` and non-zero padding as it decodes.
-pub fn matmul_i8_host(x: &[f32], words: &[u32], scales: &[f32], m: usize, k: usize, n: usize) -> Result<Vec<f32>> {
+/// Checks the int8 product's operands: words per row.
+fn check_i8(words: &[u32], scales: &[f32], k: usize, n: usize) -> Result<usize> {
     let wpr = super::int8::words_per_row(k);
     if Some(words.len()) != n.checked_mul(wpr) || scales.len() != n {
         return Err(Error::Invalid(format!("matmul_i8: {} words and {} scales do not fit k = {k}, n = {n}", words.len(), scales.len())));
     }
-    let decode = |r: usize, buf: &mut [f32]| -> Result<()> {
-        for (c, &w) in words[r * wpr..(r + 1) * wpr].iter().enumerate() {
-            for b in 0..super::int8::PER_WORD {
-                let code = (w >> (8 * b)) as u8 as i8;
-                match buf.get_mut(c * super::int8::PER_WORD + b) {
-                    Some(_) if code == i8::MIN => return Err(Error::Invalid(format!("matmul_i8: code -128 in row {r}"))),
-                    Some(v) => *v = code as f32,
-                    None if code != 0 => return Err(Error::Invalid(format!("matmul_i8: non-zero padding in row {r}"))),
-                    None => {}
-                }
+    Ok(wpr)
+}
+
+/// Row `r` of int8 codes (`wpr` words per row) into `buf` (`k` floats) as `code · scale`. Refuses byte `0x80` and
+/// non-zero padding.
+fn decode_i8(words: &[u32], wpr: usize, r: usize, scale: f32, buf: &mut [f32]) -> Result<()> {
+    for (c, &w) in words[r * wpr..(r + 1) * wpr].iter().enumerate() {
+        for b in 0..super::int8::PER_WORD {
+            let code = (w >> (8 * b)) as u8 as i8;
+            match buf.get_mut(c * super::int8::PER_WORD + b) {
+                Some(_) if code == i8::MIN => return Err(Error::Invalid(format!("matmul_i8: code -128 in row {r}"))),
+                Some(v) => *v = code as f32 * scale,
+                None if code != 0 => return Err(Error::Invalid(format!("matmul_i8: non-zero padding in row {r}"))),
+                None => {}
             }
         }
-        Ok(())
-    };
-    packed_product(x, m, k, n, decode, |xi, ci, r| scales[r] * dot(xi, ci))
+    }
+    Ok(())
+}
+
+/// Checks the int4 product's operands: (words per row, groups per row).
+fn check_i4(words: &[u32], scales: &[f32], k: usize, n: usize, g: usize) -> Result<(usize, usize)> {
+    if g == 0 || !g.is_multiple_of(I4_PER_WORD) || !k.is_multiple_of(g) || Some(words.len()) != n.checked_mul(k / I4_PER_WORD) || Some(scales.len()) != n.checked_mul(k / g) {
+        return Err(Error::Invalid(format!("matmul_i4: {} words and {} scales do not fit k = {k}, n = {n}, group {g}", words.len(), scales.len())));
+    }
+    Ok((k / I4_PER_WORD, k / g))
+}
+
+const I4_PER_WORD: usize = 8;
+
+/// Row `r` of int4 codes into `buf` as `code · s_group` (`scales`: the row's group scales, `None`: the bare codes).
+/// Refuses nibble `0x8`.
+fn decode_i4(words: &[u32], wpr: usize, r: usize, g: usize, scales: Option<&[f32]>, buf: &mut [f32]) -> Result<()> {
+    for (c, &w) in words[r * wpr..(r + 1) * wpr].iter().enumerate() {
+        let s = scales.map_or(1.0, |s| s[c * I4_PER_WORD / g]);
+        for nib in 0..I4_PER_WORD {
+            let bits = (w >> (4 * nib)) & 0xF;
+            if bits == 0x8 {
+                return Err(Error::Invalid(format!("matmul_i4: code -8 in row {r}")));
+            }
+            // Sign-extend the nibble.
+            buf[c * I4_PER_WORD + nib] = ((((bits as u8) << 4) as i8) >> 4) as f32 * s;
+        }
+    }
+    Ok(())
+}
+
+/// x `[m, k]` · Wᵀ with W int8 per output channel: codes `[n, ⌈k/4⌉]` packed by
+/// [`super::int8`], scales `[n]`; `y = s_n · Σ_k x_k c_k` in f32 (the codes are decoded a few rows
+/// at a time, never the whole matrix). Refuses byte `0x80` and non-zero padding as it decodes. The slow twin
+/// of the backend's op (which decodes bands of rows with the scales applied and runs the dense product).
+pub fn matmul_i8_host(x: &[f32], words: &[u32], scales: &[f32], m: usize, k: usize, n: usize) -> Result<Vec<f32>> {
+    let wpr = check_i8(words, scales, k, n)?;
+    packed_product(x, m, k, n, |r, buf| decode_i8(words, wpr, r, 1.0, buf), |xi, ci, r| scales[r] * dot(xi, ci))
 }
 
 /// x `[m, k]` · Wᵀ with W int4 per (output channel, group of `g` inputs): codes `[n, k/8]` packed
 /// by [`crate::compress::quant::int4`], scales `[n, k/g]`; `y = Σ_g s_g · Σ_{k∈g} x_k c_k` in f32.
-/// Refuses nibble `0x8` as it decodes.
+/// Refuses nibble `0x8` as it decodes. The slow twin of the backend's op, as [`matmul_i8_host`].
 pub fn matmul_i4_host(x: &[f32], words: &[u32], scales: &[f32], m: usize, k: usize, n: usize, g: usize) -> Result<Vec<f32>> {
-    const PER_WORD: usize = 8;
-    if g == 0 || !g.is_multiple_of(PER_WORD) || !k.is_multiple_of(g) || Some(words.len()) != n.checked_mul(k / PER_WORD) || Some(scales.len()) != n.checked_mul(k / g) {
-        return Err(Error::Invalid(format!("matmul_i4: {} words and {} scales do not fit k = {k}, n = {n}, group {g}", words.len(), scales.len())));
-    }
-    let wpr = k / PER_WORD;
-    let groups = k / g;
-    let decode = |r: usize, buf: &mut [f32]| -> Result<()> {
-        for (c, &w) in words[r * wpr..(r + 1) * wpr].iter().enumerate() {
-            for nib in 0..PER_WORD {
-                let bits = (w >> (4 * nib)) & 0xF;
-                if bits == 0x8 {
-                    return Err(Error::Invalid(format!("matmul_i4: code -8 in row {r}")));
-                }
-                // Sign-extend the nibble.
-                buf[c * PER_WORD + nib] = ((((bits as u8) << 4) as i8) >> 4) as f32;
-            }
-        }
-        Ok(())
-    };
-    packed_product(x, m, k, n, decode, |xi, ci, r| {
+    let (wpr, groups) = check_i4(words, scales, k, n, g)?;
+    packed_product(x, m, k, n, |r, buf| decode_i4(words, wpr, r, g, None, buf), |xi, ci, r| {
         let s = &scales[r * groups..(r + 1) * groups];
         xi.chunks_exact(g).zip(ci.chunks_exact(g)).zip(s).map(|((xg, cg), &sg)| sg * dot(xg, cg)).fold(0.0, |a, v| a + v)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    /// The banded int8/int4 products against their slow twins at awkward sizes, one band and several (a
+    /// small block forces bands of 8 rows plus a remainder), on candle and on the kernels' scalar twin.
+    #[test]
+    fn packed_products_match_their_slow_twins() {
+        use crate::compress::quant;
+        let mut rng = SplitMix64::new(7);
+        for kernel in [false, true] {
+            let be = CpuBackend::new().with_matmul_kernel(kernel);
+            for (m, k, n, g) in [(1, 5, 3, 0), (3, 33, 17, 0), (17, 130, 70, 0), (2, 32, 9, 32), (5, 96, 21, 32), (4, 256, 19, 128)] {
+                let w = rng.vec_f32(n * k, -1.0, 1.0);
+                let xv = rng.vec_f32(m * k, -1.0, 1.0);
+                let x = CpuTensor::new(Tensor::from_vec(xv.clone(), (m, k), &Device::Cpu).unwrap()).unwrap();
+                let (slow, fast): (Vec<f32>, Vec<Vec<f32>>) = if g == 0 {
+                    let q = quant::quantize_int8(&w, n, k).unwrap();
+                    let words = super::super::int8::pack(&q.codes, n, k).unwrap();
+                    let wpr = super::super::int8::words_per_row(k);
+                    let slow = matmul_i8_host(&xv, &words, &q.scales, m, k, n).unwrap();
+                    let fast = [1 << 20, 8 * k].map(|block| be.packed_dense(&x, m, k, n, block, |r, buf| decode_i8(&words, wpr, r, q.scales[r], buf)).unwrap());
+                    (slow, fast.iter().map(|t| t.t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect())
+                } else {
+                    let q = quant::quantize_int4(&w, n, k, g).unwrap();
+                    let (wpr, groups) = check_i4(&q.packed, &q.scales, k, n, g).unwrap();
+                    let slow = matmul_i4_host(&xv, &q.packed, &q.scales, m, k, n, g).unwrap();
+                    let fast = [1 << 20, 8 * k].map(|block| {
+                        be.packed_dense(&x, m, k, n, block, |r, buf| decode_i4(&q.packed, wpr, r, g, Some(&q.scales[r * groups..(r + 1) * groups]), buf)).unwrap()
+                    });
+                    (slow, fast.iter().map(|t| t.t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect())
+                };
+                for f in fast {
+                    assert_eq!(f.len(), m * n);
+                    for (i, (a, b)) in f.iter().zip(&slow).enumerate() {
+                        let scale: f32 = (0..k).map(|j| (xv[(i / n) * k + j] * w[(i % n) * k + j]).abs()).sum::<f32>() + 1.0;
+                        assert!((a - b).abs() <= 1e-5 * scale, "{m}x{k}x{n} g{g} kernel {kernel} [{i}]: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A bad code is refused by the banded product as by its twin.
+    #[test]
+    fn the_banded_products_refuse_bad_codes() {
+        let be = CpuBackend::new();
+        let x = CpuTensor::new(Tensor::from_vec(vec![1f32; 8], (1, 8), &Device::Cpu).unwrap()).unwrap();
+        let codes = CpuTensor::new(Tensor::from_vec(vec![0x8000_0000u32, 0], (1, 2), &Device::Cpu).unwrap()).unwrap();
+        let scales = CpuTensor::new(Tensor::from_vec(vec![1f32], (1,), &Device::Cpu).unwrap()).unwrap();
+        assert!(be.matmul_i8(&x, &codes, &scales).unwrap_err().to_string().contains("code -128"));
+        let codes4 = CpuTensor::new(Tensor::from_vec(vec![0x0000_0008u32], (1, 1), &Device::Cpu).unwrap()).unwrap();
+        let scales4 = CpuTensor::new(Tensor::from_vec(vec![1f32], (1, 1), &Device::Cpu).unwrap()).unwrap();
+        assert!(be.matmul_i4(&x, &codes4, &scales4).unwrap_err().to_string().contains("code -8"));
+    }
 }

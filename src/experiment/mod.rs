@@ -562,11 +562,28 @@ pub async fn run_all<B: Backend, H: Hooks>(spec: &Spec, be: &B, gpu: Option<&Gpu
     if !run_units(spec, be, gpu, models, data, &mut done.units, hooks).await? {
         return Ok(false);
     }
-    // Perplexity of every compressed copy and its original, for the hemorrhage rows.
+    let (eval, attacks) = work(spec, data);
+    let fraction = eval as f64 / (eval + attacks).max(1) as f64;
+    // Perplexity of every compressed copy and its original, for the hemorrhage rows (shown as its own stage: on a
+    // software GPU it takes minutes).
     if !spec.compressions.is_empty() {
         done.perplexity.clear();
-        for lm in models {
+        for (i, lm) in models.iter().enumerate() {
             for d in data.iter().filter(|d| d.split != Split::Train) {
+                let prog = Progress {
+                    unit: i,
+                    units: models.len(),
+                    model: lm.record.name.clone(),
+                    task: d.task,
+                    split: d.split,
+                    attack: Some("perplexity (LM head)".into()),
+                    done: i,
+                    total: models.len(),
+                    fraction,
+                };
+                if !hooks.progress(&prog) {
+                    return Ok(false);
+                }
                 if let Some(p) = lm_perplexity(be, lm, &d.examples).await? {
                     done.perplexity.push(SplitPerplexity { model: lm.record.name.clone(), task: d.task, split: d.split, perplexity: p });
                 }
@@ -574,8 +591,7 @@ pub async fn run_all<B: Backend, H: Hooks>(spec: &Spec, be: &B, gpu: Option<&Gpu
             hooks.pause().await;
         }
     }
-    let (eval, attacks) = work(spec, data);
-    if !repair::run(spec, be, models, data, done, hooks, eval as f64 / (eval + attacks).max(1) as f64).await? {
+    if !repair::run(spec, be, models, data, done, hooks, fraction).await? {
         return Ok(false);
     }
     if !attack::run_attack_units(spec, be, models, data, &mut done.attacks, hooks, eval, eval + attacks).await? {
@@ -824,7 +840,7 @@ async fn load_models<B: Backend>(
         out.push(LoadedModel::load(be, m, files).map_err(named)?);
         let cal = spec.calibration();
         for c in &spec.compressions {
-            let keep = spec.repair.as_ref().is_some_and(|r| r.prompts > 0) && spec.repaired_compressions().contains(&c);
+            let keep = spec.repair.as_ref().is_some_and(|r| r.prompts > 0 && r.pool.is_soft()) && spec.repaired_compressions().contains(&c);
             out.push(LoadedModel::load_compressed(be, &spec::compressed_name(m, c), m, files, c, scan_data, &cal, now, keep).await.map_err(named)?);
         }
     }

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::eval::{self, hemorrhage as hm};
 use crate::repair::prompts::{self, FrozenTwin, Pool, Selector, Seq, TrainConfig};
 use crate::data::calibration::CalibrationRecord;
-use crate::repair::{calibration_sample, CalibrationSplit, RepairSpec};
+use crate::repair::{calibration_sample, text_prompts, CalibrationSplit, PromptPool, RepairSpec};
 
 /// Decoding calibration of one compressed copy on one task's calibration split.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -114,12 +114,24 @@ pub struct LongPrompt {
     pub loss_after: f64,
 }
 
-/// A pool trained for one compressed copy and task.
+/// A pool trained (soft) or chosen from (text) for one compressed copy and task. A text pool is not
+/// trained: `tokens`, `steps` and `extra_parameters` are 0, `loss_before` is the calibration
+/// cross-entropy of the copy with the original's best template and `loss_after` with the template
+/// chosen per input.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RepairResult {
     pub model: String,
     pub base: String,
     pub task: Task,
+    #[serde(default)]
+    pub pool: PromptPool,
+    /// The text pool's templates (`{a}`, `{b}`: the example's fields) and answer words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<String>,
+    /// The text pool's best template for the original model on the calibration sample: the prompt the
+    /// split's `accuracy_original` and `accuracy_compressed` are measured with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_prompt_original: Option<usize>,
     pub prompts: usize,
     pub tokens: usize,
     pub selector: Selector,
@@ -280,6 +292,11 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
             if rs.prompts == 0 {
                 continue;
             }
+            if rs.pool == PromptPool::Text {
+                let Some(result) = text_pool(spec, rs, be, base, lm, task, &calib, data, &mut prog, hooks).await? else { return Ok(false) };
+                done.repairs.push(result);
+                continue;
+            }
             // Soft prompts, trained on the compressed copy's frozen twin.
             let ck = lm.checkpoint.as_ref().ok_or_else(|| Error::Invalid(format!("repair: the run kept no checkpoint of {}", lm.record.name)))?;
             let twin = FrozenTwin::from_checkpoint(ck, task)?;
@@ -311,12 +328,7 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
                 if ou.predictions.len() != n || cu.predictions.len() != n {
                     return Err(Error::Invalid(format!("repair: {task} {} has {n} examples but the evaluations have {} and {}", d.split, ou.predictions.len(), cu.predictions.len())));
                 }
-                let cal = held_out(spec, task, d.split, n).unwrap_or_default();
-                let keep: Vec<usize> = (0..n).filter(|i| cal.binary_search(i).is_err()).collect();
-                if keep.is_empty() {
-                    continue;
-                }
-                let examples: Vec<Example> = keep.iter().map(|&i| d.examples[i].clone()).collect();
+                let Some((keep, examples)) = measured(spec, task, d, n) else { continue };
                 let unit_acc = |u: &super::UnitResult| keep.iter().filter(|&&i| u.predictions[i].prediction == u.predictions[i].label).count() as f64 / keep.len() as f64;
                 let (orig, comp) = (unit_acc(ou), unit_acc(cu));
                 let plan = eval::Plan::new(&lm.model, &lm.tokenizer, task, &examples, spec.batch)?;
@@ -366,6 +378,9 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
                 model: lm.record.name.clone(),
                 base: base_name.clone(),
                 task,
+                pool: PromptPool::Soft,
+                templates: Vec::new(),
+                best_prompt_original: None,
                 prompts: rs.prompts,
                 tokens: rs.tokens,
                 selector: rs.selector,
@@ -384,6 +399,126 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
         }
     }
     Ok(true)
+}
+
+/// The positions of `d`'s evaluated examples (the first `n`) that repair numbers are measured on (less the
+/// calibration examples when drawn from this split), and those examples; `None` when none is left.
+fn measured(spec: &Spec, task: Task, d: &Dataset, n: usize) -> Option<(Vec<usize>, Vec<Example>)> {
+    let cal = held_out(spec, task, d.split, n).unwrap_or_default();
+    let keep: Vec<usize> = (0..n).filter(|i| cal.binary_search(i).is_err()).collect();
+    let examples: Vec<Example> = keep.iter().map(|&i| d.examples[i].clone()).collect();
+    (!keep.is_empty()).then_some((keep, examples))
+}
+
+/// The hard text pool ([`text_prompts`]) for the copy `lm` of `base` on `task`: each of the first m templates
+/// read through both models' LM heads on the calibration examples picks the original's best template (the
+/// baseline prompt: what a user kept from before the compression) and the copy's best fixed template; on every
+/// evaluated split, the copy with the template chosen per input (most confident) against both. `None` when
+/// cancelled.
+#[allow(clippy::too_many_arguments)]
+async fn text_pool<B: Backend, H: Hooks>(
+    spec: &Spec,
+    rs: &RepairSpec,
+    be: &B,
+    base: &LoadedModel<B>,
+    lm: &LoadedModel<B>,
+    task: Task,
+    calib: &[Example],
+    data: &[Dataset],
+    prog: &mut Progress,
+    hooks: &mut H,
+) -> Result<Option<RepairResult>> {
+    let templates = &text_prompts::pool(task)[..rs.prompts.min(text_prompts::POOL_SIZE)];
+    let m = templates.len();
+    let splits_run: Vec<&Dataset> = data.iter().filter(|d| d.task == task && d.split != Split::Train && spec.data().contains(&(d.task, d.split))).collect();
+    prog.total = 2 * m + splits_run.len() * (m + 1);
+    prog.done = 0;
+    let step = async |prog: &mut Progress, hooks: &mut H| -> bool {
+        prog.done += 1;
+        let go = hooks.progress(prog);
+        hooks.pause().await;
+        go
+    };
+    let t0 = hooks.now_ms();
+    let labels = crate::data::labels(calib);
+    let (mut acc_orig, mut acc_comp, mut calib_rows) = (Vec::new(), Vec::new(), Vec::new());
+    for tpl in templates {
+        let ro = text_prompts::class_logits(be, &base.model, &base.tokenizer, task, tpl, calib, spec.batch).await?;
+        acc_orig.push(accuracy(&ro, calib));
+        if !step(prog, hooks).await {
+            return Ok(None);
+        }
+        let rc = text_prompts::class_logits(be, &lm.model, &lm.tokenizer, task, tpl, calib, spec.batch).await?;
+        acc_comp.push(accuracy(&rc, calib));
+        calib_rows.push(rc);
+        if !step(prog, hooks).await {
+            return Ok(None);
+        }
+    }
+    let (best_orig, best) = (prompts::argmax_lowest(&acc_orig), prompts::argmax_lowest(&acc_comp));
+    let calib_pick = text_prompts::most_confident(&calib_rows);
+    let picked = |rows: &[Vec<Vec<f32>>], pick: &[usize]| pick.iter().enumerate().map(|(e, &i)| rows[i][e].clone()).collect::<Vec<_>>();
+    let ce = |rows: &[Vec<f32>]| mean_nll(&hm::apply_temperature(rows, 1.0).unwrap_or_default(), &labels);
+    let (loss_before, loss_after) = (ce(&calib_rows[best_orig]), ce(&picked(&calib_rows, &calib_pick)));
+    let train_seconds = (hooks.now_ms() - t0) / 1000.0;
+    let t1 = hooks.now_ms();
+    let mut splits = Vec::new();
+    for d in splits_run {
+        let n = evaluated(spec, d);
+        let Some((_, examples)) = measured(spec, task, d, n) else { continue };
+        let orig_rows = text_prompts::class_logits(be, &base.model, &base.tokenizer, task, &templates[best_orig], &examples, spec.batch).await?;
+        if !step(prog, hooks).await {
+            return Ok(None);
+        }
+        let mut rows = Vec::with_capacity(m);
+        for tpl in templates {
+            rows.push(text_prompts::class_logits(be, &lm.model, &lm.tokenizer, task, tpl, &examples, spec.batch).await?);
+            if !step(prog, hooks).await {
+                return Ok(None);
+            }
+        }
+        let pick = text_prompts::most_confident(&rows);
+        let (orig, comp) = (accuracy(&orig_rows, &examples), accuracy(&rows[best_orig], &examples));
+        let (fixed, idp) = (accuracy(&rows[best], &examples), accuracy(&picked(&rows, &pick), &examples));
+        let mut histogram = vec![0usize; m];
+        pick.iter().for_each(|&i| histogram[i] += 1);
+        splits.push(RepairSplit {
+            split: d.split,
+            n: examples.len(),
+            accuracy_original: orig,
+            accuracy_compressed: comp,
+            accuracy_best_prompt: fixed,
+            accuracy_long_prompt: None,
+            accuracy_idp: idp,
+            recovery: recovery(idp, orig, comp),
+            recovery_best_prompt: recovery(fixed, orig, comp),
+            recovery_long_prompt: None,
+            idp_minus_best_prompt: idp - fixed,
+            histogram,
+        });
+    }
+    Ok(Some(RepairResult {
+        model: lm.record.name.clone(),
+        base: base.record.name.clone(),
+        task,
+        pool: PromptPool::Text,
+        templates: templates.iter().map(|t| format!("{} → {}", t.text, t.words.join(" / "))).collect(),
+        best_prompt_original: Some(best_orig),
+        prompts: m,
+        tokens: 0,
+        selector: Selector::Confidence,
+        extra_parameters: 0,
+        calibration_split: rs.calibration_split,
+        calibration_n: calib.len(),
+        steps: 0,
+        loss_before,
+        loss_after,
+        prompt_calibration_accuracy: acc_comp,
+        best_prompt: best,
+        long_prompt: None,
+        splits,
+        timing: RepairTiming { train_seconds, long_train_seconds: None, eval_seconds: (hooks.now_ms() - t1) / 1000.0 },
+    }))
 }
 
 /// [`prompts::train_pool`] with progress, cancellation and the `steps` cap; `None` when cancelled.

@@ -443,7 +443,8 @@ mod tests {
                 calibration_split: CalibrationSplit::Validation,
                 compressions: Some(vec![1]),
                 selector: Selector::Confidence,
-                long_prompt: false
+                long_prompt: false,
+                pool: crate::repair::PromptPool::Soft,
             }
         );
         assert_eq!(Spec::from_json(s.to_json().as_bytes(), &bundled_only).unwrap(), s);

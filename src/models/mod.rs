@@ -386,6 +386,16 @@ impl<B: Backend> Model<B> {
         head.forward(be, &self.hidden(be, ids)?)
     }
 
+    /// Next-token logits `[B, N]` through the LM head at each sequence's last token, for a batch run together
+    /// (the hard text prompts' classifier: [`crate::repair::text_prompts`]).
+    pub fn next_token_batch(&self, be: &B, seqs: &[&[u32]]) -> Result<B::Tensor> {
+        let head = self.lm_head.as_ref().ok_or_else(|| Error::Invalid("this model folder has no LM head (lm_head.weight)".into()))?;
+        let (h, lengths) = self.run_batch(be, seqs, None)?; // [B·T, H]
+        let (bt, hd) = (h.shape()[0], h.shape()[1]);
+        let last = be.last_token(&be.reshape(&h, &[seqs.len(), bt / seqs.len(), hd])?, &lengths)?; // [B, H]
+        head.forward(be, &last)
+    }
+
     /// ids `[T]` -> class logits `[1, C]` at the last token, with the folder's `score.weight`.
     pub fn classify(&self, be: &B, ids: &[u32]) -> Result<B::Tensor> {
         self.classify_task(be, ids, None)

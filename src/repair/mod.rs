@@ -3,6 +3,8 @@
 //! - [`prompts`]: Inference-time Dynamic Prompting (arXiv 2310.00867, methods.md §3): a pool of
 //!   soft prompts trained on the compressed model (frozen) over a labelled calibration split, one
 //!   chosen per input; against the single best fixed prompt.
+//! - [`text_prompts`]: the same choice among hard text prompts read through the LM head (a pool of
+//!   templates per task with answer words; nothing trained; the most confident template per input).
 //! - Decoding calibration (methods.md §4.5.3) and temperature scaling (Guo et al. 2017) of every
 //!   compressed copy: [`crate::eval::hemorrhage::fit_temperature`] on gold labels and
 //!   [`crate::eval::hemorrhage::fit_temperature_kl`] on the original model's outputs; the engine
@@ -11,6 +13,7 @@
 //! The engine side (which copies, which splits, timing) is [`crate::experiment::repair`].
 
 pub mod prompts;
+pub mod text_prompts;
 
 use crate::error::{Error, Result};
 pub use prompts::Selector;
@@ -51,9 +54,31 @@ pub struct RepairSpec {
     pub compressions: Option<Vec<usize>>,
     #[serde(default)]
     pub selector: Selector,
-    /// Also train one prompt of m·n vectors alone (the "single long prompt" baseline of §3.7).
+    /// Also train one prompt of m·n vectors alone (the "single long prompt" baseline of §3.7; soft pools only).
     #[serde(default = "default_true")]
     pub long_prompt: bool,
+    /// `soft` (trained prompt vectors before the input, read by the task's head) or `text` (the first m of the task's
+    /// hard text prompts read through the LM head: [`text_prompts`]; nothing trained, chosen by confidence).
+    #[serde(default)]
+    pub pool: PromptPool,
+}
+
+/// What the pool holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptPool {
+    /// Soft prompts trained on the compressed copy ([`prompts`]), classified by the task's head.
+    #[default]
+    Soft,
+    /// Hard text prompts with answer words, classified through the LM head ([`text_prompts`]): what a language-model
+    /// checkpoint without a classification head can use.
+    Text,
+}
+
+impl PromptPool {
+    pub fn is_soft(&self) -> bool {
+        *self == PromptPool::Soft
+    }
 }
 
 /// Where the calibration examples come from.
@@ -163,6 +188,7 @@ impl Default for RepairSpec {
             compressions: None,
             selector: Selector::default(),
             long_prompt: true,
+            pool: PromptPool::Soft,
         }
     }
 }
@@ -178,6 +204,9 @@ impl RepairSpec {
         let bad = |f: &'static str, msg: String| Err((f, msg));
         if self.prompts > MAX_PROMPTS {
             return bad("prompts", format!("{} prompts; use 0 (calibration only) to {MAX_PROMPTS}", self.prompts));
+        }
+        if self.pool == PromptPool::Text && self.prompts > text_prompts::POOL_SIZE {
+            return bad("prompts", format!("{} text prompts; each task's text pool has {}", self.prompts, text_prompts::POOL_SIZE));
         }
         if !(1..=MAX_TOKENS).contains(&self.tokens) {
             return bad("tokens", format!("{} vectors per prompt; use 1 to {MAX_TOKENS}", self.tokens));

@@ -536,7 +536,7 @@ fn repair_section(r: &Results) -> String {
         h += "</table>";
     }
     if !r.repair.is_empty() {
-        h += "<h3>Soft prompts chosen per input (IDP)</h3><p>A pool of m prompts × n vectors trained on the compressed copy (frozen) over the calibration sample; each input runs with the prompt it attends to most (methods.md §3.3), or the most confident one. Fixed: the pool's best prompt on the calibration sample, for every input; long: one prompt of m·n vectors trained alone. Recovery = (acc − acc<sub>compressed</sub>) / (acc<sub>original</sub> − acc<sub>compressed</sub>), a dash when the compression lost nothing. n: the split's evaluated examples, less the calibration sample when drawn from it.</p><table><tr><th class=\"l\">model</th><th class=\"l\">task / split</th><th>n</th><th>original</th><th>compressed</th><th>+ fixed prompt</th><th>+ long prompt</th><th>+ IDP</th><th>IDP − fixed</th><th>recovery fixed</th><th>recovery long</th><th>recovery IDP</th><th class=\"l\">prompts chosen</th><th>m × n</th><th>extra params</th><th>calib. loss</th><th>training</th></tr>";
+        h += "<h3>Soft prompts chosen per input (IDP)</h3><p>A pool of m prompts × n vectors trained on the compressed copy (frozen) over the calibration sample; each input runs with the prompt it attends to most (methods.md §3.3), or the most confident one. Fixed: the pool's best prompt on the calibration sample, for every input; long: one prompt of m·n vectors trained alone. A text pool (m × text) holds hard text prompts read through the LM head, nothing trained: original and compressed are both measured with the original's best template, fixed is the copy's best template, IDP the most confident template per input; its loss is the calibration cross-entropy with the original's template → with the choice. Recovery = (acc − acc<sub>compressed</sub>) / (acc<sub>original</sub> − acc<sub>compressed</sub>), a dash when the compression lost nothing. n: the split's evaluated examples, less the calibration sample when drawn from it.</p><table><tr><th class=\"l\">model</th><th class=\"l\">task / split</th><th>n</th><th>original</th><th>compressed</th><th>+ fixed prompt</th><th>+ long prompt</th><th>+ IDP</th><th>IDP − fixed</th><th>recovery fixed</th><th>recovery long</th><th>recovery IDP</th><th class=\"l\">prompts chosen</th><th>m × n</th><th>extra params</th><th>calib. loss</th><th>training</th></tr>";
         for x in &r.repair {
             for s in &x.splits {
                 let _ = write!(
@@ -557,7 +557,7 @@ fn repair_section(r: &Results) -> String {
                     recovery(s.recovery),
                     s.histogram.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" / "),
                     x.prompts,
-                    x.tokens,
+                    if x.pool.is_soft() { x.tokens.to_string() } else { "text".into() },
                     big(x.extra_parameters as f64),
                     x.loss_before,
                     x.loss_after,
@@ -566,6 +566,20 @@ fn repair_section(r: &Results) -> String {
             }
         }
         h += "</table>";
+        for x in r.repair.iter().filter(|x| !x.templates.is_empty()) {
+            let _ = write!(h, "<p>Text prompts of {} on {} (accuracy on the calibration sample, compressed copy):</p><ol start=\"0\">", esc(&x.model), x.task);
+            for (i, t) in x.templates.iter().enumerate() {
+                let mark = [(Some(i) == x.best_prompt_original, "the original's best"), (i == x.best_prompt, "the copy's best")]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, w)| *w)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let acc = x.prompt_calibration_accuracy.get(i).map(|&a| pct(a)).unwrap_or_else(|| "–".into());
+                let _ = write!(h, "<li><code>{}</code> {acc}{}</li>", esc(t), if mark.is_empty() { String::new() } else { format!(" ({mark})") });
+            }
+            h += "</ol>";
+        }
     }
     h
 }
