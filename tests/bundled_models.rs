@@ -126,7 +126,7 @@ fn bundled_models_give_the_same_labels_on_the_gpu() {
 }
 
 /// Compressed models run on their packed form on the GPU (`matmul_i8.wgsl`, `matmul_i4.wgsl`,
-/// `ternary_matmul.wgsl`, the low-rank pair) and give the CPU's labels within the model tolerance.
+/// `ternary_matmul.wgsl`, the low-rank pair, int8 activations) and give the CPU's labels within the model tolerance.
 #[test]
 fn packed_models_give_the_same_labels_on_the_gpu() {
     use trilemma::backend::gpu::GpuBackend;
@@ -145,7 +145,8 @@ fn packed_models_give_the_same_labels_on_the_gpu() {
     for folder in ["transformer", "gla"] {
         let base = Checkpoint::load_dir(&assets().join("models").join(folder)).unwrap();
         let tk = TextTokenizer::from_json_bytes(base.tokenizer_json.as_deref().unwrap()).unwrap();
-        for r in [Recipe::Int8 {}, Recipe::Int4 { group: 32 }, Recipe::Int4 { group: 128 }, Recipe::Ternary {}, Recipe::Svd { rank_fraction: 0.5 }] {
+        let a8 = Recipe::Int8 { activations: trilemma::compress::apply::ActQuant::Int8 };
+        for r in [Recipe::int8(), Recipe::int4(32), Recipe::int4(128), Recipe::ternary(), Recipe::Svd { rank_fraction: 0.5 }, a8] {
             let (ck, _) = apply(&base, &r).unwrap();
             let gm = Model::load(&gpu, ck.clone()).unwrap();
             let cm = Model::load(&cpu, ck).unwrap();

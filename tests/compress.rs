@@ -95,7 +95,7 @@ fn sparsity_is_exact_and_two_four_holds_in_every_tensor() {
 fn quantized_weights_stay_within_their_bound_and_the_answers_barely_move() {
     let ck = checkpoint("gla");
     let base = logits(&ck);
-    let (c, rec) = apply_reference(&ck, &Recipe::Int8 {}).unwrap();
+    let (c, rec) = apply_reference(&ck, &Recipe::int8()).unwrap();
     assert_eq!(targeted(&c).len(), targeted(&ck).len());
     for (name, shape, w) in targeted(&c) {
         let Data::F32(orig) = &ck.tensors[&name].data else { unreachable!() };
@@ -112,7 +112,7 @@ fn quantized_weights_stay_within_their_bound_and_the_answers_barely_move() {
     let same = base.iter().zip(&q).filter(|(a, b)| trilemma::eval::argmax_rows(&[a.to_vec()]) == trilemma::eval::argmax_rows(&[b.to_vec()])).count();
     assert!(same >= 23, "int8 changed {} of 24 answers", 24 - same);
     // HGRN-bit's linear weights are packed ternary already: nothing to quantize, each one listed.
-    let (_, h) = apply(&checkpoint("hgrn_bit"), &Recipe::Int8 {}).unwrap();
+    let (_, h) = apply(&checkpoint("hgrn_bit"), &Recipe::int8()).unwrap();
     assert_eq!(h.tensors, 0);
     assert!(!h.skipped.is_empty() && h.skipped.iter().all(|s| s.contains("packed ternary")));
     // SVD at the break-even rank: factors take about as many bytes as the dense weight.
@@ -140,7 +140,7 @@ fn dropping_layers_and_refusals() {
         (Recipe::DropLayers { layers: vec![2] }, "does not exist"),
         (Recipe::DropLayers { layers: vec![0, 1] }, "no model"),
         (Recipe::Magnitude { sparsity: 1.5 }, "sparsity"),
-        (Recipe::Int4 { group: 48 }, "group"),
+        (Recipe::int4(48), "group"),
         (Recipe::NM { n: 5, m: 4 }, "N:M"),
     ] {
         let e = apply(&ck, &r).unwrap_err().to_string();
@@ -163,7 +163,7 @@ fn trilemma_compress_writes_a_folder_that_loads() {
     assert!((record["bits_per_weight"].as_f64().unwrap() - 5.0).abs() < 1e-9, "{record}");
     let loaded = Checkpoint::load_dir(&out).unwrap();
     assert_eq!(loaded.config["trilemma"]["compressions"][0]["recipe"]["group"], 32);
-    let (mem, rec) = apply(&checkpoint("gla"), &Recipe::Int4 { group: 32 }).unwrap();
+    let (mem, rec) = apply(&checkpoint("gla"), &Recipe::int4(32)).unwrap();
     assert_eq!(logits(&loaded), logits(&mem));
     // Stored packed: codes and scales, exactly the record's bytes.
     assert!(loaded.tensors.contains_key("model.layers.0.attn.q_proj.weight_int4"));
@@ -175,7 +175,7 @@ fn trilemma_compress_writes_a_folder_that_loads() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let twin = Checkpoint::load_dir(&twin).unwrap();
     assert!(twin.tensors.keys().all(|n| !n.ends_with(".weight_int4")) && twin.tensors.contains_key("model.layers.0.attn.q_proj.weight"));
-    assert_eq!(logits(&twin), logits(&apply_reference(&checkpoint("gla"), &Recipe::Int4 { group: 32 }).unwrap().0));
+    assert_eq!(logits(&twin), logits(&apply_reference(&checkpoint("gla"), &Recipe::int4(32)).unwrap().0));
     let e = run(&["eval", "--model", out.to_str().unwrap(), "--task", "sst2", "--limit", "16"]);
     assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
     for (args, msg) in [
@@ -257,7 +257,40 @@ fn a_spec_with_compressions_reports_the_hemorrhage() {
 const PACKED_VS_REFERENCE_LOGITS_ABS: f32 = trilemma::backend::tolerance::MODEL_LOGITS_ABS;
 
 fn packed_recipes() -> Vec<Recipe> {
-    vec![Recipe::Int8 {}, Recipe::Int4 { group: 32 }, Recipe::Int4 { group: 128 }, Recipe::Ternary {}, Recipe::Svd { rank_fraction: 0.5 }]
+    use trilemma::compress::apply::ActQuant;
+    vec![
+        Recipe::int8(),
+        Recipe::int4(32),
+        Recipe::int4(128),
+        Recipe::ternary(),
+        Recipe::Svd { rank_fraction: 0.5 },
+        Recipe::Int8 { activations: ActQuant::Int8 },
+        Recipe::Int4 { group: 64, activations: ActQuant::Int8 },
+    ]
+}
+
+/// Dynamic per-token int8 activations (W8A8): recorded in the folder, read back by the loader, and active — the
+/// logits move from the weight-only int8 model's, by little.
+#[test]
+fn int8_activations_are_recorded_loaded_and_active() {
+    use trilemma::compress::apply::{act_int8, ActQuant};
+    let r: Recipe = serde_json::from_str(r#"{"method": "int8", "activations": "int8"}"#).unwrap();
+    assert_eq!(r, Recipe::Int8 { activations: ActQuant::Int8 });
+    assert_eq!(r.label(), "int8 a8");
+    assert_eq!(serde_json::to_string(&Recipe::int8()).unwrap(), r#"{"method":"int8"}"#, "weight-only specs stay as they were");
+    assert!(serde_json::from_str::<Recipe>(r#"{"method": "int8", "activations": "int4"}"#).is_err());
+    for name in ["transformer", "gla"] {
+        let ck = checkpoint(name);
+        let (a8, _) = apply(&ck, &r).unwrap();
+        let (w8, _) = apply(&ck, &Recipe::int8()).unwrap();
+        assert!(act_int8(&a8.config) && !act_int8(&w8.config) && !act_int8(&ck.config));
+        let (la, lw) = (logits(&a8), logits(&w8));
+        let worst = la.iter().flatten().zip(lw.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst > 0.0, "{name}: the activations were not quantised");
+        assert!(worst < 0.5, "{name}: |W8A8 − W8| = {worst}");
+        let back = Checkpoint::from_files(&folder_files(&a8).unwrap()).unwrap();
+        assert_eq!(logits(&back), la, "{name}: reloaded");
+    }
 }
 
 const PACKED_SUFFIXES: [&str; 6] = [".weight_int8", ".weight_int4", ".weight_ternary", ".weight_scale", ".weight_lr_a", ".weight_lr_b"];
@@ -294,7 +327,7 @@ fn packed_models_match_their_reference_form() {
                 assert_eq!(left_f32, prec.skipped.len(), "{name} {r:?}: only the skipped weights stay f32: {:?}", prec.skipped);
                 // The f32 size of the packed checkpoint is the original's (K is a multiple of 16 in the bundled models),
                 // plus ternary's one scale per tensor, counted as HGRN-bit's always was.
-                let scales = if matches!(r, Recipe::Ternary {}) { 4 * prec.tensors } else { 0 };
+                let scales = if matches!(r, Recipe::Ternary { .. }) { 4 * prec.tensors } else { 0 };
                 assert_eq!(p.weight_bytes().1, ck.weight_bytes().1 + scales, "{name} {r:?}");
             }
             // The written folder reloads to the same model.
@@ -331,20 +364,20 @@ fn corrupted_packed_tensors_are_refused() {
         *t = HostTensor::new(shape, data).unwrap();
     };
     let cases: Vec<(Recipe, Box<dyn Fn(&mut Checkpoint)>, &str)> = vec![
-        (Recipe::Int8 {}, Box::new(|c| reshape(c, &format!("{q}.weight_int8"), &[128, 33])), "weight_int8 has shape"),
-        (Recipe::Int8 {}, Box::new(|c| set_word(c, &format!("{q}.weight_int8"), 5, 0x0000_8000)), "-128"),
-        (Recipe::Int8 {}, Box::new(|c| reshape(c, &format!("{q}.weight_scale"), &[64])), "scales must be [128]"),
-        (Recipe::Int8 {}, Box::new(|c| { c.tensors.get_mut(&format!("{q}.weight_scale")).unwrap().data = Data::F32(vec![f32::NAN; 128]); }), "finite"),
-        (Recipe::Int8 {}, Box::new(|c| { c.tensors.remove(&format!("{q}.weight_scale")); }), "missing tensor"),
-        (Recipe::Int4 { group: 32 }, Box::new(|c| set_word(c, &format!("{q}.weight_int4"), 3, 0x8000_0000)), "-8"),
-        (Recipe::Int4 { group: 32 }, Box::new(|c| reshape(c, &format!("{q}.weight_scale"), &[128, 8])), "g one of"),
-        (Recipe::Int4 { group: 32 }, Box::new(|c| reshape(c, &format!("{q}.weight_int4"), &[128, 15])), "weight_int4 has shape"),
-        (Recipe::Ternary {}, Box::new(|c| set_word(c, &format!("{q}.weight_ternary"), 0, 3)), "code 3"),
-        (Recipe::Ternary {}, Box::new(|c| { c.tensors.get_mut(&format!("{q}.weight_scale")).unwrap().data = Data::F32(vec![-1.0]); }), "scale"),
+        (Recipe::int8(), Box::new(|c| reshape(c, &format!("{q}.weight_int8"), &[128, 33])), "weight_int8 has shape"),
+        (Recipe::int8(), Box::new(|c| set_word(c, &format!("{q}.weight_int8"), 5, 0x0000_8000)), "-128"),
+        (Recipe::int8(), Box::new(|c| reshape(c, &format!("{q}.weight_scale"), &[64])), "scales must be [128]"),
+        (Recipe::int8(), Box::new(|c| { c.tensors.get_mut(&format!("{q}.weight_scale")).unwrap().data = Data::F32(vec![f32::NAN; 128]); }), "finite"),
+        (Recipe::int8(), Box::new(|c| { c.tensors.remove(&format!("{q}.weight_scale")); }), "missing tensor"),
+        (Recipe::int4(32), Box::new(|c| set_word(c, &format!("{q}.weight_int4"), 3, 0x8000_0000)), "-8"),
+        (Recipe::int4(32), Box::new(|c| reshape(c, &format!("{q}.weight_scale"), &[128, 8])), "g one of"),
+        (Recipe::int4(32), Box::new(|c| reshape(c, &format!("{q}.weight_int4"), &[128, 15])), "weight_int4 has shape"),
+        (Recipe::ternary(), Box::new(|c| set_word(c, &format!("{q}.weight_ternary"), 0, 3)), "code 3"),
+        (Recipe::ternary(), Box::new(|c| { c.tensors.get_mut(&format!("{q}.weight_scale")).unwrap().data = Data::F32(vec![-1.0]); }), "scale"),
         (Recipe::Svd { rank_fraction: 0.5 }, Box::new(|c| reshape(c, &format!("{q}.weight_lr_b"), &[128, 3])), "weight_lr_b has shape"),
         (Recipe::Svd { rank_fraction: 0.5 }, Box::new(|c| { c.tensors.remove(&format!("{q}.weight_lr_a")); }), "missing tensor"),
         // Two forms of one weight: the second is refused as unused.
-        (Recipe::Int8 {}, Box::new(move |c| { c.tensors.insert(format!("{q}.weight"), ck_weight(q)); }), "does not use"),
+        (Recipe::int8(), Box::new(move |c| { c.tensors.insert(format!("{q}.weight"), ck_weight(q)); }), "does not use"),
     ];
     for (r, f, msg) in cases {
         let e = edit(r.clone(), &*f);

@@ -220,7 +220,7 @@ fn bad_stretches_are_refused() {
     let e = apply(&c, &Recipe::DropLayers { layers: vec![1] }).unwrap_err().to_string();
     assert!(e.contains("drop_layers"), "{e}");
     // Other compressions compose with it and keep the stretch.
-    let (q, rec) = apply(&c, &Recipe::Int8 {}).unwrap();
+    let (q, rec) = apply(&c, &Recipe::int8()).unwrap();
     assert_eq!((rec.effective_depth, q.config["trilemma"]["layer_parallel"]["end"].as_u64()), (1, Some(2)));
     // A hand-edited config is checked at load time.
     let be = CpuBackend::new();

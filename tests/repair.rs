@@ -209,7 +209,7 @@ fn a_text_pool_through_the_lm_head_matches_the_models_run_directly() {
     let ck = trilemma::io::Checkpoint::load_dir(&assets().join("models/gla")).unwrap();
     let tok = trilemma::text::TextTokenizer::from_json_bytes(ck.tokenizer_json.as_deref().unwrap()).unwrap();
     let original = trilemma::models::Model::load(&be, ck.clone()).unwrap();
-    let copy = trilemma::models::Model::load(&be, apply(&ck, &Recipe::Int4 { group: 32 }).unwrap().0).unwrap();
+    let copy = trilemma::models::Model::load(&be, apply(&ck, &Recipe::int4(32)).unwrap().0).unwrap();
     let ex: Vec<_> = trilemma::data::load_split(&assets(), Task::Sst2, Split::Validation).unwrap().into_iter().take(LIMIT).collect();
     let pool = &text_prompts::pool(Task::Sst2)[..3];
     let logits = |m: &trilemma::models::Model<CpuBackend>, i: usize| pollster::block_on(text_prompts::class_logits(&be, m, &tok, Task::Sst2, &pool[i], &ex, 7)).unwrap();

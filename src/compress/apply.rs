@@ -121,15 +121,23 @@ pub enum Recipe {
     },
     /// Structured pruning: the `sparsity` share of output channels (rows) with the smallest L2 norm set to zero.
     StructuredRows { sparsity: f64 },
-    /// int8 symmetric per output channel.
-    Int8 {},
+    /// int8 symmetric per output channel; `activations: int8` also quantises each linear's input per token.
+    Int8 {
+        #[serde(default, skip_serializing_if = "ActQuant::is_f32")]
+        activations: ActQuant,
+    },
     /// int4 symmetric per input group of 32, 64 or 128.
     Int4 {
         #[serde(default = "default_group")]
         group: usize,
+        #[serde(default, skip_serializing_if = "ActQuant::is_f32")]
+        activations: ActQuant,
     },
     /// Ternary absmean (BitNet b1.58) per tensor.
-    Ternary {},
+    Ternary {
+        #[serde(default, skip_serializing_if = "ActQuant::is_f32")]
+        activations: ActQuant,
+    },
     /// Truncated SVD with rank `⌊κ·ρ⌋`, `κ = ⌊in·out/(in+out)⌋` (the break-even rank, methods.md §2.3), ρ = `rank_fraction`.
     Svd { rank_fraction: f64 },
     /// Remove these blocks (0-based) and renumber the rest.
@@ -202,6 +210,56 @@ fn default_fused() -> bool {
     true
 }
 
+/// What the quantised linears' inputs are (methods.md §4.5): f32 (weight-only quantisation), or int8 with one scale per
+/// token computed from the row itself at run time, `s_t = max_i |x_ti| / 127` (dynamic per-token activation scaling;
+/// with int8 weights, W8A8). Recorded in the compressed folder's `config.json`, which the loader reads
+/// ([`act_int8`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActQuant {
+    #[default]
+    F32,
+    Int8,
+}
+
+impl ActQuant {
+    pub fn is_f32(&self) -> bool {
+        *self == ActQuant::F32
+    }
+
+    fn suffix(&self) -> &'static str {
+        match self {
+            ActQuant::F32 => "",
+            ActQuant::Int8 => " a8",
+        }
+    }
+}
+
+/// Whether a compression recorded in `config` (`trilemma.compressions[].recipe.activations`) quantises the
+/// compressed linears' inputs to int8 per token.
+pub fn act_int8(config: &serde_json::Value) -> bool {
+    config.pointer("/trilemma/compressions").and_then(|v| v.as_array()).is_some_and(|l| {
+        l.iter().any(|c| c.pointer("/recipe/activations").and_then(|a| a.as_str()) == Some("int8"))
+    })
+}
+
+impl Recipe {
+    /// int8 per output channel, weight-only.
+    pub fn int8() -> Self {
+        Recipe::Int8 { activations: ActQuant::F32 }
+    }
+
+    /// int4 per group of `group` inputs, weight-only.
+    pub fn int4(group: usize) -> Self {
+        Recipe::Int4 { group, activations: ActQuant::F32 }
+    }
+
+    /// Ternary absmean, weight-only.
+    pub fn ternary() -> Self {
+        Recipe::Ternary { activations: ActQuant::F32 }
+    }
+}
+
 impl Recipe {
     /// A short label for tables ("magnitude 0.5", "int4 g128").
     pub fn label(&self) -> String {
@@ -209,9 +267,9 @@ impl Recipe {
             Recipe::Magnitude { sparsity } => format!("magnitude {sparsity}"),
             Recipe::NM { n, m } => format!("{n}:{m}"),
             Recipe::StructuredRows { sparsity } => format!("structured rows {sparsity}"),
-            Recipe::Int8 {} => "int8".into(),
-            Recipe::Int4 { group } => format!("int4 g{group}"),
-            Recipe::Ternary {} => "ternary".into(),
+            Recipe::Int8 { activations } => format!("int8{}", activations.suffix()),
+            Recipe::Int4 { group, activations } => format!("int4 g{group}{}", activations.suffix()),
+            Recipe::Ternary { activations } => format!("ternary{}", activations.suffix()),
             Recipe::Svd { rank_fraction } => format!("svd ρ={rank_fraction}"),
             Recipe::DropLayers { layers } => format!("drop layers {layers:?}"),
             Recipe::Surgical { delta, start_block, space, mean_correction } => {
@@ -251,7 +309,7 @@ impl Recipe {
         match self {
             Recipe::Magnitude { sparsity } | Recipe::StructuredRows { sparsity } => frac("sparsity", *sparsity),
             Recipe::NM { n, m } if *m == 0 || n > m => Err(Error::Invalid(format!("compression: N:M needs 0 ≤ N ≤ M and M ≥ 1, got {n}:{m}"))),
-            Recipe::Int4 { group } if !quant::GROUP_SIZES.contains(group) => {
+            Recipe::Int4 { group, .. } if !quant::GROUP_SIZES.contains(group) => {
                 Err(Error::Invalid(format!("compression: int4 group must be one of {:?}, got {group}", quant::GROUP_SIZES)))
             }
             Recipe::Svd { rank_fraction } | Recipe::Sfsd { rank_fraction, .. } => frac("rank_fraction", *rank_fraction),
@@ -521,7 +579,7 @@ pub fn apply_with_form(ck: &Checkpoint, recipe: &Recipe, cal: &Calibration, form
             continue;
         }
         let block = match recipe {
-            Recipe::Int4 { group } => Some(*group),
+            Recipe::Int4 { group, .. } => Some(*group),
             Recipe::NM { m, .. } | Recipe::Wanda { pattern: Pattern::NM, m, .. } | Recipe::GradientAware { pattern: Pattern::NM, m, .. } => Some(*m),
             _ => None,
         };
@@ -552,7 +610,7 @@ pub fn apply_with_form(ck: &Checkpoint, recipe: &Recipe, cal: &Calibration, form
                 pruned_bytes = (o - rp.removed.len()) * i * 4;
                 (v, vec![])
             }
-            Recipe::Int8 {} => {
+            Recipe::Int8 { .. } => {
                 let q = quant::quantize_int8(w, o, i).map_err(ctx)?;
                 let words = crate::backend::int8::pack(&q.codes, o, i).map_err(ctx)?;
                 let packed = vec![
@@ -561,7 +619,7 @@ pub fn apply_with_form(ck: &Checkpoint, recipe: &Recipe, cal: &Calibration, form
                 ];
                 (q.dequantize().map_err(ctx)?, packed)
             }
-            Recipe::Int4 { group } => {
+            Recipe::Int4 { group, .. } => {
                 let q = quant::quantize_int4(w, o, i, *group).map_err(ctx)?;
                 let packed = vec![
                     ("weight_int4", HostTensor::u32(&[o, quant::int4::words_per_row(i)], q.packed.clone())?),
@@ -569,7 +627,7 @@ pub fn apply_with_form(ck: &Checkpoint, recipe: &Recipe, cal: &Calibration, form
                 ];
                 (q.dequantize().map_err(ctx)?, packed)
             }
-            Recipe::Ternary {} => {
+            Recipe::Ternary { .. } => {
                 let q = quant::quantize_ternary(w, o, i).map_err(ctx)?;
                 let t = quant::pack_ternary(&q).map_err(ctx)?;
                 let packed = vec![

@@ -33,7 +33,10 @@ pub fn level(recipe: &Recipe, rec: &CompressionRecord) -> Option<Level> {
         Recipe::Magnitude { sparsity } => l("magnitude", SPARSITY, *sparsity),
         Recipe::StructuredRows { sparsity } => l("structured rows", SPARSITY, *sparsity),
         Recipe::NM { n, m } => l("N:M", SPARSITY, 1.0 - *n as f64 / *m as f64),
-        Recipe::Int8 {} | Recipe::Int4 { .. } | Recipe::Ternary {} => l("quantisation", "1 − bits per weight / 32", (1.0 - rec.bits_per_weight / 32.0).clamp(0.0, 1.0)),
+        Recipe::Int8 { activations } | Recipe::Int4 { activations, .. } | Recipe::Ternary { activations } => {
+            let family = if activations.is_f32() { "quantisation" } else { "quantisation, int8 activations" };
+            l(family, "1 − bits per weight / 32", (1.0 - rec.bits_per_weight / 32.0).clamp(0.0, 1.0))
+        }
         Recipe::Svd { rank_fraction } => l("svd", "rank reduction 1 − ρ", 1.0 - rank_fraction),
         Recipe::DropLayers { layers } => l("drop layers", "share of blocks removed", layers.len() as f64 / rec.layers_before.max(1) as f64),
         Recipe::Wanda { sparsity, pattern, n, m } => l("wanda", SPARSITY, pruned_share(*sparsity, *pattern, *n, *m)),

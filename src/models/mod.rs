@@ -69,6 +69,17 @@ pub(crate) fn take_linear<B: Backend>(be: &B, ck: &mut Checkpoint, prefix: &str,
     let name = |s: &str| format!("{prefix}.{s}");
     let bias_name = name("bias");
     let bias = if ck.tensors.contains_key(&bias_name) { Some(ck.take(&bias_name, &[n])?) } else { None };
+    // A compression that quantises activations: the linear runs on int8 inputs, the bias added after.
+    if crate::compress::apply::act_int8(&ck.config) && !ck.tensors.contains_key(&name("weight_lr_a")) {
+        let inner = take_linear_with(be, ck, prefix, n, k, None)?;
+        return Ok(Linear::ActInt8 { inner: Box::new(inner), b: bias.map(|b| be.upload(&b)).transpose()? });
+    }
+    take_linear_with(be, ck, prefix, n, k, bias.as_ref())
+}
+
+/// [`take_linear`] with the bias given.
+fn take_linear_with<B: Backend>(be: &B, ck: &mut Checkpoint, prefix: &str, n: usize, k: usize, bias: Option<&HostTensor>) -> Result<Linear<B>> {
+    let name = |s: &str| format!("{prefix}.{s}");
     let has = |ck: &Checkpoint, s: &str| ck.tensors.contains_key(&name(s));
     let ctx = |e: Error| match e {
         Error::Invalid(m) => Error::Invalid(format!("{prefix}: {m}")),
@@ -76,27 +87,27 @@ pub(crate) fn take_linear<B: Backend>(be: &B, ck: &mut Checkpoint, prefix: &str,
     };
     let take_scale = |ck: &mut Checkpoint| ck.tensors.remove(&name("weight_scale")).ok_or_else(|| Error::Invalid(format!("checkpoint is missing tensor {}", name("weight_scale"))));
     if has(ck, "weight") {
-        return Linear::dense(be, &ck.take(&name("weight"), &[n, k])?, bias.as_ref());
+        return Linear::dense(be, &ck.take(&name("weight"), &[n, k])?, bias);
     }
     if has(ck, "weight_int8") {
         let codes = ck.take(&name("weight_int8"), &[n, crate::backend::int8::words_per_row(k)])?;
-        return Linear::int8(be, &codes, &take_scale(ck)?, k, bias.as_ref()).map_err(ctx);
+        return Linear::int8(be, &codes, &take_scale(ck)?, k, bias).map_err(ctx);
     }
     if has(ck, "weight_int4") {
         let codes = ck.take(&name("weight_int4"), &[n, crate::compress::quant::int4::words_per_row(k)])?;
-        return Linear::int4(be, &codes, &take_scale(ck)?, k, bias.as_ref()).map_err(ctx);
+        return Linear::int4(be, &codes, &take_scale(ck)?, k, bias).map_err(ctx);
     }
     if has(ck, "weight_ternary") {
         let words = ck.take(&name("weight_ternary"), &[n, crate::backend::ternary::words_per_row(k)])?;
         let scale = ck.take(&name("weight_scale"), &[1])?;
         let t = TernaryWeights { packed: words.as_u32("weight_ternary")?.to_vec(), beta: scale.as_f32("weight_scale")?[0], n, k };
-        return Linear::ternary(be, &t, bias.as_ref()).map_err(ctx);
+        return Linear::ternary(be, &t, bias).map_err(ctx);
     }
     if has(ck, "weight_lr_a") || has(ck, "weight_lr_b") {
         let a = ck.tensors.remove(&name("weight_lr_a")).ok_or_else(|| Error::Invalid(format!("checkpoint is missing tensor {}", name("weight_lr_a"))))?;
         let r = a.shape.first().copied().unwrap_or(0);
         let b = ck.take(&name("weight_lr_b"), &[n, r])?;
-        return Linear::low_rank(be, &a, &b, k, bias.as_ref()).map_err(ctx);
+        return Linear::low_rank(be, &a, &b, k, bias).map_err(ctx);
     }
     Err(Error::Invalid(format!("checkpoint is missing tensor {} (nor does it hold a packed form: weight_int8, weight_int4, weight_ternary, weight_lr_a/b)", name("weight"))))
 }

@@ -188,6 +188,9 @@ pub enum Linear<B: Backend> {
     Ternary { packed: B::Tensor, beta: f32, n: usize, b: Option<B::Tensor> },
     /// `W ≈ B·A`: `a` `[r, K]` then `b` `[N, r]` (which holds the bias), `y = (x·Aᵀ)·Bᵀ (+ bias)`.
     LowRank { a: Box<Linear<B>>, b: Box<Linear<B>> },
+    /// Dynamic per-token int8 activations around `inner` (no bias of its own): `q = clamp(round(x·s_t))`, `s_t =
+    /// 127 / max|x_t|` from each row at run time, `y = inner(q) / s_t (+ bias)`.
+    ActInt8 { inner: Box<Linear<B>>, b: Option<B::Tensor> },
 }
 
 impl<B: Backend> Linear<B> {
@@ -272,6 +275,7 @@ impl<B: Backend> Linear<B> {
             Linear::Bit(b) => b.n,
             Linear::Int8 { n, .. } | Linear::Int4 { n, .. } | Linear::Ternary { n, .. } => *n,
             Linear::LowRank { b, .. } => b.out_features(),
+            Linear::ActInt8 { inner, .. } => inner.out_features(),
         }
     }
 
@@ -285,6 +289,10 @@ impl<B: Backend> Linear<B> {
             Linear::Int4 { codes, scales, b, .. } => (be.matmul_i4(x, codes, scales)?, b),
             Linear::Ternary { packed, beta, b, .. } => (be.unary(Unary::Affine { mul: *beta, add: 0.0 }, &be.ternary_matmul(x, packed)?)?, b),
             Linear::LowRank { a, b } => return b.forward(be, &a.forward(be, x)?), // [T, r] then [T, N]
+            Linear::ActInt8 { inner, b } => {
+                let (q, s) = quantize_activations(be, x)?; // [T, K] integers, [T, 1]
+                (be.binary(Binary::Div, &inner.forward(be, &q)?, &s)?, b)
+            }
         };
         match b {
             Some(b) => be.binary(Binary::Add, &y, b),
@@ -404,5 +412,25 @@ mod tests {
         assert_eq!(read(&l.forward(&be, &x32).unwrap()), vec![16.0]);
         assert!(Linear::int4(&be, &c4, &HostTensor::f32(&[1, 2], vec![0.5; 2]).unwrap(), 32, None).is_err(), "group 16");
         assert!(Linear::int4(&be, &HostTensor::u32(&[1, 4], vec![0x8; 4]).unwrap(), &HostTensor::f32(&[1, 1], vec![0.5]).unwrap(), 32, None).is_err(), "nibble 0x8");
+    }
+
+    /// Per-token int8 activations by hand: row [1, −0.5, 0.25] has max 1, so s = 127 and q = [127, −64, 32]
+    /// (−63.5 rounds away from zero, 31.75 to 32); with W = [[1, 1, 1], [2, 0, −4]] and bias [1, −1]:
+    /// y = [95/127 + 1, (254 − 128)/127 − 1]. A zero row stays zero (the scale floor), a second row has its own scale.
+    #[test]
+    fn int8_activations_by_hand() {
+        use crate::backend::cpu::CpuBackend;
+        let be = CpuBackend::new();
+        let w = HostTensor::f32(&[2, 3], vec![1., 1., 1., 2., 0., -4.]).unwrap();
+        let l = Linear::ActInt8 { inner: Box::new(Linear::dense(&be, &w, None).unwrap()), b: Some(be.upload(&HostTensor::f32(&[2], vec![1., -1.]).unwrap()).unwrap()) };
+        assert_eq!(l.out_features(), 2);
+        let x = be.upload(&HostTensor::f32(&[3, 3], vec![1., -0.5, 0.25, 0., 0., 0., 0.1, 0.2, 0.4]).unwrap()).unwrap();
+        let y = be.read_sync(&l.forward(&be, &x).unwrap()).unwrap().as_f32("y").unwrap().to_vec();
+        // Row 3: max 0.4, s = 317.5, q = round([31.75, 63.5, 127]) = [32, 64, 127].
+        let s3 = 127.0 / 0.4f32;
+        let want = [95.0 / 127.0 + 1.0, 126.0 / 127.0 - 1.0, 1.0, -1.0, 223.0 / s3 + 1.0, (64.0 - 508.0) / s3 - 1.0];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{y:?} vs {want:?}");
+        }
     }
 }
