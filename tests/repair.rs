@@ -215,7 +215,7 @@ fn a_text_pool_through_the_lm_head_matches_the_models_run_directly() {
     let logits = |m: &trilemma::models::Model<CpuBackend>, i: usize| pollster::block_on(text_prompts::class_logits(&be, m, &tok, Task::Sst2, &pool[i], &ex, 7)).unwrap();
     let acc = |rows: &[Vec<f32>]| rows.iter().zip(&ex).filter(|(r, e)| trilemma::eval::argmax(r) == e.label).count() as f64 / LIMIT as f64;
     let rows: Vec<Vec<Vec<f32>>> = (0..3).map(|i| logits(&copy, i)).collect();
-    let pick = text_prompts::most_confident(&rows);
+    let pick = trilemma::repair::most_confident(&rows);
     let sp = &rep.splits[0];
     assert_eq!((sp.split, sp.n), (Split::Validation, LIMIT), "the bundled calibration set holds nothing out");
     assert_eq!(sp.accuracy_original, acc(&logits(&original, best_orig)));

@@ -121,7 +121,7 @@ impl CpuBackend {
     /// of at most `block` weights at a time (at least 8 rows), and each band runs as one dense product (the SIMD128
     /// kernel on wasm32, candle's gemm natively) — several times faster than dot products over decoded rows, and
     /// never more than a band in f32. The slow twins are [`matmul_i8_host`] and [`matmul_i4_host`].
-    fn packed_dense(&self, x: &CpuTensor, m: usize, k: usize, n: usize, block: usize, mut decode: impl FnMut(usize, &mut [f32]) -> Result<()>) -> Result<CpuTensor> {
+    fn packed_dense(&self, x: &CpuTensor, k: usize, n: usize, block: usize, mut decode: impl FnMut(usize, &mut [f32]) -> Result<()>) -> Result<CpuTensor> {
         let rows = (block / k.max(1)).max(8).min(n.max(1));
         let mut parts = Vec::with_capacity(n.div_ceil(rows));
         for r0 in (0..n).step_by(rows) {
@@ -135,7 +135,7 @@ impl CpuBackend {
         }
         match parts.len() {
             1 => Ok(parts.pop().expect("one band")),
-            _ => CpuTensor::new(Tensor::cat(&parts.iter().map(|p| &p.t).collect::<Vec<_>>(), 1)?.reshape((m, n))?),
+            _ => CpuTensor::new(Tensor::cat(&parts.iter().map(|p| &p.t).collect::<Vec<_>>(), 1)?), // [m, n]
         }
     }
 
@@ -330,20 +330,20 @@ impl Backend for CpuBackend {
     }
 
     fn matmul_i8(&self, x: &CpuTensor, codes: &CpuTensor, scales: &CpuTensor) -> Result<CpuTensor> {
-        let (m, k, n) = check::matmul_i8(x, codes, scales)?;
+        let (_, k, n) = check::matmul_i8(x, codes, scales)?;
         let ss = scales.t.flatten_all()?.to_vec1::<f32>()?;
         with_u32(&codes.t, |ws| {
             let wpr = check_i8(ws, &ss, k, n)?;
-            self.packed_dense(x, m, k, n, DECODE_BLOCK, |r, buf| decode_i8(ws, wpr, r, ss[r], buf))
+            self.packed_dense(x, k, n, DECODE_BLOCK, |r, buf| decode_i8(ws, wpr, r, ss[r], buf))
         })?
     }
 
     fn matmul_i4(&self, x: &CpuTensor, codes: &CpuTensor, scales: &CpuTensor) -> Result<CpuTensor> {
-        let (m, k, n, g) = check::matmul_i4(x, codes, scales)?;
+        let (_, k, n, g) = check::matmul_i4(x, codes, scales)?;
         let ss = scales.t.flatten_all()?.to_vec1::<f32>()?;
         with_u32(&codes.t, |ws| {
             let (wpr, groups) = check_i4(ws, &ss, k, n, g)?;
-            self.packed_dense(x, m, k, n, DECODE_BLOCK, |r, buf| decode_i4(ws, wpr, r, g, Some(&ss[r * groups..(r + 1) * groups]), buf))
+            self.packed_dense(x, k, n, DECODE_BLOCK, |r, buf| decode_i4(ws, wpr, r, g, Some(&ss[r * groups..(r + 1) * groups]), buf))
         })?
     }
 
@@ -606,14 +606,14 @@ mod tests {
                     let words = super::super::int8::pack(&q.codes, n, k).unwrap();
                     let wpr = super::super::int8::words_per_row(k);
                     let slow = matmul_i8_host(&xv, &words, &q.scales, m, k, n).unwrap();
-                    let fast = [1 << 20, 8 * k].map(|block| be.packed_dense(&x, m, k, n, block, |r, buf| decode_i8(&words, wpr, r, q.scales[r], buf)).unwrap());
+                    let fast = [1 << 20, 8 * k].map(|block| be.packed_dense(&x, k, n, block, |r, buf| decode_i8(&words, wpr, r, q.scales[r], buf)).unwrap());
                     (slow, fast.iter().map(|t| t.t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect())
                 } else {
                     let q = quant::quantize_int4(&w, n, k, g).unwrap();
                     let (wpr, groups) = check_i4(&q.packed, &q.scales, k, n, g).unwrap();
                     let slow = matmul_i4_host(&xv, &q.packed, &q.scales, m, k, n, g).unwrap();
                     let fast = [1 << 20, 8 * k].map(|block| {
-                        be.packed_dense(&x, m, k, n, block, |r, buf| decode_i4(&q.packed, wpr, r, g, Some(&q.scales[r * groups..(r + 1) * groups]), buf)).unwrap()
+                        be.packed_dense(&x, k, n, block, |r, buf| decode_i4(&q.packed, wpr, r, g, Some(&q.scales[r * groups..(r + 1) * groups]), buf)).unwrap()
                     });
                     (slow, fast.iter().map(|t| t.t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect())
                 };

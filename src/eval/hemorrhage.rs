@@ -293,34 +293,7 @@ pub fn fit_temperature(logits: &[Vec<f32>], labels: &[u32]) -> Result<f64> {
     let classes = check_matrix("fit_temperature", logits)?;
     check_labels("fit_temperature", labels, logits.len(), classes)?;
     let f = |u: f64| mean_nll(logits, labels, (-u).exp());
-    let g = (5f64.sqrt() - 1.0) / 2.0; // 0.618…
-    let (mut a, mut b) = (T_MIN.ln(), T_MAX.ln());
-    let (mut x1, mut x2) = (b - g * (b - a), a + g * (b - a));
-    let (mut f1, mut f2) = (f(x1), f(x2));
-    while b - a > T_TOL {
-        if f1 <= f2 {
-            // The minimum is in [a, x2] (ties keep the lower T side: deterministic).
-            b = x2;
-            x2 = x1;
-            f2 = f1;
-            x1 = b - g * (b - a);
-            f1 = f(x1);
-        } else {
-            a = x1;
-            x1 = x2;
-            f1 = f2;
-            x2 = a + g * (b - a);
-            f2 = f(x2);
-        }
-    }
-    // The best of the interval's ends and inner points (the ends matter when the optimum is outside).
-    let mut best = (f(a), a);
-    for (v, u) in [(f1, x1), (f2, x2), (f(b), b)] {
-        if v < best.0 {
-            best = (v, u);
-        }
-    }
-    Ok(best.1.exp())
+    Ok(golden_min(&f, T_MIN.ln(), T_MAX.ln()).exp())
 }
 
 /// `softmax(z/T)` of every row (max-subtracted, in f64, returned as f32 probability rows). T = 1

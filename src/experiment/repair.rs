@@ -216,6 +216,11 @@ async fn logits_picked<B: Backend>(be: &B, lm: &LoadedModel<B>, task: Task, exam
     Ok(rows)
 }
 
+/// Row `e` of `rows[pick[e]]` for every input `e`: the class logits of each input's chosen prompt.
+fn pick_rows(rows: &[Vec<Vec<f32>>], pick: &[usize]) -> Vec<Vec<f32>> {
+    pick.iter().enumerate().map(|(e, &i)| rows[i][e].clone()).collect()
+}
+
 fn accuracy(rows: &[Vec<f32>], examples: &[Example]) -> f64 {
     let right = rows.iter().zip(examples).filter(|(r, e)| eval::argmax(r) == e.label).count();
     right as f64 / examples.len().max(1) as f64
@@ -333,25 +338,25 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
                 let (orig, comp) = (unit_acc(ou), unit_acc(cu));
                 let plan = eval::Plan::new(&lm.model, &lm.tokenizer, task, &examples, spec.batch)?;
                 let refs: Vec<&[u32]> = plan.seqs.iter().map(Vec::as_slice).collect();
-                let pick: Vec<usize> = match rs.selector {
-                    Selector::Attention => prompts::select(&twin, &trained.pool, &refs, Selector::Attention)?,
-                    // Max confidence on the backend: every prompt runs, the most confident one is kept (ties → lowest).
+                // Class logits of the per-input choice and of the best fixed prompt. Max confidence runs every prompt
+                // on the backend and keeps the most confident row (ties → lowest): both come from those rows.
+                let (pick, idp_rows, fixed_rows) = match rs.selector {
+                    Selector::Attention => {
+                        let pick = prompts::select(&twin, &trained.pool, &refs, Selector::Attention)?;
+                        let idp_rows = logits_picked(be, lm, task, &examples, spec.batch, &trained.pool, &pick).await?;
+                        (pick, idp_rows, logits(be, lm, task, &examples, spec.batch, Some(&trained.pool.prompt(best)?)).await?.0)
+                    }
                     Selector::Confidence => {
-                        let mut best_p = vec![(f32::NEG_INFINITY, 0usize); examples.len()];
+                        let mut rows = Vec::with_capacity(trained.pool.prompts);
                         for i in 0..trained.pool.prompts {
-                            let (rows, _) = logits(be, lm, task, &examples, spec.batch, Some(&trained.pool.prompt(i)?)).await?;
-                            for (b, r) in best_p.iter_mut().zip(&rows) {
-                                let conf = eval::softmax(r).into_iter().fold(f32::NEG_INFINITY, f32::max);
-                                if conf > b.0 {
-                                    *b = (conf, i);
-                                }
-                            }
+                            rows.push(logits(be, lm, task, &examples, spec.batch, Some(&trained.pool.prompt(i)?)).await?.0);
                         }
-                        best_p.into_iter().map(|(_, i)| i).collect()
+                        let pick = crate::repair::most_confident(&rows);
+                        let idp_rows = pick_rows(&rows, &pick);
+                        (pick, idp_rows, rows.swap_remove(best))
                     }
                 };
-                let idp = accuracy(&logits_picked(be, lm, task, &examples, spec.batch, &trained.pool, &pick).await?, &examples);
-                let fixed = accuracy(&logits(be, lm, task, &examples, spec.batch, Some(&trained.pool.prompt(best)?)).await?.0, &examples);
+                let (idp, fixed) = (accuracy(&idp_rows, &examples), accuracy(&fixed_rows, &examples));
                 let long_acc = match &long {
                     Some((l, _)) => Some(accuracy(&logits(be, lm, task, &examples, spec.batch, Some(&l.pool.prompt(0)?)).await?.0, &examples)),
                     None => None,
@@ -456,10 +461,9 @@ async fn text_pool<B: Backend, H: Hooks>(
         }
     }
     let (best_orig, best) = (prompts::argmax_lowest(&acc_orig), prompts::argmax_lowest(&acc_comp));
-    let calib_pick = text_prompts::most_confident(&calib_rows);
-    let picked = |rows: &[Vec<Vec<f32>>], pick: &[usize]| pick.iter().enumerate().map(|(e, &i)| rows[i][e].clone()).collect::<Vec<_>>();
-    let ce = |rows: &[Vec<f32>]| mean_nll(&hm::apply_temperature(rows, 1.0).unwrap_or_default(), &labels);
-    let (loss_before, loss_after) = (ce(&calib_rows[best_orig]), ce(&picked(&calib_rows, &calib_pick)));
+    let calib_pick = crate::repair::most_confident(&calib_rows);
+    let ce = |rows: &[Vec<f32>]| hm::apply_temperature(rows, 1.0).map(|p| mean_nll(&p, &labels));
+    let (loss_before, loss_after) = (ce(&calib_rows[best_orig])?, ce(&pick_rows(&calib_rows, &calib_pick))?);
     let train_seconds = (hooks.now_ms() - t0) / 1000.0;
     let t1 = hooks.now_ms();
     let mut splits = Vec::new();
@@ -477,9 +481,9 @@ async fn text_pool<B: Backend, H: Hooks>(
                 return Ok(None);
             }
         }
-        let pick = text_prompts::most_confident(&rows);
+        let pick = crate::repair::most_confident(&rows);
         let (orig, comp) = (accuracy(&orig_rows, &examples), accuracy(&rows[best_orig], &examples));
-        let (fixed, idp) = (accuracy(&rows[best], &examples), accuracy(&picked(&rows, &pick), &examples));
+        let (fixed, idp) = (accuracy(&rows[best], &examples), accuracy(&pick_rows(&rows, &pick), &examples));
         let mut histogram = vec![0usize; m];
         pick.iter().for_each(|&i| histogram[i] += 1);
         splits.push(RepairSplit {

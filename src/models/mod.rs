@@ -330,10 +330,7 @@ impl<B: Backend> Model<B> {
     /// sequences, run together (on the GPU: one submission when the result is read).
     pub fn classify_batch(&self, be: &B, seqs: &[&[u32]], task: Option<&str>) -> Result<B::Tensor> {
         let score = self.head(task)?;
-        let (h, lengths) = self.run_batch(be, seqs, None)?; // [B·T, H]
-        let (bt, hd) = (h.shape()[0], h.shape()[1]);
-        let last = be.last_token(&be.reshape(&h, &[seqs.len(), bt / seqs.len(), hd])?, &lengths)?; // [B, H]
-        be.matmul(&last, score, true)
+        be.matmul(&self.last_hidden(be, seqs)?, score, true)
     }
 
     /// Class logits `[B, C]` of `task`'s head with soft-prompt vectors `prefix` `[n, H]` inserted
@@ -401,10 +398,14 @@ impl<B: Backend> Model<B> {
     /// (the hard text prompts' classifier: [`crate::repair::text_prompts`]).
     pub fn next_token_batch(&self, be: &B, seqs: &[&[u32]]) -> Result<B::Tensor> {
         let head = self.lm_head.as_ref().ok_or_else(|| Error::Invalid("this model folder has no LM head (lm_head.weight)".into()))?;
+        head.forward(be, &self.last_hidden(be, seqs)?)
+    }
+
+    /// Final-normed hidden state `[B, H]` at each sequence's last token, for a batch run together.
+    fn last_hidden(&self, be: &B, seqs: &[&[u32]]) -> Result<B::Tensor> {
         let (h, lengths) = self.run_batch(be, seqs, None)?; // [B·T, H]
         let (bt, hd) = (h.shape()[0], h.shape()[1]);
-        let last = be.last_token(&be.reshape(&h, &[seqs.len(), bt / seqs.len(), hd])?, &lengths)?; // [B, H]
-        head.forward(be, &last)
+        be.last_token(&be.reshape(&h, &[seqs.len(), bt / seqs.len(), hd])?, &lengths)
     }
 
     /// ids `[T]` -> class logits `[1, C]` at the last token, with the folder's `score.weight`.

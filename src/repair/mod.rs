@@ -131,6 +131,24 @@ impl std::fmt::Display for CalibrationSplit {
     }
 }
 
+/// Per input, the prompt (index into `per_prompt`, each prompt's class-logit rows in input order) whose softmax has
+/// the highest maximum; ties → lowest: the max-confidence choice of §3.3, for soft and text pools alike.
+pub fn most_confident(per_prompt: &[Vec<Vec<f32>>]) -> Vec<usize> {
+    let n = per_prompt.first().map_or(0, Vec::len);
+    (0..n)
+        .map(|e| {
+            let mut best = (f32::NEG_INFINITY, 0);
+            for (i, rows) in per_prompt.iter().enumerate() {
+                let conf = crate::eval::softmax(&rows[e]).into_iter().fold(f32::NEG_INFINITY, f32::max);
+                if conf > best.0 {
+                    best = (conf, i);
+                }
+            }
+            best.1
+        })
+        .collect()
+}
+
 /// The positions (ascending) of a seeded sample of `size` among `len` examples (all of them when
 /// `size ≥ len`): the calibration examples of `source` under the spec's `seed`.
 pub fn calibration_sample(seed: u64, source: crate::data::Task, split: crate::data::Split, len: usize, size: usize) -> Vec<usize> {
@@ -234,5 +252,18 @@ impl RepairSpec {
             return bad("calibration", format!("{} examples; the bundled calibration set has {per_task} per task (use calibration_split train, natively, for more)", self.calibration));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn most_confident_picks_the_sharpest_distribution_with_ties_to_the_lowest() {
+        let a = vec![vec![0.0, 0.1], vec![3.0, 0.0], vec![1.0, 0.0]];
+        let b = vec![vec![2.0, 0.0], vec![0.0, 1.0], vec![0.0, 1.0]];
+        assert_eq!(most_confident(&[a, b]), vec![1, 0, 0]);
+        assert!(most_confident(&[]).is_empty());
     }
 }

@@ -103,11 +103,12 @@ impl Template {
 /// next token), in class order. Refused: a word that encodes to nothing, or two classes that
 /// share a first token (their logits could not be told apart).
 pub fn verbalizer_ids(tok: &TextTokenizer, tpl: &Template) -> Result<Vec<u32>> {
-    let specials: Vec<u32> = crate::text::SPECIAL_TOKENS.iter().filter_map(|s| tok.vocab().get(*s).copied()).collect();
+    let vocab = tok.vocab();
+    let specials: Vec<u32> = crate::text::SPECIAL_TOKENS.iter().filter_map(|s| vocab.get(*s).copied()).collect();
+    // Each word after a prefix, so a tokenizer that marks word starts (Metaspace, byte-level Ġ) gives the in-text form.
+    let prefix = tok.encode("x")?.ids;
     let mut ids = Vec::with_capacity(tpl.words.len());
     for w in tpl.words {
-        // After a prefix, so a tokenizer that marks word starts (Metaspace, byte-level Ġ) gives the in-text form.
-        let prefix = tok.encode("x")?.ids;
         let with = tok.encode(&format!("x {w}"))?.ids;
         let id = with.iter().skip(prefix.len()).copied().find(|i| !specials.contains(i));
         let id = id.ok_or_else(|| Error::Invalid(format!("the answer word {w:?} of {:?} encodes to no token", tpl.text)))?;
@@ -153,23 +154,6 @@ pub async fn class_logits<B: Backend>(be: &B, model: &Model<B>, tok: &TextTokeni
     Ok(rows)
 }
 
-/// Per input, the template (index into the rows) whose softmax has the highest maximum; ties → lowest.
-pub fn most_confident(per_template: &[Vec<Vec<f32>>]) -> Vec<usize> {
-    let n = per_template.first().map_or(0, Vec::len);
-    (0..n)
-        .map(|e| {
-            let mut best = (f32::NEG_INFINITY, 0);
-            for (i, rows) in per_template.iter().enumerate() {
-                let conf = crate::eval::softmax(&rows[e]).into_iter().fold(f32::NEG_INFINITY, f32::max);
-                if conf > best.0 {
-                    best = (conf, i);
-                }
-            }
-            best.1
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,13 +178,5 @@ mod tests {
         let tpl = pool(Task::Rte)[0];
         assert_eq!(tpl.fill(&ex(" it rains ", Some("it is wet"))).unwrap(), "it rains question: it is wet true or false? answer:");
         assert!(tpl.fill(&ex("it rains", None)).unwrap_err().to_string().contains("needs a sentence pair"));
-    }
-
-    #[test]
-    fn most_confident_picks_the_sharpest_distribution_with_ties_to_the_lowest() {
-        let a = vec![vec![0.0, 0.1], vec![3.0, 0.0], vec![1.0, 0.0]];
-        let b = vec![vec![2.0, 0.0], vec![0.0, 1.0], vec![0.0, 1.0]];
-        assert_eq!(most_confident(&[a, b]), vec![1, 0, 0]);
-        assert!(most_confident(&[]).is_empty());
     }
 }
