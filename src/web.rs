@@ -550,7 +550,7 @@ pub async fn run_batches(model: usize, batch_ids: Vec<u32>, backend: String, war
     async fn go<B: Backend>(be: &B, m: &Model<B>, plan: &crate::eval::Plan, ids: &[u32], warm_up: bool) -> Result<BatchesReport> {
         if warm_up {
             if let Some(&i) = ids.first().and_then(|&b| plan.batches[b as usize].first()) {
-                be.read(&m.classify_batch(be, &[plan.seqs[i].as_slice()], Some(plan.head_task))?).await?;
+                be.read(&plan.readout.forward(be, m, &[plan.seqs[i].as_slice()])?).await?;
             }
         }
         let t0 = now_ms();

@@ -266,32 +266,36 @@ pub trait Victim {
     async fn probs(&mut self, inputs: &[Input]) -> Result<Vec<Vec<f32>>>;
 }
 
-/// A loaded model with one task head as a [`Victim`], in the evaluation's length-sorted batches.
+/// A loaded model read out for one task ([`eval::Readout`]: its head, or a text prompt through the LM head) as a
+/// [`Victim`], in the evaluation's length-sorted batches.
 pub struct ModelVictim<'m, B: Backend> {
     be: &'m B,
     model: &'m Model<B>,
     tokenizer: &'m TextTokenizer,
-    head: &'static str,
+    readout: eval::Readout,
 }
 
 impl<'m, B: Backend> ModelVictim<'m, B> {
-    /// Refuses a model whose head for `task` has the wrong number of classes.
+    /// With the automatic readout; refuses a model whose head for `task` has the wrong number of classes.
     pub fn new(be: &'m B, model: &'m Model<B>, tokenizer: &'m TextTokenizer, task: Task) -> Result<Self> {
-        Ok(Self { be, model, tokenizer, head: eval::task_head(model, task)? })
+        let readout = eval::Readout::resolve(model, tokenizer, task, eval::ReadoutChoice::Auto, 0)?;
+        Ok(Self::with_readout(be, model, tokenizer, readout))
+    }
+
+    pub fn with_readout(be: &'m B, model: &'m Model<B>, tokenizer: &'m TextTokenizer, readout: eval::Readout) -> Self {
+        Self { be, model, tokenizer, readout }
     }
 }
 
 impl<B: Backend> Victim for ModelVictim<'_, B> {
     async fn probs(&mut self, inputs: &[Input]) -> Result<Vec<Vec<f32>>> {
-        let seqs = inputs.iter().map(|i| self.tokenizer.encode_example(&i.a, i.b.as_deref())).collect::<Result<Vec<_>>>()?;
+        let seqs = inputs.iter().map(|i| self.readout.encode(self.tokenizer, &i.a, i.b.as_deref())).collect::<Result<Vec<_>>>()?;
         let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
         let mut out = vec![Vec::new(); inputs.len()];
         for batch in eval::batches(&lengths, eval::MAX_BATCH, eval::MAX_BATCH_TOKENS) {
             let ids: Vec<&[u32]> = batch.iter().map(|&i| seqs[i].as_slice()).collect();
-            let logits = self.be.read(&self.model.classify_batch(self.be, &ids, Some(self.head))?).await?;
-            let v = logits.as_f32("logits")?;
-            let c = v.len() / batch.len();
-            for (row, &i) in v.chunks(c).zip(&batch) {
+            let logits = self.be.read(&self.readout.forward(self.be, self.model, &ids)?).await?;
+            for (row, &i) in self.readout.rows(logits.as_f32("logits")?, batch.len())?.iter().zip(&batch) {
                 out[i] = eval::softmax(row);
             }
         }

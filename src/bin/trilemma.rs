@@ -561,6 +561,8 @@ mod cli {
             limit,
             bootstrap: 1000,
             batch: trilemma::eval::MAX_BATCH,
+            readout: Default::default(),
+            template: 0,
         };
         spec.validate(&|m| trilemma::experiment::native::model_exists(assets, m)).map_err(e)?;
         let results = execute(&spec, assets)?;

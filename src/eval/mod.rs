@@ -4,6 +4,7 @@
 pub mod curve;
 pub mod hemorrhage;
 pub mod metrics;
+pub mod readout;
 
 pub use metrics::{
     accuracy, advglue_score, bootstrap_ci, f1_binary, glue_score, majority_baseline, majority_label, matthews_corrcoef,
@@ -16,6 +17,7 @@ use crate::data::{Example, Split, Task};
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::text::TextTokenizer;
+pub use readout::{Readout, ReadoutChoice};
 
 /// Sequences per batch and padded tokens per batch (B·T) of the evaluation loops: large enough
 /// that the products are matrix-sized, small enough that padding and memory stay modest.
@@ -43,27 +45,31 @@ pub fn batches(lengths: &[usize], max_batch: usize, max_tokens: usize) -> Vec<Ve
     out
 }
 
-/// The work of one evaluation loop: `task`'s head name (refused when its class count differs
-/// from the task's), every example's token ids, and the length-sorted batches to run them in.
+/// The work of one evaluation loop: how the class logits are read ([`Readout`]: `task`'s head, or a text
+/// prompt through the LM head), every example's token ids, and the length-sorted batches to run them in.
 /// The batches depend only on the examples and `max_batch`, and each batch's logits only on its
 /// sequences, so running any subset of batches anywhere (the page's workers) and putting the rows
 /// back by example index gives the same numbers as one loop over all of them.
 pub struct Plan {
-    pub head_task: &'static str,
+    pub readout: Readout,
     pub seqs: Vec<Vec<u32>>,
     pub batches: Vec<Vec<usize>>,
 }
 
 impl Plan {
+    /// The plan with the automatic readout ([`ReadoutChoice::Auto`], template 0).
     pub fn new<B: Backend>(model: &Model<B>, tk: &TextTokenizer, task: Task, examples: &[Example], max_batch: usize) -> Result<Self> {
+        Self::with_readout(tk, Readout::resolve(model, tk, task, ReadoutChoice::Auto, 0)?, examples, max_batch)
+    }
+
+    pub fn with_readout(tk: &TextTokenizer, readout: Readout, examples: &[Example], max_batch: usize) -> Result<Self> {
         if max_batch == 0 {
             return Err(Error::Invalid("the batch size must be positive".into()));
         }
-        let head_task = task_head(model, task)?;
-        let seqs = examples.iter().map(|e| tk.encode_example(&e.text_a, e.text_b.as_deref())).collect::<Result<Vec<_>>>()?;
+        let seqs = examples.iter().map(|e| readout.encode(tk, &e.text_a, e.text_b.as_deref())).collect::<Result<Vec<_>>>()?;
         let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
         let batches = batches(&lengths, max_batch, MAX_BATCH_TOKENS);
-        Ok(Self { head_task, seqs, batches })
+        Ok(Self { readout, seqs, batches })
     }
 
     /// Padded tokens of batch `b` (sequences × the longest): its share of the work.
@@ -72,17 +78,20 @@ impl Plan {
         batch.len() * batch.iter().map(|&i| self.seqs[i].len()).max().unwrap_or(0)
     }
 
-    /// Batch `b` through `model`: one `[C]` row of class logits per example of the batch, in the
-    /// batch's order (the GPU path reads back only these).
-    pub async fn batch_logits<B: Backend>(&self, be: &B, model: &Model<B>, b: usize) -> Result<Vec<Vec<f32>>> {
-        self.rows(b, &be.read(&model.classify_batch(be, &self.batch(b), Some(self.head_task))?).await?)
+    /// Batch `b`'s forward pass (see [`Readout::forward`]); read it and [`Plan::scatter`] the rows.
+    pub fn forward<B: Backend>(&self, be: &B, model: &Model<B>, b: usize) -> Result<B::Tensor> {
+        self.readout.forward(be, model, &self.batch(b))
     }
 
-    /// Batch `b`'s logits, as read back for that batch, split into one row per example.
+    /// Batch `b` through `model`: one `[C]` row of class logits per example of the batch, in the
+    /// batch's order (the GPU path reads back only these, or the next-token logits of a prompt readout).
+    pub async fn batch_logits<B: Backend>(&self, be: &B, model: &Model<B>, b: usize) -> Result<Vec<Vec<f32>>> {
+        self.rows(b, &be.read(&self.forward(be, model, b)?).await?)
+    }
+
+    /// Batch `b`'s logits, as read back for that batch, split into one class row per example.
     fn rows(&self, b: usize, logits: &HostTensor) -> Result<Vec<Vec<f32>>> {
-        let v = logits.as_f32("logits")?;
-        let c = v.len() / self.batches[b].len();
-        Ok(v.chunks(c).map(<[f32]>::to_vec).collect())
+        self.readout.rows(logits.as_f32("logits")?, self.batches[b].len())
     }
 
     /// Batch `b`'s logits, as read back for that batch, into `out` (one row per example).
@@ -105,7 +114,7 @@ pub fn predict_cpu(be: &CpuBackend, model: &Model<CpuBackend>, tk: &TextTokenize
     let plan = Plan::new(model, tk, task, examples, MAX_BATCH)?;
     let mut rows = vec![Vec::new(); examples.len()];
     for b in 0..plan.batches.len() {
-        let logits = be.read_sync(&model.classify_batch(be, &plan.batch(b), Some(plan.head_task))?)?;
+        let logits = be.read_sync(&plan.forward(be, model, b)?)?;
         plan.scatter(b, &logits, &mut rows)?;
     }
     Ok(argmax_rows(&rows))
@@ -154,7 +163,7 @@ pub async fn logits_batched<B: Backend>(be: &B, model: &Model<B>, tk: &TextToken
     let plan = Plan::new(model, tk, task, examples, max_batch)?;
     let mut out = vec![Vec::new(); examples.len()];
     for b in 0..plan.batches.len() {
-        let logits = be.read(&model.classify_batch(be, &plan.batch(b), Some(plan.head_task))?).await?;
+        let logits = be.read(&plan.forward(be, model, b)?).await?;
         plan.scatter(b, &logits, &mut out)?;
     }
     Ok(out)

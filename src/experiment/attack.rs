@@ -99,7 +99,7 @@ pub async fn run_attack_units<B: Backend, H: Hooks>(
             continue;
         }
         let lm = models.iter().find(|m| m.record.name == unit.model).ok_or_else(|| Error::Invalid(format!("the run was given no model {}", unit.model)))?;
-        let mut victim = ModelVictim::new(be, &lm.model, &lm.tokenizer, unit.task)?;
+        let mut victim = ModelVictim::with_readout(be, &lm.model, &lm.tokenizer, lm.readout(spec, unit.task)?);
         let lex = Lexicon { synonyms: SynonymTable::bundled(), neighbours: &lm.neighbours };
         let mut prog = Progress {
             unit: eval_units + ui,
@@ -146,7 +146,7 @@ pub async fn run_attack_units<B: Backend, H: Hooks>(
 
 /// The transfer matrices of the finished attacks (only where at least two models attacked the same (task, split,
 /// attack)): every target model classifies every source model's successful texts.
-pub async fn transfer_matrices<B: Backend>(be: &B, models: &[LoadedModel<B>], done: &[AttackResult]) -> Result<Vec<TransferMatrix>> {
+pub async fn transfer_matrices<B: Backend>(spec: &Spec, be: &B, models: &[LoadedModel<B>], done: &[AttackResult]) -> Result<Vec<TransferMatrix>> {
     let mut out: Vec<TransferMatrix> = Vec::new();
     for r in done {
         if out.iter().any(|m| m.task == r.task && m.split == r.split && m.attack == r.attack) {
@@ -167,7 +167,7 @@ pub async fn transfer_matrices<B: Backend>(be: &B, models: &[LoadedModel<B>], do
                 let mut adversarial = vec![u32::MAX; src.records.len()];
                 if !ok.is_empty() {
                     let inputs: Vec<Input> = ok.iter().map(|&k| src.records[k].perturbed.clone()).collect();
-                    let probs = ModelVictim::new(be, &lm.model, &lm.tokenizer, r.task)?.probs(&inputs).await?;
+                    let probs = ModelVictim::with_readout(be, &lm.model, &lm.tokenizer, lm.readout(spec, r.task)?).probs(&inputs).await?;
                     for (&k, p) in ok.iter().zip(&probs) {
                         adversarial[k] = crate::eval::argmax(p);
                     }

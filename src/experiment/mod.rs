@@ -145,6 +145,14 @@ impl<B: Backend> LoadedModel<B> {
         Ok(m)
     }
 
+    /// How the spec reads this model's class logits on `task` ([`eval::Readout`]), refused with the model's name.
+    pub fn readout(&self, spec: &Spec, task: Task) -> Result<eval::Readout> {
+        eval::Readout::resolve(&self.model, &self.tokenizer, task, spec.readout, spec.template).map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(format!("model {}, {task}: {m}", self.record.name)),
+            other => other,
+        })
+    }
+
     fn from_checkpoint(be: &B, name: &str, ck: Checkpoint, files: &BTreeMap<String, Vec<u8>>) -> Result<Self> {
         let tok = ck.tokenizer_json.clone().ok_or_else(|| Error::Invalid(format!("model {name}: the folder has no tokenizer.json")))?;
         let tokenizer = TextTokenizer::from_json_bytes(&tok)?;
@@ -307,6 +315,10 @@ pub struct UnitResult {
     /// The backend that ran it (`cpu` or `webgpu`; a GPU failure mid-run leaves earlier units
     /// on the GPU and later ones on the CPU).
     pub backend: String,
+    /// How the class logits were read: `head sst2`, or `prompt 0: "…" → negative | positive` (zero-shot through
+    /// the LM head, [`eval::Readout`]).
+    #[serde(default)]
+    pub readout: String,
     pub n: usize,
     pub metrics: Vec<Metric>,
     /// AdvGLUE splits: accuracy per attack level (word / sentence / human) and per method.
@@ -597,7 +609,7 @@ pub async fn run_all<B: Backend, H: Hooks>(spec: &Spec, be: &B, gpu: Option<&Gpu
     if !attack::run_attack_units(spec, be, models, data, &mut done.attacks, hooks, eval, eval + attacks).await? {
         return Ok(false);
     }
-    done.transfer = attack::transfer_matrices(be, models, &done.attacks).await?;
+    done.transfer = attack::transfer_matrices(spec, be, models, &done.attacks).await?;
     Ok(true)
 }
 
@@ -669,13 +681,13 @@ pub async fn run_units<B: Backend, H: Hooks>(
         if !hooks.progress(&prog) {
             return Ok(false);
         }
-        let plan = eval::Plan::new(&lm.model, &lm.tokenizer, unit.task, examples, spec.batch)?;
+        let plan = eval::Plan::with_readout(&lm.tokenizer, lm.readout(spec, unit.task)?, examples, spec.batch)?;
         let mut rows = vec![Vec::new(); n];
         let mut per_example_ms = vec![0f64; n];
         let t_unit = hooks.now_ms();
         for b in 0..plan.batches.len() {
             let t0 = hooks.now_ms();
-            let logits = be.read(&lm.model.classify_batch(be, &plan.batch(b), Some(plan.head_task))?).await?;
+            let logits = be.read(&plan.forward(be, &lm.model, b)?).await?;
             plan.scatter(b, &logits, &mut rows)?;
             let ms = (hooks.now_ms() - t0) / plan.batches[b].len() as f64;
             for &i in &plan.batches[b] {
@@ -689,7 +701,7 @@ pub async fn run_units<B: Backend, H: Hooks>(
             hooks.pause().await;
         }
         let seconds = (hooks.now_ms() - t_unit) / 1000.0;
-        let mut result = score_unit(spec, lm, unit, examples, &plan.seqs, &rows, per_example_ms, seconds, (hooks.memory(), gpu.map(|g| g.memory().peak)))?;
+        let mut result = score_unit(spec, lm, unit, &plan.readout, examples, &plan.seqs, &rows, per_example_ms, seconds, (hooks.memory(), gpu.map(|g| g.memory().peak)))?;
         result.backend = be.info().kind;
         units.push(result);
         before += n;
@@ -703,6 +715,7 @@ fn score_unit<B: Backend>(
     spec: &Spec,
     lm: &LoadedModel<B>,
     unit: &Unit,
+    readout: &eval::Readout,
     examples: &[Example],
     seqs: &[Vec<u32>],
     rows: &[Vec<f32>],
@@ -757,7 +770,7 @@ fn score_unit<B: Backend>(
         let c = match per_len.get(&s.len()) {
             Some(c) => *c,
             None => {
-                lm.counter.classify_batch(&counter, &[s.as_slice()], Some(task.model_task().name()))?;
+                readout.forward(&counter, &lm.counter, &[s.as_slice()])?;
                 let c = counter.take();
                 per_len.insert(s.len(), c);
                 c
@@ -803,6 +816,7 @@ fn score_unit<B: Backend>(
         task,
         split: unit.split,
         backend: String::new(),
+        readout: readout.describe(),
         n: examples.len(),
         metrics,
         by_level,

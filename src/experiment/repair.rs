@@ -186,13 +186,16 @@ fn evaluated(spec: &Spec, d: &Dataset) -> usize {
 
 /// Class logits of `model` on `examples` with `task`'s head, optionally with a soft prompt: rows in
 /// example order, plus the token ids.
-async fn logits<B: Backend>(be: &B, lm: &LoadedModel<B>, task: Task, examples: &[Example], batch: usize, prefix: Option<&HostTensor>) -> Result<(Vec<Vec<f32>>, Vec<Vec<u32>>)> {
-    let plan = eval::Plan::new(&lm.model, &lm.tokenizer, task, examples, batch)?;
+async fn logits<B: Backend>(spec: &Spec, be: &B, lm: &LoadedModel<B>, task: Task, examples: &[Example], prefix: Option<&HostTensor>) -> Result<(Vec<Vec<f32>>, Vec<Vec<u32>>)> {
+    let plan = eval::Plan::with_readout(&lm.tokenizer, lm.readout(spec, task)?, examples, spec.batch)?;
     let mut rows = vec![Vec::new(); examples.len()];
     for b in 0..plan.batches.len() {
-        let out = match prefix {
-            Some(p) => lm.model.classify_batch_with_prefix(be, p, &plan.batch(b), Some(plan.head_task))?,
-            None => lm.model.classify_batch(be, &plan.batch(b), Some(plan.head_task))?,
+        let out = match (prefix, &plan.readout) {
+            (Some(p), eval::Readout::Head(head)) => lm.model.classify_batch_with_prefix(be, p, &plan.batch(b), Some(head))?,
+            (Some(_), eval::Readout::Prompt { .. }) => {
+                return Err(Error::Invalid(format!("repair: {} has no classification head for {task} to train soft prompts for: use the text pool", lm.record.name)))
+            }
+            (None, _) => plan.forward(be, &lm.model, b)?,
         };
         plan.scatter(b, &be.read(&out).await?, &mut rows)?;
     }
@@ -200,7 +203,7 @@ async fn logits<B: Backend>(be: &B, lm: &LoadedModel<B>, task: Task, examples: &
 }
 
 /// Class logits with a different prompt per example (`pick[i]` of `pool`): one batch per prompt.
-async fn logits_picked<B: Backend>(be: &B, lm: &LoadedModel<B>, task: Task, examples: &[Example], batch: usize, pool: &Pool, pick: &[usize]) -> Result<Vec<Vec<f32>>> {
+async fn logits_picked<B: Backend>(spec: &Spec, be: &B, lm: &LoadedModel<B>, task: Task, examples: &[Example], pool: &Pool, pick: &[usize]) -> Result<Vec<Vec<f32>>> {
     let mut rows = vec![Vec::new(); examples.len()];
     for i in 0..pool.prompts {
         let mine: Vec<usize> = (0..examples.len()).filter(|&e| pick[e] == i).collect();
@@ -208,7 +211,7 @@ async fn logits_picked<B: Backend>(be: &B, lm: &LoadedModel<B>, task: Task, exam
             continue;
         }
         let ex: Vec<Example> = mine.iter().map(|&e| examples[e].clone()).collect();
-        let (r, _) = logits(be, lm, task, &ex, batch, Some(&pool.prompt(i)?)).await?;
+        let (r, _) = logits(spec, be, lm, task, &ex, Some(&pool.prompt(i)?)).await?;
         for (&e, row) in mine.iter().zip(r) {
             rows[e] = row;
         }
@@ -268,8 +271,8 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
                 return Err(Error::Invalid(format!("repair: the calibration split of {task} has no examples")));
             }
             // Temperature scaling (gold labels) and decoding calibration (the original's outputs).
-            let (base_rows, _) = logits(be, base, task, &calib, spec.batch, None).await?;
-            let (comp_rows, seqs) = logits(be, lm, task, &calib, spec.batch, None).await?;
+            let (base_rows, _) = logits(spec, be, base, task, &calib, None).await?;
+            let (comp_rows, seqs) = logits(spec, be, lm, task, &calib, None).await?;
             let labels = crate::data::labels(&calib);
             let t = hm::fit_temperature(&comp_rows, &labels)?;
             let base_p = hm::apply_temperature(&base_rows, 1.0)?;
@@ -302,7 +305,13 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
                 done.repairs.push(result);
                 continue;
             }
-            // Soft prompts, trained on the compressed copy's frozen twin.
+            // Soft prompts, trained on the compressed copy's frozen twin (for a classification head).
+            if lm.readout(spec, task)?.is_prompt() {
+                return Err(Error::Invalid(format!(
+                    "repair: {} has no classification head for {task} to train soft prompts for: use the text pool (\"pool\": \"text\")",
+                    lm.record.name
+                )));
+            }
             let ck = lm.checkpoint.as_ref().ok_or_else(|| Error::Invalid(format!("repair: the run kept no checkpoint of {}", lm.record.name)))?;
             let twin = FrozenTwin::from_checkpoint(ck, task)?;
             let train: Vec<Seq> = seqs.into_iter().zip(&calib).map(|(ids, e)| Seq { ids, label: e.label }).collect();
@@ -336,20 +345,20 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
                 let Some((keep, examples)) = measured(spec, task, d, n) else { continue };
                 let unit_acc = |u: &super::UnitResult| keep.iter().filter(|&&i| u.predictions[i].prediction == u.predictions[i].label).count() as f64 / keep.len() as f64;
                 let (orig, comp) = (unit_acc(ou), unit_acc(cu));
-                let plan = eval::Plan::new(&lm.model, &lm.tokenizer, task, &examples, spec.batch)?;
+                let plan = eval::Plan::with_readout(&lm.tokenizer, lm.readout(spec, task)?, &examples, spec.batch)?;
                 let refs: Vec<&[u32]> = plan.seqs.iter().map(Vec::as_slice).collect();
                 // Class logits of the per-input choice and of the best fixed prompt. Max confidence runs every prompt
                 // on the backend and keeps the most confident row (ties → lowest): both come from those rows.
                 let (pick, idp_rows, fixed_rows) = match rs.selector {
                     Selector::Attention => {
                         let pick = prompts::select(&twin, &trained.pool, &refs, Selector::Attention)?;
-                        let idp_rows = logits_picked(be, lm, task, &examples, spec.batch, &trained.pool, &pick).await?;
-                        (pick, idp_rows, logits(be, lm, task, &examples, spec.batch, Some(&trained.pool.prompt(best)?)).await?.0)
+                        let idp_rows = logits_picked(spec, be, lm, task, &examples, &trained.pool, &pick).await?;
+                        (pick, idp_rows, logits(spec, be, lm, task, &examples, Some(&trained.pool.prompt(best)?)).await?.0)
                     }
                     Selector::Confidence => {
                         let mut rows = Vec::with_capacity(trained.pool.prompts);
                         for i in 0..trained.pool.prompts {
-                            rows.push(logits(be, lm, task, &examples, spec.batch, Some(&trained.pool.prompt(i)?)).await?.0);
+                            rows.push(logits(spec, be, lm, task, &examples, Some(&trained.pool.prompt(i)?)).await?.0);
                         }
                         let pick = crate::repair::most_confident(&rows);
                         let idp_rows = pick_rows(&rows, &pick);
@@ -358,7 +367,7 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
                 };
                 let (idp, fixed) = (accuracy(&idp_rows, &examples), accuracy(&fixed_rows, &examples));
                 let long_acc = match &long {
-                    Some((l, _)) => Some(accuracy(&logits(be, lm, task, &examples, spec.batch, Some(&l.pool.prompt(0)?)).await?.0, &examples)),
+                    Some((l, _)) => Some(accuracy(&logits(spec, be, lm, task, &examples, Some(&l.pool.prompt(0)?)).await?.0, &examples)),
                     None => None,
                 };
                 let mut histogram = vec![0usize; trained.pool.prompts];

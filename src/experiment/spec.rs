@@ -13,6 +13,7 @@
 use crate::backend::BackendChoice;
 use crate::data::{Split, Task};
 use crate::error::{Error, Result};
+use crate::eval::ReadoutChoice;
 
 /// The bundled default models, by the names the spec uses (`assets/models/<name>/`).
 pub const BUNDLED_MODELS: [&str; 3] = ["transformer", "gla", "hgrn_bit"];
@@ -67,6 +68,17 @@ pub struct Spec {
     /// Sequences per batch (1: one example at a time, so latency is per example).
     #[serde(default = "default_batch")]
     pub batch: usize,
+    /// How class logits are read (`eval::readout`): `auto` (the default: each model's head for the task, or — for a
+    /// language model without one — zero-shot through its LM head with text template `template`), `head`, `prompt`.
+    #[serde(default, skip_serializing_if = "ReadoutChoice::is_auto")]
+    pub readout: ReadoutChoice,
+    /// The text template a prompt readout uses: its index in the task's pool (0 to 3, `repair::text_prompts`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub template: usize,
+}
+
+fn is_zero(x: &usize) -> bool {
+    *x == 0
 }
 
 fn default_splits() -> Vec<Split> {
@@ -213,6 +225,17 @@ impl Spec {
                         }
                     }
                 }
+            }
+        }
+        if self.template >= crate::repair::text_prompts::POOL_SIZE {
+            return bad("template".into(), format!("{} is no text template: use 0 to {}", self.template, crate::repair::text_prompts::POOL_SIZE - 1));
+        }
+        if self.template > 0 && self.readout == ReadoutChoice::Head {
+            return bad("template".into(), "a text template is read only with `readout` prompt or auto".into());
+        }
+        if let Some(r) = &self.repair {
+            if self.readout == ReadoutChoice::Prompt && r.prompts > 0 && r.pool == crate::repair::PromptPool::Soft {
+                return bad("repair.pool".into(), "soft prompts are trained for a classification head; with `readout` prompt use the text pool (\"pool\": \"text\")".into());
             }
         }
         if self.limit == Some(0) {

@@ -141,7 +141,14 @@ fn units_table(r: &Results) -> String {
             score
         );
     }
-    h + "</table>"
+    h += "</table>";
+    // Zero-shot readouts (a text template through the LM head) are named; a task head is the default.
+    let mut prompts: Vec<String> = r.units.iter().filter(|u| u.readout.starts_with("prompt")).map(|u| format!("{} on {}: {}", u.model, u.task, u.readout)).collect();
+    prompts.dedup();
+    if !prompts.is_empty() {
+        let _ = write!(h, "<p><small>Read zero-shot through the LM head: {}.</small></p>", esc(&prompts.join("; ")));
+    }
+    h
 }
 
 fn charts_section(r: &Results) -> Result<String> {
