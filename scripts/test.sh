@@ -73,7 +73,8 @@ layer_page() {
 }
 
 layer_e2e() {
-    node --test-reporter=spec "$ROOT/tests/e2e/page.test.mjs"
+    # Every Playwright file, one at a time (each starts its own Chromium).
+    node --test --test-concurrency=1 --test-reporter=spec "$ROOT"/tests/e2e/*.test.mjs
 }
 
 total_start=$SECONDS

@@ -610,6 +610,16 @@ pub fn set_gpu_memory_headroom(headroom: f64) -> std::result::Result<bool, JsErr
 
 // ---------------------------------------------------------------- experiments
 
+/// The models a spec may name on the page: the bundled ones.
+fn bundled_only(m: &str) -> std::result::Result<(), String> {
+    use crate::experiment::BUNDLED_MODELS;
+    if BUNDLED_MODELS.contains(&m) {
+        Ok(())
+    } else {
+        Err(format!("the page runs the bundled models only ({}); run other folders with `trilemma run`", BUNDLED_MODELS.join(", ")))
+    }
+}
+
 /// Set by [`set_experiment_cancelled`] (the page's Cancel button: the message reaches the worker
 /// while a run waits between batches), read after every batch.
 static CANCEL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -645,15 +655,8 @@ impl crate::experiment::Hooks for WebHooks {
 /// while the run is still queued is not lost.
 #[wasm_bindgen]
 pub async fn run_experiment(spec_json: String, on_progress: js_sys::Function) -> std::result::Result<String, JsError> {
-    use crate::experiment::{self, Dataset, Spec, BUNDLED_MODELS};
+    use crate::experiment::{self, Dataset, Spec};
     let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before run_experiment()"))?;
-    let bundled_only = |m: &str| {
-        if BUNDLED_MODELS.contains(&m) {
-            Ok(())
-        } else {
-            Err(format!("the page runs the bundled models only ({}); run other folders with `trilemma run`", BUNDLED_MODELS.join(", ")))
-        }
-    };
     let spec = Spec::from_json(spec_json.as_bytes(), &bundled_only).map_err(js_err)?;
     // The page serves the validation splits but not the training data (www/index.html copies
     // assets/data only): a `repair` section calibrates on the bundled set or on validation here.
@@ -719,6 +722,40 @@ pub fn report_document(results_json: &str) -> std::result::Result<String, JsErro
 #[wasm_bindgen]
 pub fn report_csv(results_json: &str) -> std::result::Result<String, JsError> {
     Ok(crate::report::csv(&parse_results(results_json)?))
+}
+
+// ---------------------------------------------------------------- share links
+
+/// The fragment (without `#`) of a share link to a finished run: its spec and its numbers ([`crate::experiment::share`]).
+#[wasm_bindgen]
+pub fn share_link(results_json: &str) -> std::result::Result<String, JsError> {
+    use crate::experiment::share;
+    let r = parse_results(results_json)?;
+    share::encode(&r.spec, Some(&share::fingerprint(&r).map_err(js_err)?)).map_err(js_err)
+}
+
+/// A link's fragment read and checked: `{"spec": …, "numbers": …}` as JSON, or why it cannot be opened.
+#[wasm_bindgen]
+pub fn open_link(fragment: &str) -> std::result::Result<String, JsError> {
+    let link = crate::experiment::share::decode(fragment, &bundled_only).map_err(js_err)?;
+    serde_json::to_string(&link).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// A re-run's numbers against those of the link it was opened from ([`crate::experiment::share::Comparison`]).
+#[wasm_bindgen]
+pub fn compare_link(fragment: &str, results_json: &str) -> std::result::Result<JsValue, JsError> {
+    use crate::experiment::share;
+    let link = share::decode(fragment, &bundled_only).map_err(js_err)?;
+    let numbers = link.numbers.ok_or_else(|| JsError::new("the link has no numbers to compare with"))?;
+    to_js(&share::compare(&numbers, &parse_results(results_json)?).map_err(js_err)?)
+}
+
+/// Two results files' headline numbers side by side (`link`: the first's, `now`: the second's).
+#[wasm_bindgen]
+pub fn compare_results(first_json: &str, second_json: &str) -> std::result::Result<JsValue, JsError> {
+    use crate::experiment::share;
+    let first = share::fingerprint(&parse_results(first_json)?).map_err(js_err)?;
+    to_js(&share::compare(&first, &parse_results(second_json)?).map_err(js_err)?)
 }
 
 /// Matmul kernel benchmark (a measurement, not a test; separate from the page's exports): the

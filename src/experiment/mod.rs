@@ -14,6 +14,7 @@ pub mod curves;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 pub mod repair;
+pub mod share;
 pub mod spec;
 pub mod surgical;
 

@@ -128,7 +128,8 @@ test('the built page runs the three bundled models on WebGPU and on the CPU', { 
       }
     });
 
-  await page.goto(url);
+  // ?autorun=0: not the default comparison a new user's visit runs (tests/e2e/playground.test.mjs checks that).
+  await page.goto(`${url}?autorun=0`);
 
   await step('the worker starts and picks WebGPU', async () => {
     await page.waitForFunction(
@@ -313,7 +314,10 @@ test('the built page runs the three bundled models on WebGPU and on the CPU', { 
   // The experiment panel: the engine of `trilemma run`, in the worker; the report drawn on the
   // main thread by the same Rust code as `trilemma report`.
   const expState = () => page.getAttribute('#experiment', 'data-state');
+  // The spec's JSON sits under "Edit the spec as JSON" (the builder form is above it).
+  const openJson = () => page.evaluate(() => { document.querySelector('#experiment details').open = true; });
   async function runExperiment(spec, { until = ['done'], onRunning } = {}) {
+    await openJson();
     await page.fill('#exp-spec', JSON.stringify(spec));
     await page.click('#exp-run');
     await page.waitForFunction(() => document.getElementById('experiment').dataset.state === 'running', null, { timeout: 10_000 });
@@ -386,7 +390,7 @@ test('the built page runs the three bundled models on WebGPU and on the CPU', { 
     assert.equal(a.records.length, 6);
     assert.ok(a.records.every((rec) => rec.outcome === 'skipped' || rec.queries === 2), 'a random attack asks the model before and after only');
     const stages = await page.evaluate(() => window.__stages);
-    assert.ok(stages.some((s) => /^2\/2: transformer · sst2 advglue-original · attack random_checklist · [1-6]\/6$/.test(s)), `progress names the attack: ${stages.join(' | ')}`);
+    assert.ok(stages.some((s) => /^2\/2: transformer · sst2 advglue-original · attack random_checklist · [1-6]\/6( · about \d+ s left)?$/.test(s)), `progress names the attack: ${stages.join(' | ')}`);
     const headings = await page.locator('#exp-report h2').allTextContents();
     assert.ok(headings.includes('Attacks'), `the report has an Attacks section: ${headings.join(', ')}`);
     assert.match(await page.locator('#exp-report').textContent(), /random_checklist/);
@@ -414,6 +418,7 @@ test('the built page runs the three bundled models on WebGPU and on the CPU', { 
   });
 
   await step('a bad spec is refused naming the field', async () => {
+    await openJson();
     await page.fill('#exp-spec', JSON.stringify({ models: ['gla'], tasks: ['sst2'], limit: -1 }));
     await page.click('#exp-run');
     await page.waitForFunction(() => document.getElementById('experiment').dataset.state === 'failed', null, { timeout: 30_000 });
@@ -488,7 +493,7 @@ test('without a WebGPU adapter the page runs on the CPU and says why', { timeout
     server.close();
   });
 
-  await page.goto(url);
+  await page.goto(`${url}?autorun=0`);
   await page.waitForFunction(() => Number(document.body.dataset.finished) >= 1, null, { timeout: RUN_TIMEOUT });
   const backend = await page.locator('#backend').textContent();
   assert.match(backend, /^Backend: CPU — .*(GPU|adapter)/i, `backend line: ${backend}`);
@@ -521,7 +526,7 @@ for (const [mode, what, why] of [
       await browser.close();
       server.close();
     });
-    await page.goto(`${url}?simulate=${mode}`);
+    await page.goto(`${url}?simulate=${mode}&autorun=0`);
     await page.waitForFunction(() => Number(document.body.dataset.finished) >= 1, null, { timeout: RUN_TIMEOUT });
     assert.equal(await page.getAttribute('body', 'data-state'), 'done', `the run failed: ${await page.locator('#error').textContent()}`);
     const rows = page.locator('#models-table tbody tr');
@@ -555,7 +560,7 @@ test('CPU workers: 1 vs 2 give identical logits; a failed or dying helper is rec
     const problems = [];
     page.on('pageerror', (err) => problems.push(`uncaught page error: ${err.message}`));
     try {
-      await page.goto(`${url}${query}`);
+      await page.goto(`${url}${query}${query ? '&' : '?'}autorun=0`);
       await page.waitForFunction(() => Number(document.body.dataset.finished) >= 1, null, { timeout: RUN_TIMEOUT });
       await page.fill('#bench-n', '48');
       await page.fill('#bench-batch', '4');
