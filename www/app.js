@@ -1,6 +1,6 @@
 import { initExperiment } from './experiment.js';
 import { initAttack } from './attack.js';
-import { CpuPool } from './pool.js';
+import { CpuPool, startWorker } from './pool.js';
 import { initOffline } from './offline.js';
 
 // The page: DOM and messages only. All computing happens in worker.js (the Rust core) and, for
@@ -254,7 +254,7 @@ function renderBench(r) {
 
 // ---------------------------------------------------------------- the worker
 
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'trilemma' });
+const worker = startWorker('', 'trilemma');
 // Helper workers for the benchmark's CPU work: `?workers=N` forces N CPU workers (1: one thread);
 // `?simulate=helper-start-fail|helper-crash` makes helper 1 fail (the fallback tests).
 const pool = new CpuPool(worker, {
