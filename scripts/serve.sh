@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 1: build the page (release) and serve it at http://127.0.0.1:8080
-# (PORT=... to change the port).
+# (PORT=... to change the port); also writes the single-file offline copy, dist-single/trilemma.html.
 #
 # Served by scripts/static-server.mjs rather than `trunk serve`: `trunk serve --release` would
 # run the whole release pipeline (cargo, wasm-bindgen, ~25 s of wasm-opt) a second time and
@@ -24,5 +24,8 @@ wasm_bytes="$(stat -c %s dist/trilemma_bg.wasm)"
 wasm_gzip="$(gzip -9 -c dist/trilemma_bg.wasm | wc -c)"
 awk -v t=$((SECONDS - start)) -v raw="$wasm_bytes" -v gz="$wasm_gzip" 'BEGIN {
     printf "serve: built in %ds; dist/trilemma_bg.wasm is %.2f MB (%.2f MB gzipped)\n", t, raw / 1e6, gz / 1e6 }'
+
+# The single-file offline copy (README, "Offline"): dist-single/trilemma.html, about a second.
+node "$ROOT/scripts/single-file.mjs"
 
 exec node "$ROOT/scripts/static-server.mjs" dist "$PORT" 127.0.0.1

@@ -5,7 +5,8 @@
 #   1. native   cargo test: unit tests, naga validation of shaders/*.wgsl, wgpu parity on lavapipe
 #   2. wasm     tests/web.rs in headless Chromium with WebGPU on SwiftShader; tests/node.rs under Node
 #   3. page     trunk build --release (dist/)
-#   4. e2e      Playwright drives the built page in headless Chromium (tests/e2e/page.test.mjs)
+#   4. e2e      Playwright drives the built page in headless Chromium (tests/e2e/page.test.mjs), and
+#               its offline use: service worker, single file from file:// (tests/e2e/offline.test.mjs)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,7 +74,8 @@ layer_page() {
 }
 
 layer_e2e() {
-    # Every Playwright file, one at a time (each starts its own Chromium).
+    # Every Playwright file, one at a time (each starts its own Chromium): the page, the playground as a new user
+    # meets it, and offline (the service worker's cache, update and reload offline; the single file from file://).
     node --test --test-concurrency=1 --test-reporter=spec "$ROOT"/tests/e2e/*.test.mjs
 }
 

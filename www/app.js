@@ -1,6 +1,7 @@
 import { initExperiment } from './experiment.js';
 import { initAttack } from './attack.js';
-import { CpuPool } from './pool.js';
+import { CpuPool, startWorker } from './pool.js';
+import { initOffline } from './offline.js';
 
 // The page: DOM and messages only. All computing happens in worker.js (the Rust core) and, for
 // the benchmark, in the CPU worker pool (pool.js: helper workers on the other cores), so the page
@@ -253,7 +254,7 @@ function renderBench(r) {
 
 // ---------------------------------------------------------------- the worker
 
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'trilemma' });
+const worker = startWorker('', 'trilemma');
 // Helper workers for the benchmark's CPU work: `?workers=N` forces N CPU workers (1: one thread);
 // `?simulate=helper-start-fail|helper-crash` makes helper 1 fail (the fallback tests).
 const pool = new CpuPool(worker, {
@@ -263,6 +264,7 @@ const pool = new CpuPool(worker, {
   onStatus: renderCpu,
 });
 renderCpu(pool.status());
+initOffline();
 const experiment = initExperiment(worker);
 const attack = initAttack(worker);
 

@@ -17,6 +17,17 @@
 export const MAX_WORKERS = 4;
 const START_TIMEOUT_MS = 180_000;
 
+/**
+ * A worker running worker.js, its role in `query` ('' or '?role=helper...'). In the single-file copy
+ * (scripts/single-file.mjs) there is no worker.js to load: `globalThis.trilemmaBundle` makes the
+ * worker from the source inlined there, with the same query.
+ */
+export function startWorker(query, name) {
+  const bundle = globalThis.trilemmaBundle;
+  if (bundle) return bundle.worker(query, name);
+  return new Worker(new URL(`./worker.js${query}`, import.meta.url), { type: 'module', name });
+}
+
 /** How many CPU workers to run (main included), and, when it is one, why. */
 export function plannedWorkers(search, cores) {
   const forced = new URLSearchParams(search).get('workers');
@@ -98,7 +109,7 @@ export class CpuPool {
         : i === 1 && simulate === 'helper-crash' ? '&simulate=crash' : '';
       let worker;
       try {
-        worker = new Worker(new URL(`./worker.js?role=helper${sim}`, import.meta.url), { type: 'module', name: `trilemma-${name.replace(' ', '-')}` });
+        worker = startWorker(`?role=helper${sim}`, `trilemma-${name.replace(' ', '-')}`);
       } catch (err) {
         this.lost.push(`${name} could not be created: ${describe(err)}`);
         continue;

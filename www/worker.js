@@ -22,7 +22,8 @@ import init, {
   start, start_cpu, classify, prepare, run_batches, simulate_gpu_loss, set_gpu_memory_headroom, run_experiment, set_experiment_cancelled, attack_text,
 } from './trilemma.js';
 
-const params = new URLSearchParams(self.location.search);
+// In the single-file copy (scripts/single-file.mjs) the worker is a blob: its query comes with the bundle.
+const params = new URLSearchParams(globalThis.trilemmaBundle?.search ?? self.location.search);
 const helper = params.get('role') === 'helper';
 const simulate = params.get('simulate');
 
