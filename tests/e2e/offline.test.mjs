@@ -176,8 +176,12 @@ test('(b) the single file runs from file:// with the same labels', { timeout: 10
   assert.equal(await page.getAttribute('#offline', 'data-state'), 'bundle');
   assert.equal(await page.locator('#gpu-note').isHidden(), false, 'the page says why there is no GPU result');
 
-  // An experiment: the worker reads the bundled data through the fetch shim, the page draws the
-  // report with the wasm core on the main thread.
+  // The default comparison runs on opening the file too (the worker reads the bundled data through the fetch shim,
+  // the page draws the report with the wasm core on the main thread); then an experiment typed as JSON.
+  await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('experiment').dataset.state), null, { timeout: START_TIMEOUT });
+  assert.equal(await page.getAttribute('#experiment', 'data-state'), 'done', await page.locator('#exp-error').textContent());
+  assert.match(await page.locator('#exp-report').textContent(), /hgrn_bit/);
+  await page.evaluate(() => { document.querySelector('#experiment details').open = true; });
   await page.fill('#exp-spec', JSON.stringify({ models: ['gla'], tasks: ['sst2'], splits: ['validation'], backend: 'cpu', limit: 8, bootstrap: 20, batch: 8 }));
   await page.click('#exp-run');
   await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('experiment').dataset.state), null, { timeout: START_TIMEOUT });
