@@ -758,6 +758,31 @@ pub fn compare_results(first_json: &str, second_json: &str) -> std::result::Resu
     to_js(&share::compare(&first, &parse_results(second_json)?).map_err(js_err)?)
 }
 
+// ---------------------------------------------------------------- the paper view
+
+#[derive(Serialize)]
+struct ClaimInfo {
+    id: &'static str,
+    paper: &'static str,
+    finding: &'static str,
+    here: &'static str,
+    spec: &'static str,
+}
+
+/// The seed papers' claims as ready experiments ([`crate::experiment::claims`]).
+#[wasm_bindgen]
+pub fn paper_claims() -> std::result::Result<JsValue, JsError> {
+    let list: Vec<ClaimInfo> =
+        crate::experiment::claims::claims().into_iter().map(|c| ClaimInfo { id: c.id, paper: c.paper, finding: c.finding, here: c.here, spec: c.spec }).collect();
+    to_js(&list)
+}
+
+/// Claim `id`'s verdict on the results of a run of its spec.
+#[wasm_bindgen]
+pub fn claim_verdict(id: &str, results_json: &str) -> std::result::Result<JsValue, JsError> {
+    to_js(&crate::experiment::claims::verdict(id, &parse_results(results_json)?).map_err(js_err)?)
+}
+
 /// Matmul kernel benchmark (a measurement, not a test; separate from the page's exports): the
 /// SIMD128 peak of this build, the kernels and candle's stock matmul at the models' shapes,
 /// single-threaded, as JSON ([`crate::backend::simd::bench::Report`]). `only` filters shapes by

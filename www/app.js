@@ -1,4 +1,5 @@
 import { initExperiment } from './experiment.js';
+import { initPaper } from './paper.js';
 import { initAttack } from './attack.js';
 import { CpuPool, startWorker } from './pool.js';
 import { initOffline } from './offline.js';
@@ -266,6 +267,11 @@ const pool = new CpuPool(worker, {
 renderCpu(pool.status());
 initOffline();
 const experiment = initExperiment(worker);
+// The paper view builds its cards once the wasm module is on this thread; it runs claims through the experiment panel.
+const paper = initPaper(experiment).catch((err) => {
+  document.getElementById('paper-claims').textContent = `The paper view could not start: ${describe(err)}`;
+  return null;
+});
 const attack = initAttack(worker);
 
 function run() {
@@ -297,6 +303,7 @@ worker.addEventListener('message', (e) => {
       setBusy(false);
       setState('ready');
       experiment.ready();
+      paper.then((p) => p?.ready());
       attack.ready(msg.report);
       // `?simulate=gpu-lost` destroys the GPU device first, `?simulate=gpu-oom` leaves it no
       // memory for activations (the fallback tests).

@@ -29,7 +29,7 @@ const $ = (id) => document.getElementById(id);
 
 // The wasm module on this thread, for reports and links (loaded on first use).
 let reportCore = null;
-function core() {
+export function core() {
   reportCore ??= init();
   return reportCore;
 }
@@ -92,6 +92,13 @@ export function initExperiment(worker) {
   let started = 0;
   // The link this run was opened from (its fragment), checked when the run finishes.
   let fromLink = null;
+  // Who asked for this run through `run` (the paper view): told the results JSON, or why there is none.
+  let onResult = null;
+  const answer = (json, error) => {
+    const cb = onResult;
+    onResult = null;
+    cb?.(json, error);
+  };
   const builder = initBuilder({ textarea: el.spec, onChange: () => { el.error.textContent = ''; } });
   el.spec.value = JSON.stringify(DEFAULT_SPEC, null, 2);
   builder.show(DEFAULT_SPEC);
@@ -278,6 +285,21 @@ export function initExperiment(worker) {
   const opening = hash ? openLink(hash) : Promise.resolve(params.get('autorun') !== '0');
 
   return {
+    /** Runs `spec` (an object) here, as if built in the form; `done(json, error)` when it ends. */
+    run(spec, done) {
+      if (!ready || running) {
+        done(null, running ? 'another experiment is running: wait for it or cancel it' : 'the core is still loading');
+        return;
+      }
+      el.spec.value = JSON.stringify(spec, null, 2);
+      builder.show(spec);
+      fromLink = null;
+      el.link.replaceChildren();
+      delete el.link.dataset.check;
+      onResult = done;
+      start();
+      el.panel.scrollIntoView({ behavior: 'smooth', block: 'start' });
+    },
     ready() {
       ready = true;
       if (el.panel.dataset.state === 'loading') setState('idle');
@@ -309,16 +331,19 @@ export function initExperiment(worker) {
             if (fromLink && !status.cancelled) check(fromLink, msg.json);
             fromLink = null;
             setState(status.cancelled ? 'cancelled' : 'done');
+            answer(status.cancelled ? null : msg.json, status.cancelled ? 'cancelled' : null);
           })
           .catch((err) => {
             el.error.textContent = `The report could not be drawn: ${describe(err)}`;
             setState('failed');
+            answer(null, describe(err));
           });
       } else if (msg.type === 'experiment-error') {
         el.error.textContent = msg.message;
         el.stage.textContent = 'failed';
         fromLink = null;
         setState('failed');
+        answer(null, msg.message);
       }
     },
   };

@@ -76,6 +76,21 @@ mod cli {
             #[arg(long)]
             csv: Option<PathBuf>,
         },
+        /// The paper view: run each seed paper's claim as its ready experiment (on the CPU) and print the number
+        /// we get, its 95% interval and whether the claim holds here (README "Paper view").
+        Paper {
+            /// Only this claim (epr-gla, epr-mmf, epr-glue, lp, sfsd, idp, mh-quant, mh-prune); all when absent.
+            #[arg(long)]
+            id: Option<String>,
+            /// At most this many examples per (task, split): a quick look, not the claim's full experiment.
+            #[arg(long)]
+            limit: Option<usize>,
+            /// Write every verdict (JSON) here.
+            #[arg(long)]
+            out: Option<PathBuf>,
+            #[arg(long, default_value = "assets")]
+            assets: PathBuf,
+        },
         /// Attack a model on a bundled split with one recipe (TextBugger, TextFooler, StressTest, CheckList,
         /// combined, or their random baselines): prints TextAttack's summary and a few attacked examples; the
         /// whole record goes to --out. The same as a spec with one `attacks` entry.
@@ -269,6 +284,7 @@ mod cli {
                 let cal = trilemma::compress::apply::Calibration { task, seed, size: calibration_size };
                 compress(&model, &recipe, &form, &out, &assets, &cal)
             }
+            Cmd::Paper { id, limit, out, assets } => paper(id.as_deref(), limit, out.as_deref(), &assets),
             Cmd::Attack { model, task, recipe, seed, budget, max_queries, limit, split, backend, assets, out, report } => {
                 attack(&model, &task, &recipe, seed, budget, max_queries, limit, split.as_deref(), backend, &assets, out.as_deref(), report.as_deref())
             }
@@ -622,6 +638,37 @@ mod cli {
             std::fs::write(out.join(&name), bytes).map_err(|e| format!("{}: {e}", out.join(&name).display()))?;
         }
         println!("{}", serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    fn paper(id: Option<&str>, limit: Option<usize>, out: Option<&std::path::Path>, assets: &std::path::Path) -> Result<(), String> {
+        use trilemma::experiment::{claims, native, Spec};
+        let all = claims::claims();
+        if let Some(id) = id {
+            if !all.iter().any(|c| c.id == id) {
+                return Err(format!("no claim {id:?}; the claims: {}", all.iter().map(|c| c.id).collect::<Vec<_>>().join(", ")));
+            }
+        }
+        let mut verdicts = Vec::new();
+        for c in all.iter().filter(|c| id.is_none_or(|i| i == c.id)) {
+            let mut spec = Spec::from_json(c.spec.as_bytes(), &|m| native::model_exists(assets, m)).map_err(|e| format!("{}: {e}", c.id))?;
+            spec.backend = trilemma::backend::BackendChoice::Cpu;
+            if limit.is_some() {
+                spec.limit = limit;
+            }
+            eprintln!("{}: {}", c.id, c.paper);
+            let t0 = std::time::Instant::now();
+            let results = execute(&spec, assets)?;
+            let v = claims::verdict(c.id, &results).map_err(|e| format!("{}: {e}", c.id))?;
+            println!("\n{} — {:?} ({:.0} s)\n  paper: {}\n  here:  {}", c.id, v.holds, t0.elapsed().as_secs_f64(), v.finding, v.here);
+            for r in &v.rows {
+                println!("  {:<72} {:>8.4}  [{:.4}, {:.4}]  n={:<5} expect {:<12} {:?}", r.label, r.value, r.ci95[0], r.ci95[1], r.n, r.expect, r.holds);
+            }
+            verdicts.push(v);
+        }
+        if let Some(out) = out {
+            std::fs::write(out, serde_json::to_string_pretty(&verdicts).map_err(|e| e.to_string())?).map_err(|e| format!("{}: {e}", out.display()))?;
+        }
         Ok(())
     }
 

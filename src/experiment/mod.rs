@@ -10,6 +10,7 @@
 //! so two runs of one spec give byte-identical JSON once `timing` is removed (tested).
 
 pub mod attack;
+pub mod claims;
 pub mod curves;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;

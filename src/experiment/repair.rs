@@ -92,6 +92,9 @@ pub struct RepairSplit {
     pub recovery_long_prompt: Option<f64>,
     /// `acc_IDP − acc_fixed`: what choosing per input adds over the single best fixed prompt.
     pub idp_minus_best_prompt: f64,
+    /// Its 95% interval, the examples resampled as pairs (seeded, the spec's `bootstrap` resamples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_minus_best_prompt_ci95: Option<[f64; 2]>,
     /// How many inputs chose each prompt.
     pub histogram: Vec<usize>,
 }
@@ -227,6 +230,19 @@ fn pick_rows(rows: &[Vec<Vec<f32>>], pick: &[usize]) -> Vec<Vec<f32>> {
 fn accuracy(rows: &[Vec<f32>], examples: &[Example]) -> f64 {
     let right = rows.iter().zip(examples).filter(|(r, e)| eval::argmax(r) == e.label).count();
     right as f64 / examples.len().max(1) as f64
+}
+
+/// 95% interval of accuracy(`x`) − accuracy(`y`) on the same examples, resampled as pairs; `what` names the seed.
+fn gap_ci(spec: &Spec, what: &str, x: &[Vec<f32>], y: &[Vec<f32>], examples: &[Example]) -> Result<Option<[f64; 2]>> {
+    if examples.is_empty() {
+        return Ok(None);
+    }
+    let right = |rows: &[Vec<f32>]| -> Vec<bool> { rows.iter().zip(examples).map(|(r, e)| eval::argmax(r) == e.label).collect() };
+    let (rx, ry) = (right(x), right(y));
+    let acc = |v: &[bool], ix: &[usize]| ix.iter().filter(|&&i| v[i]).count() as f64 / ix.len() as f64;
+    let seed = crate::rng::derive_seed(spec.seed, &format!("repair/{what}/idp-gap"));
+    let (lo, hi) = eval::metrics::bootstrap_strata(&[examples.len()], spec.bootstrap, seed, |ix| Ok(acc(&rx, &ix[0]) - acc(&ry, &ix[0])))?;
+    Ok(Some([lo, hi]))
 }
 
 fn recovery(x: f64, orig: f64, comp: f64) -> Option<f64> {
@@ -384,6 +400,7 @@ pub async fn run<B: Backend, H: Hooks>(spec: &Spec, be: &B, models: &[LoadedMode
                     recovery_best_prompt: recovery(fixed, orig, comp),
                     recovery_long_prompt: long_acc.and_then(|a| recovery(a, orig, comp)),
                     idp_minus_best_prompt: idp - fixed,
+                    idp_minus_best_prompt_ci95: gap_ci(spec, &format!("{}/{task}/{}", lm.record.name, d.split), &idp_rows, &fixed_rows, &examples)?,
                     histogram,
                 });
                 hooks.pause().await;
@@ -492,7 +509,8 @@ async fn text_pool<B: Backend, H: Hooks>(
         }
         let pick = crate::repair::most_confident(&rows);
         let (orig, comp) = (accuracy(&orig_rows, &examples), accuracy(&rows[best_orig], &examples));
-        let (fixed, idp) = (accuracy(&rows[best], &examples), accuracy(&pick_rows(&rows, &pick), &examples));
+        let idp_rows = pick_rows(&rows, &pick);
+        let (fixed, idp) = (accuracy(&rows[best], &examples), accuracy(&idp_rows, &examples));
         let mut histogram = vec![0usize; m];
         pick.iter().for_each(|&i| histogram[i] += 1);
         splits.push(RepairSplit {
@@ -507,6 +525,7 @@ async fn text_pool<B: Backend, H: Hooks>(
             recovery_best_prompt: recovery(fixed, orig, comp),
             recovery_long_prompt: None,
             idp_minus_best_prompt: idp - fixed,
+            idp_minus_best_prompt_ci95: gap_ci(spec, &format!("{}/{task}/{}", lm.record.name, d.split), &idp_rows, &rows[best], &examples)?,
             histogram,
         });
     }

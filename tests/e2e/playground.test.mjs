@@ -2,7 +2,7 @@
 // the default comparison that runs on opening the page, an experiment built with the form (an attack and a
 // compression), its share link opened in a fresh browser context (the same numbers, checked against the link's), the
 // results exported and imported again (one to view, two to compare), a broken link, and a crafted link and results
-// file that try to run script. Screenshots of each state in test-results/. Run by scripts/test.sh, or by hand:
+// file that try to run script, and a paper-view claim run live. Screenshots of each state in test-results/. Run by scripts/test.sh, or by hand:
 //
 //   node tests/e2e/playground.test.mjs
 import { test } from 'node:test';
@@ -218,6 +218,21 @@ test('the playground: default comparison, builder, share link, export/import, cr
     }
     await shot(crafted, 'playground-broken-link.png');
     await crafted.context().close();
+  });
+
+  await step('the paper view runs a claim and says whether it holds here, with intervals', async (st) => {
+    const card = page.locator('#claim-epr-gla');
+    await card.locator('button').click();
+    await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('claim-epr-gla').dataset.state), null, { timeout: RUN_TIMEOUT });
+    assert.equal(await card.getAttribute('data-state'), 'done', await card.textContent());
+    assert.ok(['holds', 'does_not_hold', 'inconclusive'].includes(await card.getAttribute('data-holds')));
+    const rows = card.locator('tbody tr');
+    assert.equal(await rows.count(), 3, 'one row per attack level');
+    for (let i = 0; i < 3; i++) assert.match(await rows.nth(i).textContent(), /gla − transformer, advglue (word|sentence|human)-level accuracy-?\d\.\d{3}\[-?\d\.\d{3}, -?\d\.\d{3}\]/);
+    assert.match(await card.textContent(), /The paper: GLA is more robust than Transformer\+\+/);
+    assert.equal(await page.locator('#paper .claim').count() >= 5, true, 'a claim per paper');
+    st.diagnostic((await card.locator('.claim-result > p').textContent()) + ` (${await page.getAttribute('#experiment', 'data-seconds')} s)`);
+    await card.screenshot({ path: join(RESULTS, 'playground-paper-view.png') });
   });
 
   for (const { name, page: p } of pages) await shot(p, `playground-last-${name.replace(/\W+/g, '-')}.png`);
