@@ -11,6 +11,7 @@
 // escapes every text; everything else is set with textContent.
 import init, { report_fragment, report_document, report_csv, share_link, open_link, compare_link, compare_results } from './trilemma.js';
 import { initBuilder } from './builder.js';
+import { inspect } from './inspector.js';
 
 // What the page runs when it is opened without a link: the three bundled models on the same SST-2 examples, clean
 // (the GLUE originals of the AdvGLUE examples) and adversarial (AdvGLUE), in seconds.
@@ -86,6 +87,7 @@ export function initExperiment(worker) {
     link: $('exp-link'),
     importer: $('exp-import'),
     compare: $('exp-compare'),
+    inspector: $('exp-inspector'),
   };
   let ready = false;
   let running = false;
@@ -142,6 +144,7 @@ export function initExperiment(worker) {
     el.report.innerHTML = report_fragment(json);
     el.compare.replaceChildren();
     const r = JSON.parse(json);
+    inspect(el.inspector, r);
     const name = (r.spec.name || 'trilemma').replace(/[^A-Za-z0-9_-]+/g, '-').slice(0, 60);
     download(el.json, json, 'application/json', `${name}-results.json`);
     download(el.html, report_document(json), 'text/html', `${name}-report.html`);
@@ -229,6 +232,7 @@ export function initExperiment(worker) {
     if (opened.length === 1) {
       el.compare.replaceChildren();
       el.report.innerHTML = opened[0].html;
+      inspect(el.inspector, JSON.parse(opened[0].json));
       el.stage.textContent = `showing ${opened[0].name}`;
       return;
     }
@@ -252,6 +256,7 @@ export function initExperiment(worker) {
       grid.append(col);
     }
     el.report.replaceChildren();
+    el.inspector.replaceChildren();
     el.compare.dataset.same = String(c.same);
     el.compare.replaceChildren(h, summary, rowsTable(c.rows, [opened[0].name, opened[1].name], false), grid);
     el.stage.textContent = `comparing ${opened[0].name} and ${opened[1].name}`;

@@ -110,9 +110,9 @@ test('the playground: default comparison, builder, share link, export/import, cr
     await page.uncheck('#b-splits input[value="advglue-original"]');
     await page.check('#b-splits input[value="validation"]');
     await page.check('#b-tasks input[value="rte"]');
-    await page.selectOption('#b-attack', 'random_checklist');
+    await page.selectOption('#b-attack', 'textbugger');
     await page.selectOption('#b-compression', 'magnitude');
-    await page.fill('#b-levels', '0.3, 0.6');
+    await page.fill('#b-levels', '0.3, 0.9');
     await page.dispatchEvent('#b-levels', 'change');
     await page.selectOption('#b-backend', 'cpu');
     await page.fill('#b-limit', '8');
@@ -121,8 +121,8 @@ test('the playground: default comparison, builder, share link, export/import, cr
     assert.deepEqual(spec.models, ['transformer']);
     assert.deepEqual(spec.tasks, ['sst2', 'rte']);
     assert.deepEqual(spec.splits, ['validation']);
-    assert.deepEqual(spec.attacks, [{ recipe: 'random_checklist', budget: 0.25, max_queries: 2000 }]);
-    assert.deepEqual(spec.compressions, [{ method: 'magnitude', sparsity: 0.3 }, { method: 'magnitude', sparsity: 0.6 }]);
+    assert.deepEqual(spec.attacks, [{ recipe: 'textbugger', budget: 0.25, max_queries: 2000 }]);
+    assert.deepEqual(spec.compressions, [{ method: 'magnitude', sparsity: 0.3 }, { method: 'magnitude', sparsity: 0.9 }]);
     assert.equal(spec.limit, 8);
     assert.equal(spec.backend, 'cpu');
     await page.click('#exp-run');
@@ -133,6 +133,31 @@ test('the playground: default comparison, builder, share link, export/import, cr
     assert.equal(r.attacks.length, 6);
     assert.equal(r.hemorrhage.length, 4);
     assert.match(await page.locator('#exp-report').textContent(), /Hemorrhage/);
+    // The inspector: the attack's examples with their changes marked; the flipped filter keeps the successful ones.
+    const view = await page.locator('#insp-view option').evaluateAll((os) => os.map((o) => [o.value, o.textContent]));
+    const atk = view.find(([, t]) => t.startsWith('attack: transformer × textbugger on sst2'));
+    assert.ok(atk, JSON.stringify(view));
+    await page.selectOption('#insp-view', atk[0]);
+    const a = r.attacks.find((x) => x.model === 'transformer' && x.task === 'sst2');
+    assert.equal(await page.locator('#exp-inspector tbody tr').count(), a.records.length);
+    await page.check('#insp-flipped');
+    const wins = a.records.filter((x) => x.outcome === 'succeeded');
+    assert.equal(await page.locator('#exp-inspector tbody tr').count(), wins.length);
+    assert.ok(wins.length > 0, 'TextBugger wins some of the 8 (seeded: always the same)');
+    {
+      // The marked spans of the attacked text are the words the record says it changed.
+      const marks = await page.locator('#exp-inspector tbody tr').first().locator('td').nth(2).locator('mark').allTextContents();
+      assert.deepEqual(marks, wins[0].changes.map((c) => c.after));
+    }
+    const unit = view.find(([, t]) => t === 'evaluation: transformer + magnitude 0.9 on sst2 validation');
+    await page.selectOption('#insp-view', unit[0]);
+    const copy = r.units.find((u) => u.model === 'transformer + magnitude 0.9' && u.task === 'sst2');
+    const orig = r.units.find((u) => u.model === 'transformer' && u.task === 'sst2' && u.split === 'validation');
+    const flips = copy.predictions.filter((p, i) => p.prediction !== orig.predictions[i].prediction).length;
+    assert.ok(flips > 0, '90% sparsity changes some predictions');
+    assert.equal(await page.locator('#exp-inspector tbody tr').count(), flips, 'the flipped filter: predictions that changed');
+    await page.locator('#exp-inspector').screenshot({ path: join(RESULTS, 'playground-inspector.png') });
+    st.diagnostic(`inspector: ${wins.length} successful attacks, ${flips} flipped by magnitude 0.9`);
     shareUrl = await page.inputValue('#exp-share');
     assert.ok(shareUrl.startsWith(url), shareUrl);
     st.diagnostic(`built experiment: ${await page.getAttribute('#experiment', 'data-seconds')} s; link ${shareUrl.length - url.length} characters`);
