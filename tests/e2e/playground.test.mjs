@@ -102,6 +102,7 @@ test('the playground: default comparison, builder, share link, export/import, cr
     assert.ok((await page.inputValue('#exp-share')).endsWith(hash));
     st.diagnostic(`default comparison: ${await page.getAttribute('#experiment', 'data-seconds')} s in the worker, ${((Date.now() - t0) / 1000).toFixed(1)} s from opening the page; link ${hash.length} characters`);
     await shot(page, 'playground-default.png');
+    await page.locator('#builder').screenshot({ path: join(RESULTS, 'playground-builder.png') });
   });
 
   await step('an experiment built with the form (an attack and a compression) runs', async (st) => {
@@ -176,6 +177,7 @@ test('the playground: default comparison, builder, share link, export/import, cr
     assert.equal(strip(again), strip(JSON.parse(built)), 'the same predictions and probabilities');
     st.diagnostic(await other.locator('#exp-link').textContent());
     await shot(other, 'playground-share-link.png');
+    await other.locator('#exp-link').screenshot({ path: join(RESULTS, 'playground-link-check.png') });
     await other.context().close();
   });
 
@@ -197,6 +199,7 @@ test('the playground: default comparison, builder, share link, export/import, cr
     assert.match(await differing.textContent(), /transformer · sst2 validation · accuracy/);
     assert.equal(await page.locator('#exp-compare .side-by-side > div').count(), 2);
     await shot(page, 'playground-compare.png');
+    await page.locator('#exp-compare > table').screenshot({ path: join(RESULTS, 'playground-compare-table.png') });
     // Not a results file: a clear error, and the page keeps what it showed.
     const junk = join(RESULTS, 'playground-not-results.json');
     writeFileSync(junk, '{"format": "something else"}');
