@@ -2,6 +2,7 @@ import { initExperiment } from './experiment.js';
 import { initAttack } from './attack.js';
 import { CpuPool, startWorker } from './pool.js';
 import { initOffline } from './offline.js';
+import { initModels } from './models.js';
 
 // The page: DOM and messages only. All computing happens in worker.js (the Rust core) and, for
 // the benchmark, in the CPU worker pool (pool.js: helper workers on the other cores), so the page
@@ -267,6 +268,7 @@ renderCpu(pool.status());
 initOffline();
 const experiment = initExperiment(worker);
 const attack = initAttack(worker);
+const models = initModels(worker); // Load a model: www/models.js, after the builder it joins
 
 function run() {
   if (!ready || running) return;
@@ -289,6 +291,10 @@ worker.addEventListener('message', (e) => {
     attack.onMessage(msg);
     return;
   }
+  if (typeof msg?.type === 'string' && msg.type.startsWith('model-')) {
+    models.onMessage(msg);
+    return;
+  }
   switch (msg?.type) {
     case 'ready':
       ready = true;
@@ -298,6 +304,7 @@ worker.addEventListener('message', (e) => {
       setState('ready');
       experiment.ready();
       attack.ready(msg.report);
+      models.ready();
       // `?simulate=gpu-lost` destroys the GPU device first, `?simulate=gpu-oom` leaves it no
       // memory for activations (the fallback tests).
       {
