@@ -17,7 +17,6 @@ const PROGRESS_MS = 100; // at most this often, a progress message
 export class LoadError extends Error {}
 
 const sum = (xs) => xs.reduce((a, b) => a + b, 0);
-const mb = (n) => `${(n / 1e6).toFixed(n < 1e7 ? 1 : 0)} MB`;
 const message = (err) => (err instanceof Error ? err.message || err.name : String(err));
 
 function concat(chunks, length) {
@@ -31,9 +30,12 @@ function concat(chunks, length) {
   return out;
 }
 
-async function openCache() {
+/** The model cache; `create`: make it when there is none (only storing does, so that looking leaves no trace). */
+async function openCache(create) {
   try {
-    return globalThis.caches ? await caches.open(CACHE) : null;
+    if (!globalThis.caches) return null;
+    if (!create && !(await caches.has(CACHE))) return undefined;
+    return await caches.open(CACHE);
   } catch {
     return null; // no Cache API here (a file:// page, storage blocked): loads still work, uncached
   }
@@ -279,7 +281,7 @@ export function createCheckpoints(core, post) {
 
   async function loadUrl(base) {
     const t0 = performance.now();
-    const cache = await openCache();
+    const cache = await openCache(false);
     let files = null;
     let source = 'cache';
     try {
@@ -293,7 +295,7 @@ export function createCheckpoints(core, post) {
     }
     post({ type: 'model-progress', name: base, source, stage: 'checking the model' });
     const info = inspect(base, files);
-    const cached = source === 'cache' ? true : await store(base, files, cache);
+    const cached = source === 'cache' ? true : await store(base, files, cache === null ? null : await openCache(true));
     return remember(base, files, info, source, cached, t0);
   }
 
@@ -388,8 +390,9 @@ export function createCheckpoints(core, post) {
   }
 
   async function cacheList() {
-    const cache = await openCache();
-    if (!cache) return { available: false, entries: [] };
+    const cache = await openCache(false);
+    if (cache === null) return { available: false, entries: [] };
+    if (!cache) return { available: true, entries: [] };
     const entries = [];
     for (const req of await cache.keys()) {
       if (!req.url.endsWith(MANIFEST)) continue;
@@ -457,6 +460,5 @@ export function createCheckpoints(core, post) {
       }
       return out;
     },
-    mb,
   };
 }

@@ -5,7 +5,7 @@
 // knows. Everything here is set with textContent.
 import { addModel } from './builder.js';
 
-const mb = (n) => (n == null ? '?' : `${(n / 1e6).toFixed(n < 1e7 ? 2 : 1)} MB`);
+const mb = (n) => (n == null ? '?' : n < 1e6 ? `${(n / 1e3).toFixed(1)} kB` : `${(n / 1e6).toFixed(n < 1e7 ? 2 : 1)} MB`);
 const seconds = (ms) => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 
 function h(tag, attrs = {}, ...children) {
@@ -48,13 +48,13 @@ export function initModels(worker) {
   const list = h('ul', { id: 'lm-list', 'aria-label': 'Loaded models' });
   const cacheLine = h('span', { id: 'lm-cache', 'aria-live': 'polite', text: 'Model cache: …' });
   const clear = h('button', { id: 'lm-clear', type: 'button', disabled: true, text: 'Clear the model cache' });
-  const part = h('details', { id: 'load-model', 'data-state': 'loading' },
-    h('summary', { text: 'Load a model (a URL or local files)' }),
+  const part = h('div', { id: 'load-model', role: 'group', 'aria-labelledby': 'lm-heading', 'data-state': 'loading' },
+    h('h3', { id: 'lm-heading', text: 'Load a model (a URL or local files)' }),
     h('p', { id: 'lm-help', class: 'muted', text:
       'A Hugging Face-layout folder — config.json (model_type transformer, gla or hgrn_bit), model.safetensors (or '
       + 'model.safetensors.index.json and its shards) and tokenizer.json — from its URL (the server must allow this page to '
       + 'read it: CORS) or from your disk. It is checked against the memory the page has before the weights are '
-      + 'downloaded, cached in this browser, and added to the models above: a spec names it by its URL (a share link '
+      + 'downloaded, cached in this browser, and added to the models below: a spec names it by its URL (a share link '
       + 'then downloads it too) or local:NAME (only in this tab). Without a task head it is read zero-shot through its LM head.' }),
     form,
     h('div', { class: 'row fields' },
@@ -81,7 +81,6 @@ export function initModels(worker) {
 
   function begin(what) {
     error.textContent = '';
-    part.open = true;
     progress.value = 0;
     stage.textContent = what;
     setState('loading-model');
@@ -159,8 +158,7 @@ export function initModels(worker) {
     },
     onMessage(msg) {
       if (msg.type === 'model-progress') {
-        part.open = true;
-        if (msg.stage) {
+            if (msg.stage) {
           stage.textContent = `${msg.name}: ${msg.stage}…`;
           progress.removeAttribute('value');
           return;
