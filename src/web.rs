@@ -610,14 +610,11 @@ pub fn set_gpu_memory_headroom(headroom: f64) -> std::result::Result<bool, JsErr
 
 // ---------------------------------------------------------------- experiments
 
-/// The models a spec may name on the page: the bundled ones.
-fn bundled_only(m: &str) -> std::result::Result<(), String> {
-    use crate::experiment::BUNDLED_MODELS;
-    if BUNDLED_MODELS.contains(&m) {
-        Ok(())
-    } else {
-        Err(format!("the page runs the bundled models only ({}); run other folders with `trilemma run`", BUNDLED_MODELS.join(", ")))
-    }
+/// The models a spec may name on the page: the bundled ones, and checkpoints the page loads itself — a folder URL or
+/// `local:NAME` (files loaded in this tab): [`crate::io::source::Source::parse`]. Whether a URL or local model's
+/// files are there is the worker's to check when it runs the spec (www/checkpoint.js), not the link's.
+fn page_model(m: &str) -> std::result::Result<(), String> {
+    crate::io::source::Source::parse(m).map(|_| ())
 }
 
 /// Set by [`set_experiment_cancelled`] (the page's Cancel button: the message reaches the worker
@@ -649,15 +646,16 @@ impl crate::experiment::Hooks for WebHooks {
 }
 
 /// Run an experiment spec (JSON) on the bundled models and data — the engine `trilemma run`
-/// uses ([`crate::experiment::run`]). `on_progress(progress)` is called after every batch.
+/// uses ([`crate::experiment::run`]) — and on checkpoints the page loaded: `models` maps each URL or `local:` model
+/// of the spec to its files (`{file name: Uint8Array}`, from www/checkpoint.js). `on_progress(progress)` is called after every batch.
 /// Returns the results JSON (cancelled runs keep their finished evaluations). The cancel flag is
 /// the caller's to reset before a run ([`set_experiment_cancelled`]), so a Cancel that arrives
 /// while the run is still queued is not lost.
 #[wasm_bindgen]
-pub async fn run_experiment(spec_json: String, on_progress: js_sys::Function) -> std::result::Result<String, JsError> {
+pub async fn run_experiment(spec_json: String, models: JsValue, on_progress: js_sys::Function) -> std::result::Result<String, JsError> {
     use crate::experiment::{self, Dataset, Spec};
     let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before run_experiment()"))?;
-    let spec = Spec::from_json(spec_json.as_bytes(), &bundled_only).map_err(js_err)?;
+    let spec = Spec::from_json(spec_json.as_bytes(), &page_model).map_err(js_err)?;
     // The page serves the validation splits but not the training data (www/index.html copies
     // assets/data only): a `repair` section calibrates on the bundled set or on validation here.
     if spec.repair.as_ref().is_some_and(|r| r.calibration_split == crate::repair::CalibrationSplit::Train) {
@@ -667,10 +665,24 @@ pub async fn run_experiment(spec_json: String, on_progress: js_sys::Function) ->
     }
     let mut folders = experiment::Folders::new();
     for m in &spec.models {
-        let mut files = std::collections::BTreeMap::new();
-        for name in experiment::MODEL_FILES {
-            files.insert(name.to_string(), fetch_bytes(&format!("{MODELS_URL}/{m}/{name}")).await.map_err(js_err)?);
-        }
+        use crate::io::source::Source;
+        let files = match Source::parse(m).map_err(|e| JsError::new(&e))? {
+            Source::Bundled { .. } => {
+                let mut files = std::collections::BTreeMap::new();
+                for name in experiment::MODEL_FILES {
+                    files.insert(name.to_string(), fetch_bytes(&format!("{MODELS_URL}/{m}/{name}")).await.map_err(js_err)?);
+                }
+                files
+            }
+            // Fetched (or read from the cache, or from local files) by the worker's JavaScript: www/checkpoint.js.
+            Source::Url { .. } | Source::Local { .. } => {
+                let given = js_sys::Reflect::get(&models, &JsValue::from_str(m)).unwrap_or(JsValue::UNDEFINED);
+                if given.is_undefined() || given.is_null() {
+                    return Err(JsError::new(&format!("model {m}: its files were not loaded")));
+                }
+                files_of(&given).map_err(|e| JsError::new(&format!("model {m}: {e}")))?
+            }
+        };
         folders.insert(m.clone(), files);
     }
     let mut data = Vec::new();
@@ -724,6 +736,146 @@ pub fn report_csv(results_json: &str) -> std::result::Result<String, JsError> {
     Ok(crate::report::csv(&parse_results(results_json)?))
 }
 
+// ---------------------------------------------------------------- checkpoints from a URL or local files
+
+/// A JS object `{file name: Uint8Array}` as a model folder.
+fn files_of(v: &JsValue) -> std::result::Result<std::collections::BTreeMap<String, Vec<u8>>, String> {
+    let obj: &js_sys::Object = v.dyn_ref().ok_or("the model's files are not an object of file name -> bytes")?;
+    let mut files = std::collections::BTreeMap::new();
+    for entry in js_sys::Object::entries(obj).iter() {
+        let pair: js_sys::Array = entry.into();
+        let name = pair.get(0).as_string().ok_or("a file name is not a string")?;
+        let bytes: js_sys::Uint8Array = pair.get(1).dyn_into().map_err(|_| format!("{name}: not bytes (a Uint8Array)"))?;
+        files.insert(name, bytes.to_vec());
+    }
+    Ok(files)
+}
+
+/// What a spec's model name refers to: `{kind: "bundled" | "url" | "local", name | base}`, or why the page cannot load
+/// it ([`crate::io::source::Source::parse`]).
+#[wasm_bindgen]
+pub fn model_source(name: &str) -> std::result::Result<JsValue, JsError> {
+    to_js(&crate::io::source::Source::parse(name).map_err(|e| JsError::new(&e))?)
+}
+
+/// A typed model address as the folder URL the page fetches from ([`crate::io::source::folder_url`]).
+#[wasm_bindgen]
+pub fn model_folder_url(input: &str) -> std::result::Result<String, JsError> {
+    crate::io::source::folder_url(input).map_err(|e| JsError::new(&e))
+}
+
+/// `config.json` checked before any weights are fetched: `{architecture, model_type, vocab, hidden, layers, num_labels}`.
+#[wasm_bindgen]
+pub fn model_config_summary(bytes: &[u8]) -> std::result::Result<JsValue, JsError> {
+    to_js(&crate::io::source::config_summary(bytes).map_err(|e| JsError::new(&e))?)
+}
+
+/// The shards of a `model.safetensors.index.json`: `{files, total_size}`.
+#[wasm_bindgen]
+pub fn model_index_shards(bytes: &[u8]) -> std::result::Result<JsValue, JsError> {
+    to_js(&crate::io::source::index_shards(bytes).map_err(|e| JsError::new(&e))?)
+}
+
+/// The header of a safetensors file from its first bytes: `{need: n}` while it needs the first `n` bytes, then the
+/// header (`{header_bytes, data_bytes, tensors, f32_bytes, largest_bytes, largest}`); refused when it is not one.
+#[wasm_bindgen]
+pub fn model_safetensors_header(file: &str, prefix: &[u8], file_len: Option<f64>) -> std::result::Result<JsValue, JsError> {
+    match crate::io::source::safetensors_header(file, prefix, file_len.map(|l| l as u64)).map_err(|e| JsError::new(&e))? {
+        Ok(h) => to_js(&h),
+        Err(need) => to_js(&serde_json::json!({ "need": need })),
+    }
+}
+
+/// The memory check made before the weights are downloaded ([`crate::io::source::check_memory`]): the estimate, or
+/// an error with the numbers.
+#[wasm_bindgen]
+pub fn model_check_memory(file_bytes: f64, f32_bytes: f64, largest_file: &str, largest_file_bytes: f64, largest_tensor: &str, largest_tensor_bytes: f64) -> std::result::Result<JsValue, JsError> {
+    let est = crate::io::source::check_memory(file_bytes as u64, f32_bytes as u64, (largest_file, largest_file_bytes as u64), (largest_tensor, largest_tensor_bytes as u64))
+        .map_err(|e| JsError::new(&e))?;
+    to_js(&est)
+}
+
+#[derive(Serialize)]
+struct GpuLimits {
+    max_buffer_size: u64,
+    max_storage_buffer_binding_size: u64,
+}
+
+/// The GPU's buffer limits (`null` without a GPU): weight matrices larger than one binding are uploaded in row
+/// blocks (README "Limits"); any other tensor must fit one binding.
+#[wasm_bindgen]
+pub fn gpu_limits() -> std::result::Result<JsValue, JsError> {
+    let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() first"))?;
+    let limits = session.gpu.as_ref().map(|ctx| GpuLimits { max_buffer_size: ctx.limits.max_buffer_size, max_storage_buffer_binding_size: ctx.limits.max_storage_buffer_binding_size });
+    to_js(&limits)
+}
+
+#[derive(Serialize)]
+struct ModelInspection {
+    name: String,
+    architecture: String,
+    layers: usize,
+    hidden: usize,
+    vocab: usize,
+    parameters: usize,
+    /// (as stored, as f32): [`Checkpoint::weight_bytes`].
+    weight_bytes: usize,
+    weight_bytes_f32: usize,
+    /// Task heads; none: the spec's `readout: auto` reads it zero-shot through its LM head.
+    tasks: Vec<String>,
+    lm_head: bool,
+    files: Vec<crate::experiment::FileRecord>,
+    /// Whether the weights fit this GPU (`null` without one), and why not.
+    gpu_fits: Option<bool>,
+    gpu_note: Option<String>,
+    load_ms: f64,
+}
+
+/// Loads a checkpoint's files (`{file name: Uint8Array}`) as a run would, on the CPU, and says what it is; refused
+/// with the loader's error (which names the file) when it is not a model the page can run. Nothing is kept.
+#[wasm_bindgen]
+pub fn inspect_model(name: &str, files: JsValue) -> std::result::Result<JsValue, JsError> {
+    let t0 = now_ms();
+    let files = files_of(&files).map_err(|e| JsError::new(&e))?;
+    let ck = Checkpoint::from_files(&files).map_err(js_err)?;
+    let tok = ck.tokenizer_json.as_deref().ok_or_else(|| JsError::new("the folder has no tokenizer.json"))?;
+    let tokenizer = TextTokenizer::from_json_bytes(tok).map_err(js_err)?;
+    let (weight_bytes, weight_bytes_f32) = ck.weight_bytes();
+    let parameters = ck.tensors.values().map(|t| t.numel()).sum();
+    let session = SESSION.with(|s| s.borrow().clone());
+    let (gpu_fits, gpu_note) = match session.as_ref().and_then(|s| s.gpu.clone()) {
+        None => (None, None),
+        Some(ctx) => {
+            let be = GpuBackend::new(ctx);
+            match be.check_fits(&ck.tensors) {
+                Ok(_) => (Some(true), None),
+                Err(e) => (Some(false), Some(format!("runs on the CPU: {e}"))),
+            }
+        }
+    };
+    let model = Model::load(&CpuBackend::new(), ck).map_err(|e| JsError::new(&format!("the weights do not match config.json: {e}")))?;
+    if tokenizer.vocab_size() > model.common.vocab {
+        return Err(JsError::new(&format!("tokenizer.json has {} tokens but config.json's vocab_size is {}", tokenizer.vocab_size(), model.common.vocab)));
+    }
+    let info = ModelInspection {
+        name: name.into(),
+        architecture: model.common.arch.display_name().into(),
+        layers: model.common.layers,
+        hidden: model.common.hidden,
+        vocab: model.common.vocab,
+        parameters,
+        weight_bytes,
+        weight_bytes_f32,
+        tasks: model.common.default_task.iter().chain(model.heads.keys()).cloned().collect(),
+        lm_head: model.lm_head.is_some(),
+        files: files.iter().map(|(f, b)| crate::experiment::FileRecord::of(f, b)).collect(),
+        gpu_fits,
+        gpu_note,
+        load_ms: now_ms() - t0,
+    };
+    to_js(&info)
+}
+
 // ---------------------------------------------------------------- share links
 
 /// The fragment (without `#`) of a share link to a finished run: its spec and its numbers ([`crate::experiment::share`]).
@@ -737,7 +889,7 @@ pub fn share_link(results_json: &str) -> std::result::Result<String, JsError> {
 /// A link's fragment read and checked: `{"spec": …, "numbers": …}` as JSON, or why it cannot be opened.
 #[wasm_bindgen]
 pub fn open_link(fragment: &str) -> std::result::Result<String, JsError> {
-    let link = crate::experiment::share::decode(fragment, &bundled_only).map_err(js_err)?;
+    let link = crate::experiment::share::decode(fragment, &page_model).map_err(js_err)?;
     serde_json::to_string(&link).map_err(|e| JsError::new(&e.to_string()))
 }
 
@@ -745,7 +897,7 @@ pub fn open_link(fragment: &str) -> std::result::Result<String, JsError> {
 #[wasm_bindgen]
 pub fn compare_link(fragment: &str, results_json: &str) -> std::result::Result<JsValue, JsError> {
     use crate::experiment::share;
-    let link = share::decode(fragment, &bundled_only).map_err(js_err)?;
+    let link = share::decode(fragment, &page_model).map_err(js_err)?;
     let numbers = link.numbers.ok_or_else(|| JsError::new("the link has no numbers to compare with"))?;
     to_js(&share::compare(&numbers, &parse_results(results_json)?).map_err(js_err)?)
 }

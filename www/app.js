@@ -3,6 +3,7 @@ import { initPaper } from './paper.js';
 import { initAttack } from './attack.js';
 import { CpuPool, startWorker } from './pool.js';
 import { initOffline } from './offline.js';
+import { initModels } from './models.js';
 
 // The page: DOM and messages only. All computing happens in worker.js (the Rust core) and, for
 // the benchmark, in the CPU worker pool (pool.js: helper workers on the other cores), so the page
@@ -273,6 +274,7 @@ const paper = initPaper(experiment).catch((err) => {
   return null;
 });
 const attack = initAttack(worker);
+const models = initModels(worker); // Load a model: www/models.js, after the builder it joins
 
 function run() {
   if (!ready || running) return;
@@ -295,6 +297,10 @@ worker.addEventListener('message', (e) => {
     attack.onMessage(msg);
     return;
   }
+  if (typeof msg?.type === 'string' && msg.type.startsWith('model-')) {
+    models.onMessage(msg);
+    return;
+  }
   switch (msg?.type) {
     case 'ready':
       ready = true;
@@ -305,6 +311,7 @@ worker.addEventListener('message', (e) => {
       experiment.ready();
       paper.then((p) => p?.ready());
       attack.ready(msg.report);
+      models.ready();
       // `?simulate=gpu-lost` destroys the GPU device first, `?simulate=gpu-oom` leaves it no
       // memory for activations (the fallback tests).
       {

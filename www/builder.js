@@ -50,6 +50,28 @@ function checkboxes(container, name, items) {
   }));
 }
 
+// Models the page loaded (www/models.js: a folder URL or local:NAME) join MODELS and the form's checkboxes.
+let modelBoxes = null;
+let writeSpec = null;
+/** Adds a loaded model to the form's models (once); returns whether it was new. */
+export function addModel(value, label) {
+  if (MODELS.some(([v]) => v === value)) return false;
+  MODELS.push([value, label]);
+  if (modelBoxes) {
+    const l = document.createElement('label');
+    l.className = 'check';
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.name = 'model';
+    box.value = value;
+    box.addEventListener('change', () => writeSpec?.());
+    l.append(box, ` ${label}`);
+    l.title = value;
+    modelBoxes.append(l);
+  }
+  return true;
+}
+
 const checked = (container) => [...container.querySelectorAll('input:checked')].map((b) => b.value);
 const setChecked = (container, values) => container.querySelectorAll('input').forEach((b) => { b.checked = values.includes(b.value); });
 
@@ -91,6 +113,7 @@ export function initBuilder({ textarea, onChange }) {
     note: $('b-note'),
   };
   checkboxes(el.models, 'model', MODELS);
+  modelBoxes = el.models;
   checkboxes(el.tasks, 'task', TASKS);
   checkboxes(el.splits, 'split', SPLITS);
   const none = new Option('none', '');
@@ -157,6 +180,7 @@ export function initBuilder({ textarea, onChange }) {
 
   /** Shows `spec` in the form as far as the form can; says what it cannot show. */
   function show(spec) {
+    for (const m of spec.models ?? []) if (typeof m === 'string' && /^(https?:\/\/|local:)/.test(m)) addModel(m, m);
     setChecked(el.models, spec.models ?? []);
     setChecked(el.tasks, spec.tasks ?? []);
     setChecked(el.splits, spec.splits ?? ['validation', 'advglue']);
@@ -202,5 +226,6 @@ export function initBuilder({ textarea, onChange }) {
     });
   }
   syncLevels();
+  writeSpec = write;
   return { show, write };
 }

@@ -12,15 +12,21 @@
 //               | {type: 'experiment', spec} | {type: 'cancel-experiment'}
 //               | {type: 'attack', folder, task, text, textPair, recipe, seed, budget, maxQueries}
 //               | {type: 'prepare', id, task, split, n, batch} | {type: 'batches', id, model, batches, backend, warmUp}
+//               | {type: 'model-load', url} | {type: 'model-load', files, name} | {type: 'model-cache', action: 'list' | 'clear'}
+//                 (checkpoints from a URL or local files: checkpoint.js)
 // Messages out: {type: 'ready', report} | {type: 'progress', stage, fraction}
 //               | {type: 'result', report} | {type: 'error', message}
 //               | {type: 'experiment-progress', progress} | {type: 'experiment-result', json}
 //               | {type: 'experiment-error', message}
 //               | {type: 'attack-result', report} | {type: 'attack-error', message}
 //               | {type: 'reply', id, report} | {type: 'error', id, message}   (answers to prepare / batches)
+//               | {type: 'model-progress', name, source, file, index, count, loaded, total, bytes} | {type: 'model-loaded', name, info, source, cached, bytes, ms}
+//               | {type: 'model-error', name, message} | {type: 'model-cache', available, entries, cleared}
 import init, {
   start, start_cpu, classify, prepare, run_batches, simulate_gpu_loss, set_gpu_memory_headroom, run_experiment, set_experiment_cancelled, attack_text,
+  model_source, model_folder_url, model_config_summary, model_index_shards, model_safetensors_header, model_check_memory, inspect_model, gpu_limits,
 } from './trilemma.js';
+import { createCheckpoints } from './checkpoint.js';
 
 // In the single-file copy (scripts/single-file.mjs) the worker is a blob: its query comes with the bundle.
 const params = new URLSearchParams(globalThis.trilemmaBundle?.search ?? self.location.search);
@@ -60,7 +66,12 @@ const ready = (async () => {
   return false;
 });
 
-const TYPES = ['run', 'experiment', 'attack', 'prepare', 'batches', 'simulate-gpu-loss', 'simulate-gpu-oom'];
+const TYPES = ['run', 'experiment', 'attack', 'prepare', 'batches', 'simulate-gpu-loss', 'simulate-gpu-oom', 'model-load', 'model-cache'];
+
+const checkpoints = createCheckpoints(
+  { model_source, model_folder_url, model_config_summary, model_index_shards, model_safetensors_header, model_check_memory, inspect_model, gpu_limits },
+  (msg) => postMessage(msg),
+);
 
 self.addEventListener('message', (e) => {
   const msg = e.data;
@@ -75,6 +86,8 @@ self.addEventListener('message', (e) => {
   queue = queue.then(async () => {
     if (!(await ready)) {
       if (msg.type === 'attack') postMessage({ type: 'attack-error', message: 'the Trilemma core did not start, so nothing can run' });
+      else if (msg.type === 'model-load') postMessage({ type: 'model-error', message: 'the Trilemma core did not start, so nothing can be loaded' });
+      else if (msg.type === 'model-cache') postMessage({ type: 'model-cache', available: false, entries: [] });
       else fail('the Trilemma core did not start, so nothing can run', undefined, msg.id);
       return;
     }
@@ -92,7 +105,9 @@ self.addEventListener('message', (e) => {
           cancelPending = false;
           experimentRunning = true;
           try {
-            const json = await run_experiment(String(msg.spec ?? ''), (progress) => postMessage({ type: 'experiment-progress', progress }));
+            // URL models are downloaded (or read from the cache) first; local ones must have been loaded in this tab.
+            const models = await checkpoints.filesFor(String(msg.spec ?? ''));
+            const json = await run_experiment(String(msg.spec ?? ''), models, (progress) => postMessage({ type: 'experiment-progress', progress }));
             postMessage({ type: 'experiment-result', json });
           } catch (err) {
             postMessage({ type: 'experiment-error', message: describe(err) });
@@ -101,6 +116,10 @@ self.addEventListener('message', (e) => {
           }
           return;
         }
+        case 'model-load':
+        case 'model-cache':
+          await checkpoints.handle(msg);
+          return;
         case 'attack': {
           // Errors are the attack panel's to show, not the classify panel's.
           try {

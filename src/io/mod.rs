@@ -8,6 +8,8 @@
 //! is done by the `safetensors` crate; this module adds dtype conversion (F32/F16/BF16 -> f32) and
 //! the errors a user can act on.
 
+pub mod source;
+
 use crate::backend::HostTensor;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
