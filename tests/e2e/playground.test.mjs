@@ -126,7 +126,15 @@ test('the playground: default comparison, builder, share link, export/import, cr
     assert.deepEqual(spec.compressions, [{ method: 'magnitude', sparsity: 0.3 }, { method: 'magnitude', sparsity: 0.9 }]);
     assert.equal(spec.limit, 8);
     assert.equal(spec.backend, 'cpu');
-    await page.click('#exp-run');
+    // By keyboard: Tab from the form's last field reaches Run (past "Edit the spec as JSON"), Enter starts it.
+    await page.focus('#b-limit');
+    const order = [];
+    for (let i = 0; i < 6 && order.at(-1) !== 'exp-run'; i++) {
+      await page.keyboard.press('Tab');
+      order.push(await page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName));
+    }
+    assert.equal(order.at(-1), 'exp-run', `Tab order from the limit field: ${order.join(' → ')}`);
+    await page.keyboard.press('Enter');
     await waitDone(page);
     built = await downloaded(page, '#exp-json');
     const r = JSON.parse(built);
