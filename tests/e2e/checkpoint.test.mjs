@@ -64,6 +64,29 @@ function shard(bytes) {
   return files;
 }
 
+/** The GLA folder as a plain language model: no `score*` tensors, a config without labels or the `trilemma` section. */
+function lmOnly(files) {
+  const bytes = files['model.safetensors'];
+  const n = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'));
+  const h = {};
+  const data = [];
+  let at = 0;
+  for (const name of Object.keys(header).filter((k) => k !== '__metadata__' && !k.startsWith('score')).sort()) {
+    const t = header[name];
+    const piece = bytes.subarray(8 + n + t.data_offsets[0], 8 + n + t.data_offsets[1]);
+    h[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [at, at + piece.length] };
+    data.push(piece);
+    at += piece.length;
+  }
+  const json = Buffer.from(JSON.stringify(h));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  const config = JSON.parse(files['config.json'].toString('utf8'));
+  for (const k of ['num_labels', 'id2label', 'label2id', 'trilemma']) delete config[k];
+  return { ...files, 'config.json': Buffer.from(JSON.stringify(config)), 'model.safetensors': Buffer.concat([len, json, ...data]) };
+}
+
 /** The model server: folders under /org/NAME/resolve/main/, CORS on unless the folder says; every request logged. */
 function serveModels() {
   const gla = Object.fromEntries(['config.json', 'model.safetensors', 'tokenizer.json'].map((f) => [f, readFileSync(join(GLA, f))]));
@@ -75,6 +98,7 @@ function serveModels() {
     badjson: { files: { ...gla, 'config.json': Buffer.from('this is { not JSON') } },
     garbage: { files: { ...small, 'model.safetensors': Buffer.from('this is not a safetensors file, only some text '.repeat(100)) } },
     sharded: { files: { ...small, ...shard(weights) } },
+    lmonly: { files: lmOnly(gla) },
     // 6 GB of weights declared by the index: refused before any shard is requested (none is served).
     huge: {
       files: {
@@ -295,6 +319,23 @@ test('checkpoints from a URL and from local files: progress, cache, run, share, 
     const item = page.locator(`#lm-list li[data-name="${base('sharded')}"]`);
     assert.match(await item.textContent(), /model-00001-of-00002\.safetensors .* model-00002-of-00002\.safetensors/);
     await page.waitForFunction(() => document.getElementById('lm-cache').dataset.count === '2');
+  });
+
+  await step('a language model without any task head loads and is read zero-shot through its LM head', async (st) => {
+    const lm = base('lmonly');
+    assert.equal(await loadUrl(page, lm), 'loaded', await page.locator('#lm-error').textContent());
+    const item = page.locator(`#lm-list li[data-name="${lm}"]`);
+    await page.evaluate(() => { document.querySelector('#experiment details').open = true; });
+    await page.fill('#exp-spec', JSON.stringify({ models: [lm], tasks: ['sst2'], splits: ['validation'], backend: 'cpu', limit: 6, bootstrap: 20 }));
+    await page.click('#exp-run');
+    await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('experiment').dataset.state), null, { timeout: TIMEOUT });
+    assert.equal(await page.getAttribute('#experiment', 'data-state'), 'done', await page.locator('#exp-error').textContent());
+    const [d] = await Promise.all([page.waitForEvent('download'), page.click('#exp-json')]);
+    const r = JSON.parse(readFileSync(await d.path(), 'utf8'));
+    assert.equal(r.units[0].readout, 'prompt 0: "review: {a} sentiment:" → negative | positive');
+    assert.match(await page.locator('#exp-report').textContent(), /Read zero-shot through the LM head/);
+    await page.click('details:has(#exp-spec) > summary');
+    st.diagnostic(`${await item.textContent()}; zero-shot accuracy on 6: ${r.units[0].metrics[0].value}`);
   });
 
   await step('local files: loaded as local:NAME, run; a link naming local files elsewhere says to load them first', async (st) => {
