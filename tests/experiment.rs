@@ -11,6 +11,14 @@ use trilemma::data::{load_split, Split, Task};
 use trilemma::experiment::native::{self, NativeHooks};
 use trilemma::experiment::{without_timing, Progress, Results, Spec};
 
+// The spec's readout, share links and the paper view's claims: modules of this test binary (one link, not three).
+#[path = "experiment/claims.rs"]
+mod claims;
+#[path = "experiment/readout.rs"]
+mod readout;
+#[path = "experiment/share.rs"]
+mod share;
+
 fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
 }

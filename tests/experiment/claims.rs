@@ -1,7 +1,6 @@
 //! The paper view's verdicts (`experiment::claims`) against runs of the claims' own specs (cut short): the numbers are
 //! the pooled paired accuracy differences computed by hand from the predictions, the intervals contain them, and the
 //! verdict follows the stated rule.
-#![cfg(not(target_arch = "wasm32"))]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

@@ -1,7 +1,6 @@
 //! Zero-shot readout through the LM head (the spec's `readout`, `eval::readout`): a language-model folder without any
 //! classification head is evaluated, attacked, compressed and repaired with text prompts; a folder with heads can be read
 //! the same way, and gives the same numbers as the head-less folder with the same body.
-#![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,5 @@
 //! Share links (`experiment::share`) against real runs: a link made from a run and opened again re-runs to the same
 //! numbers, bit for bit on the CPU; a changed number or prediction is caught; two results files compare the same way.
-#![cfg(not(target_arch = "wasm32"))]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
