@@ -14,19 +14,14 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { serveStatic } from '../../scripts/static-server.mjs';
+import { ROOT, DIST, RESULTS, CHROMIUM, QUIET_FLAGS, stepper } from './common.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const DIST = join(ROOT, 'dist');
-const RESULTS = join(ROOT, 'test-results');
 const GLA = join(ROOT, 'assets/models/gla');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 // The CPU path only (no --enable-unsafe-webgpu): faster to start, and what a share link re-runs on.
-const FLAGS = ['--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 const TIMEOUT = 120_000;
 const ARCHS = ['transformer', 'gla', 'hgrn_bit'];
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
@@ -143,7 +138,7 @@ test('checkpoints from a URL and from local files: progress, cache, run, share, 
   const { server, url } = await serveStatic(DIST, { port: 0 });
   const models = await serveModels();
   const base = (name) => `${models.url}org/${name}/resolve/main/`;
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: QUIET_FLAGS });
   t.after(async () => {
     await browser.close();
     server.close();
@@ -173,16 +168,7 @@ test('checkpoints from a URL and from local files: progress, cache, run, share, 
   const shot = (page, file) => page.screenshot({ path: join(RESULTS, `checkpoint-${file}.png`), fullPage: true }).catch(() => {});
   const count = (what) => models.requests.filter((r) => r === what).length;
 
-  let broken = false;
-  const step = (name, fn) =>
-    t.test(name, { skip: broken && 'an earlier step failed' }, async (st) => {
-      try {
-        await fn(st);
-      } catch (err) {
-        broken = true;
-        throw err;
-      }
-    });
+  const step = stepper(t);
 
   const page = await fresh('first tab');
   /** Loads `url` through the form; resolves when the load ends (its list item, or the error). */

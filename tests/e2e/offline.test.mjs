@@ -15,18 +15,14 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 import { serveStatic } from '../../scripts/static-server.mjs';
+import { ROOT, DIST, RESULTS, CHROMIUM, QUIET_FLAGS } from './common.mjs';
 import { buildSingleFile } from '../../scripts/single-file.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const DIST = join(ROOT, 'dist');
-const RESULTS = join(ROOT, 'test-results');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 // page.test.mjs's flags without --enable-unsafe-webgpu: the CPU path only.
-const FLAGS = ['--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 const ARCHS = ['transformer', 'gla', 'hgrn_bit'];
 const START_TIMEOUT = 240_000;
 
@@ -73,7 +69,7 @@ test('(a) after one visit the page works with the network off (service worker)',
   const site = mkdtempSync(join(tmpdir(), 'trilemma-offline-'));
   cpSync(DIST, site, { recursive: true });
   const { server, url } = await serveStatic(site, { port: 0 });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: QUIET_FLAGS });
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   t.after(async () => {
@@ -151,7 +147,7 @@ test('(b) the single file runs from file:// with the same labels', { timeout: 10
   const single = buildSingleFile(DIST, join(ROOT, 'dist-single', 'trilemma.html'));
   t.diagnostic(`built ${single.out} (${(single.bytes / 1e6).toFixed(1)} MB) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: QUIET_FLAGS });
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   t.after(async () => {

@@ -12,25 +12,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { serveStatic } from '../../scripts/static-server.mjs';
+import { DIST, RESULTS, CHROMIUM, QUIET_FLAGS, WEBGPU_FLAGS, stepper } from './common.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const DIST = join(ROOT, 'dist');
-const RESULTS = join(ROOT, 'test-results');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-// toolchain.md: --enable-unsafe-webgpu gives headless Chromium a SwiftShader WebGPU adapter; the
-// rest keep it quiet on a closed network. Playwright adds --headless and --no-sandbox.
-const FLAGS = [
-  '--enable-unsafe-webgpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
 const DEFAULT_TEXT = 'a gripping , funny and ultimately moving film';
 const ARCHS = ['transformer', 'gla', 'hgrn_bit'];
 // Cold start in SwiftShader on 2 cores: wasm compile, tokenizer, adapter, three models.
@@ -43,7 +29,7 @@ test('the built page runs the three bundled models on WebGPU and on the CPU', { 
   }
 
   const { server, url } = await serveStatic(DIST, { port: 0 });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: WEBGPU_FLAGS });
   let page;
   t.after(async () => {
     // A screenshot whatever happened: on failure it shows what the page said.
@@ -116,17 +102,7 @@ test('the built page runs the three bundled models on WebGPU and on the CPU', { 
     return out;
   }
 
-  // Steps run in order; once one fails the rest are skipped (they would only time out).
-  let broken = false;
-  const step = (name, fn) =>
-    t.test(name, { skip: broken && 'an earlier step failed' }, async (st) => {
-      try {
-        await fn(st);
-      } catch (err) {
-        broken = true;
-        throw err;
-      }
-    });
+  const step = stepper(t);
 
   // ?autorun=0: not the default comparison a new user's visit runs (tests/e2e/playground.test.mjs checks that).
   await page.goto(`${url}?autorun=0`);
@@ -478,7 +454,7 @@ test('without a WebGPU adapter the page runs on the CPU and says why', { timeout
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: FLAGS.filter((f) => f !== '--enable-unsafe-webgpu'),
+    args: QUIET_FLAGS,
   });
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const problems = [];
@@ -516,7 +492,7 @@ for (const [mode, what, why] of [
 ]) {
   test(`${what}: the runs complete on the CPU and say why`, { timeout: 10 * 60_000 }, async (t) => {
     const { server, url } = await serveStatic(DIST, { port: 0 });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: WEBGPU_FLAGS });
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const problems = [];
     page.on('pageerror', (err) => problems.push(`uncaught page error: ${err.message}`));
@@ -548,7 +524,7 @@ for (const [mode, what, why] of [
 // CPU path runs; 48 sentences in batches of 4 are 12 batches to share.
 test('CPU workers: 1 vs 2 give identical logits; a failed or dying helper is recovered and labelled', { timeout: 15 * 60_000 }, async (t) => {
   const { server, url } = await serveStatic(DIST, { port: 0 });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS.filter((f) => f !== '--enable-unsafe-webgpu') });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: QUIET_FLAGS });
   t.after(async () => {
     await browser.close();
     server.close();

@@ -8,17 +8,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { serveStatic } from '../../scripts/static-server.mjs';
+import { DIST, RESULTS, CHROMIUM, WEBGPU_FLAGS, stepper } from './common.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const DIST = join(ROOT, 'dist');
-const RESULTS = join(ROOT, 'test-results');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const FLAGS = ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 const START_TIMEOUT = 240_000;
 const RUN_TIMEOUT = 180_000;
 const ARCHS = ['transformer', 'gla', 'hgrn_bit'];
@@ -30,7 +25,7 @@ test('the playground: default comparison, builder, share link, export/import, cr
   assert.ok(existsSync(join(DIST, 'index.html')), 'dist/ is missing: run `trunk build --release` first');
   mkdirSync(RESULTS, { recursive: true });
   const { server, url } = await serveStatic(DIST, { port: 0 });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: WEBGPU_FLAGS });
   const problems = [];
   const pages = [];
   t.after(async () => {
@@ -70,16 +65,7 @@ test('the playground: default comparison, builder, share link, export/import, cr
   }
   const pwned = (page) => page.evaluate(() => window.__pwned);
 
-  let broken = false;
-  const step = (name, fn) =>
-    t.test(name, { skip: broken && 'an earlier step failed' }, async (st) => {
-      try {
-        await fn(st);
-      } catch (err) {
-        broken = true;
-        throw err;
-      }
-    });
+  const step = stepper(t);
 
   const page = await fresh('first visit');
   let built = null; // the results JSON of the built experiment
