@@ -27,10 +27,14 @@ fn spec(json: &str) -> Spec {
     Spec::from_json(json.as_bytes(), &|m| native::model_exists(&assets(), m)).unwrap()
 }
 
-fn run(s: &Spec) -> Results {
+fn try_run(s: &Spec) -> trilemma::Result<Results> {
     let mut sink = |_: &Progress| {};
     let mut hooks = NativeHooks::new(&mut sink, Arc::new(AtomicBool::new(false)));
-    native::run(s, &assets(), None, &mut hooks).unwrap()
+    native::run(s, &assets(), None, &mut hooks)
+}
+
+fn run(s: &Spec) -> Results {
+    try_run(s).unwrap()
 }
 
 #[test]

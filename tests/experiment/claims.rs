@@ -2,16 +2,10 @@
 //! the pooled paired accuracy differences computed by hand from the predictions, the intervals contain them, and the
 //! verdict follows the stated rule.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use super::{assets, run};
 use trilemma::experiment::claims::{self, Holds};
-use trilemma::experiment::native::{self, NativeHooks};
-use trilemma::experiment::{Progress, Results, Spec};
-
-fn assets() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
-}
+use trilemma::experiment::native;
+use trilemma::experiment::{Results, Spec};
 
 fn run_claim(id: &str, limit: Option<usize>) -> Results {
     let c = claims::claims().into_iter().find(|c| c.id == id).unwrap();
@@ -24,9 +18,7 @@ fn run_claim(id: &str, limit: Option<usize>) -> Results {
         rep.calibration = 16;
         rep.prompts = 2;
     }
-    let mut sink = |_: &Progress| {};
-    let mut hooks = NativeHooks::new(&mut sink, Arc::new(AtomicBool::new(false)));
-    native::run(&spec, &assets(), None, &mut hooks).unwrap()
+    run(&spec)
 }
 
 #[test]

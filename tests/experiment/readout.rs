@@ -2,28 +2,17 @@
 //! classification head is evaluated, attacked, compressed and repaired with text prompts; a folder with heads can be read
 //! the same way, and gives the same numbers as the head-less folder with the same body.
 
+use super::{assets, try_run as run};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::path::PathBuf;
 use trilemma::backend::cpu::CpuBackend;
 use trilemma::data::{Split, Task};
-use trilemma::experiment::native::{self, NativeHooks};
-use trilemma::experiment::{without_timing, Progress, Results, Spec};
+use trilemma::experiment::native;
+use trilemma::experiment::{without_timing, Spec};
 use trilemma::repair::text_prompts;
-
-fn assets() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
-}
 
 fn parse(json: &str) -> trilemma::Result<Spec> {
     Spec::from_json(json.as_bytes(), &|m| native::model_exists(&assets(), m))
-}
-
-fn run(s: &Spec) -> trilemma::Result<Results> {
-    let mut sink = |_: &Progress| {};
-    let mut hooks = NativeHooks::new(&mut sink, Arc::new(AtomicBool::new(false)));
-    native::run(s, &assets(), None, &mut hooks)
 }
 
 /// The bundled `model` as a plain language-model folder: every `score*` tensor gone, and `config.json` without

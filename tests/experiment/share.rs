@@ -1,22 +1,10 @@
 //! Share links (`experiment::share`) against real runs: a link made from a run and opened again re-runs to the same
 //! numbers, bit for bit on the CPU; a changed number or prediction is caught; two results files compare the same way.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use trilemma::experiment::native::{self, NativeHooks};
+use super::{assets, run};
+use trilemma::experiment::native;
 use trilemma::experiment::share::{self, Fingerprint};
-use trilemma::experiment::{Progress, Results, Spec};
-
-fn assets() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
-}
-
-fn run(s: &Spec) -> Results {
-    let mut sink = |_: &Progress| {};
-    let mut hooks = NativeHooks::new(&mut sink, Arc::new(AtomicBool::new(false)));
-    native::run(s, &assets(), None, &mut hooks).unwrap()
-}
+use trilemma::experiment::{Results, Spec};
 
 fn exists(m: &str) -> Result<(), String> {
     native::model_exists(&assets(), m)
