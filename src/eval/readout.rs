@@ -97,12 +97,7 @@ impl Readout {
         let width = values.len() / n;
         match self {
             Readout::Head(_) => Ok(values.chunks(width).map(<[f32]>::to_vec).collect()),
-            Readout::Prompt { verbalizer, .. } => {
-                if let Some(&bad) = verbalizer.iter().find(|&&i| i as usize >= width) {
-                    return Err(Error::Invalid(format!("the answer token {bad} is outside the LM head's {width} outputs")));
-                }
-                Ok(values.chunks(width).map(|r| verbalizer.iter().map(|&i| r[i as usize]).collect()).collect())
-            }
+            Readout::Prompt { verbalizer, .. } => answer_columns(values, width, verbalizer),
         }
     }
 
@@ -120,4 +115,13 @@ impl Readout {
     pub fn is_prompt(&self) -> bool {
         matches!(self, Readout::Prompt { .. })
     }
+}
+
+/// Rows of `width` next-token logits, each cut down to the answer tokens `verbalizer` (one column per class, in class
+/// order). Refused: an answer token outside the LM head's outputs.
+pub fn answer_columns(values: &[f32], width: usize, verbalizer: &[u32]) -> Result<Vec<Vec<f32>>> {
+    if let Some(&bad) = verbalizer.iter().find(|&&i| i as usize >= width) {
+        return Err(Error::Invalid(format!("the answer token {bad} is outside the LM head's {width} outputs")));
+    }
+    Ok(values.chunks_exact(width).map(|r| verbalizer.iter().map(|&i| r[i as usize]).collect()).collect())
 }

@@ -224,13 +224,13 @@ fn pairs(r: &Results, a: &str, b: &str, split: Split, level: Option<&str>) -> Re
     let mut out = Vec::new();
     for &task in &r.spec.tasks {
         let (Some(ua), Some(ub)) = (unit(a, task), unit(b, task)) else { continue };
-        let right = |u: &UnitResult, idx: u64| u.predictions.iter().find(|p| p.idx == idx).map(|p| p.prediction == p.label);
+        let right_b: std::collections::HashMap<u64, bool> = ub.predictions.iter().map(|p| (p.idx, p.prediction == p.label)).collect();
         let (mut ra, mut rb) = (Vec::new(), Vec::new());
         for p in &ua.predictions {
             if level.is_some_and(|l| p.level.map(|x| x.name()) != Some(l)) {
                 continue;
             }
-            if let Some(q) = right(ub, p.idx) {
+            if let Some(&q) = right_b.get(&p.idx) {
                 ra.push(p.prediction == p.label);
                 rb.push(q);
             }

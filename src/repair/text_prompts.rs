@@ -145,11 +145,7 @@ pub async fn class_logits<B: Backend>(be: &B, model: &Model<B>, tok: &TextTokeni
         let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
         let out = be.read(&model.next_token_batch(be, &refs)?).await?;
         let v = out.as_f32("next-token logits")?;
-        let vocab = v.len() / chunk.len();
-        if let Some(&bad) = verb.iter().find(|&&i| i as usize >= vocab) {
-            return Err(Error::Invalid(format!("the answer token {bad} is outside the LM head's {vocab} outputs")));
-        }
-        rows.extend(v.chunks_exact(vocab).map(|r| verb.iter().map(|&i| r[i as usize]).collect::<Vec<f32>>()));
+        rows.extend(crate::eval::readout::answer_columns(v, v.len() / chunk.len(), &verb)?);
     }
     Ok(rows)
 }
