@@ -34,7 +34,7 @@ async fn cpu_path_runs_under_node() {
 
 /// The SIMD128 matmul kernels against a float64 triple loop at awkward sizes (bit-equal to the
 /// in-order f32 sum and to the scalar twin), the weight cache of the CPU backend, and the CPU
-/// backend on the kernels against candle's matmul on every conformance case.
+/// backend on the kernels (matmul, element-wise and row ops) against candle on every conformance case.
 #[wasm_bindgen_test]
 async fn simd_matmul_kernels() {
     use trilemma::backend::simd;
@@ -45,6 +45,18 @@ async fn simd_matmul_kernels() {
     simd::suite::backend_cache().unwrap();
     let n = conformance::parity(&CpuBackend::new().with_matmul_kernel(false), &CpuBackend::new(), 42).await.unwrap();
     assert!(n > 100, "{n}");
+}
+
+/// The SIMD128 exp, sigmoid, SiLU, log-sigmoid, softmax and RMSNorm kernels give their scalar
+/// twins' bits at awkward lengths and on special values (NaN, ±∞, ±0, overflow, underflow), and
+/// the twins match float64 (the same checks the native unit tests run on the twins alone). The
+/// parity run above checks the CPU backend on them against candle.
+#[wasm_bindgen_test]
+fn simd_elementwise_kernels() {
+    use trilemma::backend::vmath::suite;
+    assert!(suite::twins_agree(11).unwrap() > 50);
+    let worst = suite::accuracy().unwrap();
+    assert!(worst > 0.0 && worst <= 1.0, "{worst}");
 }
 
 /// Soft prompts (the spec's `repair` section) train in wasm as natively: a pool on a small random

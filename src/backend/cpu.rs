@@ -12,6 +12,7 @@
 use super::{check, Backend, BackendInfo, Binary, Data, HostTensor, Reduce, TensorMeta, Unary};
 use crate::error::{DType, Error, Result};
 use super::simd::{self, PackedB};
+use super::vmath;
 use candle_core::{Device, Tensor};
 use std::sync::{Arc, OnceLock};
 
@@ -62,7 +63,8 @@ impl TensorMeta for CpuTensor {
 pub struct CpuBackend {
     half_weights: bool,
     f16_arithmetic: bool,
-    /// Matmul through [`simd`] (SIMD128 on wasm32, its scalar twin elsewhere) instead of candle.
+    /// Matmul through [`simd`], and exp, sigmoid, SiLU, log-sigmoid, softmax and RMSNorm through
+    /// [`vmath`] (SIMD128 on wasm32, their scalar twins elsewhere), instead of candle.
     kernel: bool,
 }
 
@@ -73,7 +75,7 @@ impl Default for CpuBackend {
 }
 
 impl CpuBackend {
-    /// candle's matmul natively, the SIMD128 kernels on wasm32.
+    /// candle natively, the SIMD128 kernels (matmul, element-wise, row ops) on wasm32.
     pub fn new() -> Self {
         CpuBackend { half_weights: false, f16_arithmetic: false, kernel: simd::SIMD128 }
     }
@@ -90,8 +92,8 @@ impl CpuBackend {
         CpuBackend { half_weights: true, f16_arithmetic: true, ..Self::new() }
     }
 
-    /// The same backend with matmul on the kernels of [`simd`] (`true`; natively their scalar
-    /// twin, for tests) or on candle (`false`).
+    /// The same backend with matmul and the element-wise and row ops on the kernels of [`simd`] and
+    /// [`vmath`] (`true`; natively their scalar twins, for tests) or on candle (`false`).
     pub fn with_matmul_kernel(self, kernel: bool) -> Self {
         CpuBackend { kernel, ..self }
     }
@@ -196,6 +198,19 @@ impl Backend for CpuBackend {
 
     fn unary(&self, op: Unary, x: &CpuTensor) -> Result<CpuTensor> {
         check::f32_nonempty("unary", x)?;
+        if self.kernel {
+            let k = match op {
+                Unary::Exp => Some(vmath::Op::Exp),
+                Unary::Sigmoid => Some(vmath::Op::Sigmoid),
+                Unary::Silu => Some(vmath::Op::Silu),
+                Unary::LogSigmoid => Some(vmath::Op::LogSigmoid),
+                _ => None,
+            };
+            if let Some(k) = k {
+                let y = simd::with_f32(&x.t, |v| vmath::unary(k, v, simd::SIMD128))?;
+                return CpuTensor::new(Tensor::from_vec(y, x.shape.as_slice(), &Device::Cpu)?);
+            }
+        }
         let x = &x.t;
         let y = match op {
             Unary::Neg => x.neg()?,
@@ -239,6 +254,10 @@ impl Backend for CpuBackend {
     fn softmax(&self, x: &CpuTensor) -> Result<CpuTensor> {
         check::rows("softmax", x)?;
         let last = x.shape.len() - 1;
+        if self.kernel {
+            let y = simd::with_f32(&x.t, |v| vmath::softmax_rows(v, x.shape[last], simd::SIMD128))?;
+            return CpuTensor::new(Tensor::from_vec(y, x.shape.as_slice(), &Device::Cpu)?);
+        }
         let m = x.t.max_keepdim(last)?;
         let e = x.t.broadcast_sub(&m)?.exp()?;
         let s = e.sum_keepdim(last)?;
@@ -248,6 +267,10 @@ impl Backend for CpuBackend {
     fn rms_norm(&self, x: &CpuTensor, w: &CpuTensor, eps: f32) -> Result<CpuTensor> {
         check::rms_norm(x, w, eps)?;
         let last = x.shape.len() - 1;
+        if self.kernel {
+            let y = simd::with_f32(&x.t, |v| simd::with_f32(&w.t, |wv| vmath::rms_norm_rows(v, wv, eps, simd::SIMD128)))??;
+            return CpuTensor::new(Tensor::from_vec(y, x.shape.as_slice(), &Device::Cpu)?);
+        }
         let ms = x.t.sqr()?.mean_keepdim(last)?;
         let inv = (ms + eps as f64)?.sqrt()?.recip()?;
         CpuTensor::new(x.t.broadcast_mul(&inv)?.broadcast_mul(&w.t)?)
