@@ -86,14 +86,16 @@ async fn simd_matmul_kernels() {
     assert!(n > 100, "{n}");
 }
 
-/// The SIMD128 exp, sigmoid, SiLU, log-sigmoid, softmax and RMSNorm kernels give their scalar
-/// twins' bits at awkward lengths and on special values (NaN, ±∞, ±0, overflow, underflow), and
+/// The SIMD128 exp, sigmoid, SiLU, log-sigmoid, softmax and RMSNorm kernels and the ternary
+/// product give their scalar twins' bits at awkward lengths and on special values (NaN, ±∞, ±0, overflow, underflow), and
 /// the twins match float64 (the same checks the native unit tests run on the twins alone). The
 /// parity run above checks the CPU backend on them against candle.
 #[wasm_bindgen_test]
 fn simd_elementwise_kernels() {
     use trilemma::backend::vmath::suite;
     assert!(suite::twins_agree(11).unwrap() > 50);
+    // The SIMD128 ternary product: the host product's bits, the same refusals.
+    assert!(trilemma::backend::simd_ternary::suite::run(true, 5).unwrap() > 150);
     let worst = suite::accuracy().unwrap();
     assert!(worst > 0.0 && worst <= 1.0, "{worst}");
 }

@@ -374,7 +374,8 @@ impl Backend for CpuBackend {
         let (m, k, n) = check::ternary_matmul(x, packed)?;
         let xs = x.t.flatten_all()?.to_vec1::<f32>()?;
         let ws = packed.t.flatten_all()?.to_vec1::<u32>()?;
-        let out = ternary_matmul_host(&xs, &ws, m, k, n)?;
+        // The same bits as `ternary_matmul_host`, G activation rows at a time.
+        let out = super::simd_ternary::ternary_matmul(&xs, &ws, m, k, n, simd::SIMD128)?;
         CpuTensor::new(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
     }
 }
@@ -409,6 +410,31 @@ pub fn matmul_f16_arith_host(x: &[f32], w: &[u32], m: usize, k: usize, n: usize)
 /// order, so on valid weights both give the same bits. Invalid words (code 3, non-zero padding)
 /// are refused here; the GPU kernel instead relies on [`super::ternary::validate`] at load time.
 pub fn ternary_matmul_host(x: &[f32], packed: &[u32], m: usize, k: usize, n: usize) -> Result<Vec<f32>> {
+    let wpr = ternary_check(x, packed, m, k, n)?;
+    // Each output is a run of additions and subtractions over one activation row (negating =
+    // flipping the sign bit, no multiply), in the same order as the GPU kernel, so the two give the
+    // same bits.
+    let mut out = vec![0f32; m * n];
+    let mut entries = TernaryRows::default();
+    for r0 in (0..n).step_by(TernaryRows::ROWS) {
+        let r1 = (r0 + TernaryRows::ROWS).min(n);
+        entries.decode(packed, wpr, r0, r1);
+        for (xi, yi) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+            for (r, y) in yi[r0..r1].iter_mut().enumerate() {
+                let mut acc = 0f32;
+                for &e in entries.row(r) {
+                    acc += f32::from_bits(xi[(e & !TernaryRows::NEG) as usize].to_bits() ^ (e & TernaryRows::NEG));
+                }
+                *y = acc;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The shape and validity checks of the CPU ternary products (once, outside the hot loops: no code
+/// 3 anywhere, no non-zero padding); returns the packed words per row.
+pub(crate) fn ternary_check(x: &[f32], packed: &[u32], m: usize, k: usize, n: usize) -> Result<usize> {
     let wpr = super::ternary::words_per_row(k);
     if Some(x.len()) != m.checked_mul(k) || Some(packed.len()) != n.checked_mul(wpr) {
         return Err(Error::Invalid(format!(
@@ -417,7 +443,6 @@ pub fn ternary_matmul_host(x: &[f32], packed: &[u32], m: usize, k: usize, n: usi
             packed.len()
         )));
     }
-    // Validate once, outside the hot loop: no code 3 anywhere, no non-zero padding.
     let last_bits = 2 * (k - (wpr - 1) * super::ternary::PER_WORD);
     for (r, row) in packed.chunks_exact(wpr.max(1)).enumerate().take(n) {
         if row.iter().any(|&w| w & (w >> 1) & 0x5555_5555 != 0) {
@@ -427,45 +452,46 @@ pub fn ternary_matmul_host(x: &[f32], packed: &[u32], m: usize, k: usize, n: usi
             return Err(Error::Invalid(format!("ternary_matmul: non-zero padding in row {r}")));
         }
     }
-    // Decode each weight row once into its non-zero entries in increasing j: the index, with
-    // the sign in the top bit. Then every output is a run of additions and subtractions over one
-    // activation row (negating = flipping the sign bit, no multiply), in the same order as the
-    // GPU kernel, so the two give the same bits. Rows are decoded 64 at a time, so the decoded
-    // entries stay small (and in cache) whatever the matrix size.
-    const NEG: u32 = 1 << 31;
-    const ROWS: usize = 64;
-    let mut out = vec![0f32; m * n];
-    let mut entries: Vec<u32> = Vec::with_capacity(ROWS * k);
-    let mut starts = Vec::with_capacity(ROWS + 1);
-    for r0 in (0..n).step_by(ROWS) {
-        let r1 = (r0 + ROWS).min(n);
-        entries.clear();
-        starts.clear();
+    Ok(wpr)
+}
+
+/// Up to [`TernaryRows::ROWS`] weight rows decoded into their non-zero entries in increasing j:
+/// the index, with the sign in the top bit ([`TernaryRows::NEG`]). Decoded a band at a time, so
+/// the entries stay small (and in cache) whatever the matrix size.
+#[derive(Default)]
+pub(crate) struct TernaryRows {
+    entries: Vec<u32>,
+    starts: Vec<usize>,
+}
+
+impl TernaryRows {
+    pub(crate) const NEG: u32 = 1 << 31;
+    pub(crate) const ROWS: usize = 64;
+
+    /// Decode rows `r0..r1` of validated words ([`ternary_check`]).
+    pub(crate) fn decode(&mut self, packed: &[u32], wpr: usize, r0: usize, r1: usize) {
+        self.entries.clear();
+        self.starts.clear();
         for r in r0..r1 {
-            starts.push(entries.len());
+            self.starts.push(self.entries.len());
             for (w, &word) in packed[r * wpr..(r + 1) * wpr].iter().enumerate() {
                 let base = (w * super::ternary::PER_WORD) as u32;
                 let mut bits = word;
                 while bits != 0 {
                     let shift = bits.trailing_zeros() & !1;
-                    let sign = if (bits >> shift) & 3 == 1 { 0 } else { NEG };
-                    entries.push((base + shift / 2) | sign);
+                    let sign = if (bits >> shift) & 3 == 1 { 0 } else { Self::NEG };
+                    self.entries.push((base + shift / 2) | sign);
                     bits &= !(3u32 << shift);
                 }
             }
         }
-        starts.push(entries.len());
-        for (xi, yi) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
-            for (r, y) in yi[r0..r1].iter_mut().enumerate() {
-                let mut acc = 0f32;
-                for &e in &entries[starts[r]..starts[r + 1]] {
-                    acc += f32::from_bits(xi[(e & !NEG) as usize].to_bits() ^ (e & NEG));
-                }
-                *y = acc;
-            }
-        }
+        self.starts.push(self.entries.len());
     }
-    Ok(out)
+
+    /// The entries of the `r`-th decoded row (`r` counted from `r0`).
+    pub(crate) fn row(&self, r: usize) -> &[u32] {
+        &self.entries[self.starts[r]..self.starts[r + 1]]
+    }
 }
 
 /// Run `f` on the elements of a u32 CPU tensor (packed weights) without copying them.

@@ -18,6 +18,7 @@ pub mod count;
 pub mod cpu;
 pub mod gpu;
 pub mod simd;
+pub mod simd_ternary;
 pub mod vmath;
 
 use crate::error::{DType, Error, Result};
