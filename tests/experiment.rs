@@ -37,6 +37,77 @@ fn run(s: &Spec) -> Results {
     try_run(s).unwrap()
 }
 
+/// Hooks that hand some evaluation units to "another worker" (`run_delegated` on the same inputs,
+/// as the page's CPU pool does) and deliver the results of only some of them (a worker lost).
+struct Delegating<'a> {
+    inputs: &'a (trilemma::experiment::Folders, Vec<trilemma::experiment::Dataset>),
+    spec: &'a Spec,
+    delegated: Vec<usize>,
+    delivered: Vec<usize>,
+    /// Units this run reported progress on (so computed itself).
+    ran: std::collections::BTreeSet<usize>,
+}
+
+struct Quiet;
+
+impl trilemma::experiment::Hooks for Quiet {
+    fn progress(&mut self, _: &Progress) -> bool {
+        true
+    }
+    fn now_ms(&self) -> f64 {
+        0.0
+    }
+    async fn pause(&self) {}
+    fn memory(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl trilemma::experiment::Hooks for Delegating<'_> {
+    fn progress(&mut self, p: &Progress) -> bool {
+        if p.attack.is_none() {
+            self.ran.insert(p.unit);
+        }
+        true
+    }
+    fn now_ms(&self) -> f64 {
+        0.0
+    }
+    async fn pause(&self) {}
+    fn memory(&self) -> Option<u64> {
+        None
+    }
+    fn delegated(&self) -> Vec<usize> {
+        self.delegated.clone()
+    }
+    async fn delegated_results(&mut self) -> Vec<trilemma::experiment::UnitResult> {
+        trilemma::experiment::run_delegated(self.spec, &self.inputs.0, &self.inputs.1, &self.delivered, &mut Quiet).await.unwrap()
+    }
+}
+
+#[test]
+fn evaluation_units_run_by_other_workers_give_one_workers_results() {
+    let s = spec(
+        r#"{"models": ["transformer", "hgrn_bit"], "tasks": ["sst2"], "splits": ["validation", "advglue"],
+            "backend": "cpu", "limit": 12, "bootstrap": 50, "batch": 4, "seed": 5,
+            "attacks": [{"recipe": "random_checklist", "budget": 0.2}]}"#,
+    );
+    let one = without_timing(&run(&s).to_json()).unwrap();
+    let inputs = native::inputs(&s, &assets()).unwrap();
+    // (delegated, delivered): two units elsewhere; all four elsewhere but one delivered; one lost.
+    for (delegated, delivered) in [(vec![1, 3], vec![1, 3]), (vec![0, 1, 2, 3], vec![2]), (vec![3], vec![])] {
+        let mut hooks = Delegating { inputs: &inputs, spec: &s, delegated: delegated.clone(), delivered: delivered.clone(), ran: Default::default() };
+        let r = pollster::block_on(trilemma::experiment::run(&s, Err("cpu".into()), &inputs.0, &inputs.1, &mut hooks)).unwrap();
+        assert_eq!(without_timing(&r.to_json()).unwrap(), one, "delegated {delegated:?}, delivered {delivered:?}");
+        let expected: std::collections::BTreeSet<usize> = (0..4).filter(|i| !delivered.contains(i)).collect();
+        let ran: std::collections::BTreeSet<usize> = hooks.ran.iter().copied().filter(|&u| u < 4).collect();
+        assert_eq!(ran, expected, "the run computed exactly the units not delivered");
+    }
+    // A unit past the spec's is refused.
+    let err = pollster::block_on(trilemma::experiment::run_delegated(&s, &inputs.0, &inputs.1, &[4], &mut Quiet)).unwrap_err();
+    assert!(err.to_string().contains("unit 4 of a spec with 4 evaluation units"), "{err}");
+}
+
 #[test]
 fn a_spec_run_twice_gives_identical_results_apart_from_timings() {
     let s = spec(

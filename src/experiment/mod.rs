@@ -235,6 +235,18 @@ pub trait Hooks {
     fn pause(&self) -> impl Future<Output = ()>;
     /// Peak host memory so far: the wasm heap in the page, resident bytes natively.
     fn memory(&self) -> Option<u64>;
+    /// Evaluation units (indices into [`Spec::units`]) that other CPU workers run for this run
+    /// (the page's worker pool, [`run_delegated`]): a CPU run leaves them out of its own pass.
+    /// None by default.
+    fn delegated(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    /// The delegated units' results, awaited once the run's own units are done. Units missing
+    /// from the answer (a worker that failed or was cancelled) are then run here, so the results
+    /// are complete and the same as one worker's either way.
+    fn delegated_results(&mut self) -> impl Future<Output = Vec<UnitResult>> {
+        async { Vec::new() }
+    }
 }
 
 /// A number with its seeded bootstrap 95% interval.
@@ -573,7 +585,27 @@ fn work(spec: &Spec, data: &[Dataset]) -> (usize, usize) {
 
 /// Every evaluation, then every attack, then the transfer matrices; `false` when cancelled.
 pub async fn run_all<B: Backend, H: Hooks>(spec: &Spec, be: &B, gpu: Option<&GpuContext>, models: &[LoadedModel<B>], data: &[Dataset], done: &mut Done, hooks: &mut H) -> Result<bool> {
-    if !run_units(spec, be, gpu, models, data, &mut done.units, hooks).await? {
+    // Other CPU workers may run some evaluation units (never on the GPU: their results must be
+    // the CPU path's).
+    let delegated = if gpu.is_none() { hooks.delegated() } else { Vec::new() };
+    let own = run_units(spec, be, gpu, models, data, &mut done.units, hooks, &delegated).await?;
+    if !delegated.is_empty() {
+        let all = spec.units();
+        for r in hooks.delegated_results().await {
+            let i = all.iter().position(|u| u.model == r.model && u.task == r.task && u.split == r.split);
+            let fresh = !done.units.iter().any(|d| d.model == r.model && d.task == r.task && d.split == r.split);
+            if fresh && i.is_some_and(|i| delegated.contains(&i)) {
+                done.units.push(r);
+            }
+        }
+        // Whatever the other workers did not deliver runs here (nothing when they all finished).
+        let complete = own && run_units(spec, be, gpu, models, data, &mut done.units, hooks, &[]).await?;
+        // In the spec's order, as one worker has them.
+        done.units.sort_by_key(|r| all.iter().position(|u| u.model == r.model && u.task == r.task && u.split == r.split));
+        if !complete {
+            return Ok(false);
+        }
+    } else if !own {
         return Ok(false);
     }
     let (eval, attacks) = work(spec, data);
@@ -636,8 +668,10 @@ impl Results {
 }
 
 /// Runs every unit of `spec` not already in `units` (a run resumed after a GPU failure passes
-/// the finished ones), appending each finished unit. Returns `false` when cancelled (`units`
-/// keeps what finished). A backend error stops the run with the finished units in `units`.
+/// the finished ones) and not in `skip` (indices into [`Spec::units`]), appending each finished
+/// unit. Returns `false` when cancelled (`units` keeps what finished). A backend error stops the
+/// run with the finished units in `units`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_units<B: Backend, H: Hooks>(
     spec: &Spec,
     be: &B,
@@ -646,6 +680,7 @@ pub async fn run_units<B: Backend, H: Hooks>(
     data: &[Dataset],
     units: &mut Vec<UnitResult>,
     hooks: &mut H,
+    skip: &[usize],
 ) -> Result<bool> {
     let all = spec.units();
     let find_data = |task: Task, split: Split| {
@@ -659,7 +694,7 @@ pub async fn run_units<B: Backend, H: Hooks>(
     let mut before: usize = 0;
     for (ui, unit) in all.iter().enumerate() {
         let n = size(unit)?;
-        if units.iter().any(|r| r.model == unit.model && r.task == unit.task && r.split == unit.split) {
+        if skip.contains(&ui) || units.iter().any(|r| r.model == unit.model && r.task == unit.task && r.split == unit.split) {
             before += n;
             continue;
         }
@@ -898,6 +933,22 @@ pub async fn run<H: Hooks>(spec: &Spec, gpu: std::result::Result<Arc<GpuContext>
     let finished = run_all(spec, &be, None, &models, data, &mut done, hooks).await?;
     let prov = Provenance::new(spec, &be, fallback, &models, data);
     assemble(spec, prov, done, !finished, (hooks.now_ms() - t0) / 1000.0)
+}
+
+/// Runs only the evaluation units `units` (indices into [`Spec::units`]) of `spec` on the CPU, for
+/// another worker's [`run`] ([`Hooks::delegated`]): the same models, data and code, so the same
+/// results that worker would compute (timings and memory apart). Cancelled: the finished ones.
+pub async fn run_delegated<H: Hooks>(spec: &Spec, folders: &Folders, data: &[Dataset], units: &[usize], hooks: &mut H) -> Result<Vec<UnitResult>> {
+    let all = spec.units().len();
+    if let Some(bad) = units.iter().find(|&&i| i >= all) {
+        return Err(Error::Invalid(format!("unit {bad} of a spec with {all} evaluation units")));
+    }
+    let skip: Vec<usize> = (0..all).filter(|i| !units.contains(i)).collect();
+    let be = CpuBackend::new();
+    let models = load_models(&be, spec, folders, data, &|_| Ok(()), &|| hooks.now_ms()).await?;
+    let mut done = Vec::new();
+    run_units(spec, &be, None, &models, data, &mut done, hooks, &skip).await?;
+    Ok(done)
 }
 
 /// Predictions and labels of a unit.

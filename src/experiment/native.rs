@@ -107,6 +107,17 @@ impl Hooks for NativeHooks<'_> {
 /// use when the spec wants WebGPU (`None`: acquire one if needed). Returns the results, complete
 /// or as far as they got when `hooks` cancelled.
 pub fn run(spec: &Spec, assets: &Path, gpu: Option<Arc<GpuContext>>, hooks: &mut NativeHooks) -> Result<Results> {
+    let (folders, data) = inputs(spec, assets)?;
+    let gpu = match (spec.backend, gpu) {
+        (BackendChoice::Cpu, _) => Err("the CPU backend was chosen".to_string()),
+        (_, Some(c)) => Ok(c),
+        (_, None) => pollster::block_on(GpuContext::acquire()).map_err(|e| e.to_string()),
+    };
+    pollster::block_on(super::run(spec, gpu, &folders, &data, hooks))
+}
+
+/// The model folders and bundled data `spec` reads, from `assets`.
+pub fn inputs(spec: &Spec, assets: &Path) -> Result<(Folders, Vec<Dataset>)> {
     let folders: Folders = spec.models.iter().map(|m| Ok((m.clone(), read_folder(&model_dir(assets, m))?))).collect::<Result<_>>()?;
     let data: Vec<Dataset> = spec
         .data()
@@ -118,10 +129,5 @@ pub fn run(spec: &Spec, assets: &Path, gpu: Option<Arc<GpuContext>>, hooks: &mut
             Dataset::from_bytes(task, split, &bytes)
         })
         .collect::<Result<_>>()?;
-    let gpu = match (spec.backend, gpu) {
-        (BackendChoice::Cpu, _) => Err("the CPU backend was chosen".to_string()),
-        (_, Some(c)) => Ok(c),
-        (_, None) => pollster::block_on(GpuContext::acquire()).map_err(|e| e.to_string()),
-    };
-    pollster::block_on(super::run(spec, gpu, &folders, &data, hooks))
+    Ok((folders, data))
 }
