@@ -8,6 +8,9 @@
 //
 //   trunk build --release && node scripts/bench-experiment.mjs [SPEC.json] [OUT.json]
 //
+// BENCH_WORKERS=N opens the page with `?workers=N` (N CPU workers: the helpers take a share of a CPU run's evaluation
+// units) and waits for its helpers before running; unset, the page's own choice.
+//
 // SPEC defaults to SST-2 validation + AdvGLUE sst2 on the three bundled models; examples/attack-bench.json
 // is the attack benchmark (every recipe on the three models). Compare with `trilemma run SPEC.json` natively
 // (README "Measured numbers"). The run may take at most BENCH_TIMEOUT_S seconds: 1 hour, 24 hours for a spec
@@ -42,8 +45,12 @@ const FLAGS = ['--disable-background-networking', '--no-first-run', ...(WEBGPU ?
 const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
 try {
   const page = await browser.newPage();
-  await page.goto(url);
+  const workers = process.env.BENCH_WORKERS ? Math.max(1, Math.floor(Number(process.env.BENCH_WORKERS))) : null;
+  await page.goto(workers ? `${url}?workers=${workers}&autorun=0` : url);
   await page.waitForFunction(() => Number(document.body.dataset.finished) >= 1, null, { timeout: 300_000 });
+  if (workers) await page.waitForFunction((n) => document.querySelector('#cpu-workers').dataset.workers === String(n), workers, { timeout: 300_000 });
+  // The spec's JSON sits under "Edit the spec as JSON", below the builder form.
+  await page.evaluate(() => { document.querySelector('#experiment details').open = true; });
   await page.fill('#exp-spec', SPEC);
   await page.click('#exp-run');
   // Wait in slices, printing the panel's progress line after each, until the run ends or the time is up.
@@ -70,7 +77,8 @@ try {
   writeFileSync(OUT, json);
   const r = JSON.parse(json);
   const seconds = await page.getAttribute('#experiment', 'data-seconds');
-  console.log(`page wall time (click to results): ${seconds} s; engine: ${r.timing.seconds.toFixed(2)} s on ${r.provenance.backend.device}`);
+  const shared = await page.getAttribute('#experiment', 'data-workers');
+  console.log(`page wall time (click to results): ${seconds} s on ${shared} CPU worker(s); engine: ${r.timing.seconds.toFixed(2)} s on ${r.provenance.backend.device}`);
   for (const u of r.units) {
     console.log(`${u.model.padEnd(12)} ${u.task} ${u.split.padEnd(17)} n=${String(u.n).padStart(4)}  acc ${(u.metrics[0].value * 100).toFixed(1)}  ${u.timing.seconds.toFixed(2)} s  ${u.timing.examples_per_second.toFixed(1)} ex/s`);
   }

@@ -623,6 +623,10 @@ static CANCEL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::ne
 
 struct WebHooks {
     on_progress: js_sys::Function,
+    /// Units the page's helper workers run ([`run_experiment`]'s `delegated`).
+    delegated: Vec<usize>,
+    /// Called once the run's own units are done: a Promise of the helpers' units (JSON array).
+    delegated_results: Option<js_sys::Function>,
 }
 
 impl crate::experiment::Hooks for WebHooks {
@@ -643,6 +647,19 @@ impl crate::experiment::Hooks for WebHooks {
     fn memory(&self) -> Option<u64> {
         Some(core::arch::wasm32::memory_size(0) as u64 * 65_536)
     }
+    fn delegated(&self) -> Vec<usize> {
+        self.delegated.clone()
+    }
+    /// The helpers' units; anything unreadable counts as not delivered (the engine then runs
+    /// those units here), so a helper's failure never fails the run.
+    async fn delegated_results(&mut self) -> Vec<crate::experiment::UnitResult> {
+        let Some(f) = self.delegated_results.take() else { return Vec::new() };
+        let Ok(promise) = f.call0(&JsValue::NULL).and_then(|v| v.dyn_into::<js_sys::Promise>()) else { return Vec::new() };
+        match JsFuture::from(promise).await.ok().and_then(|v| v.as_string()) {
+            Some(json) => serde_json::from_str(&json).unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
 }
 
 /// Run an experiment spec (JSON) on the bundled models and data — the engine `trilemma run`
@@ -650,11 +667,86 @@ impl crate::experiment::Hooks for WebHooks {
 /// of the spec to its files (`{file name: Uint8Array}`, from www/checkpoint.js). `on_progress(progress)` is called after every batch.
 /// Returns the results JSON (cancelled runs keep their finished evaluations). The cancel flag is
 /// the caller's to reset before a run ([`set_experiment_cancelled`]), so a Cancel that arrives
-/// while the run is still queued is not lost.
+/// while the run is still queued is not lost. `delegated` (indices into the spec's evaluation
+/// units, [`experiment_plan`]) are run by the page's helper workers ([`run_experiment_units`]) on
+/// a CPU run: `delegated_results()` returns a Promise of their results, awaited after this
+/// worker's own units; whatever it does not deliver runs here.
 #[wasm_bindgen]
-pub async fn run_experiment(spec_json: String, models: JsValue, on_progress: js_sys::Function) -> std::result::Result<String, JsError> {
-    use crate::experiment::{self, Dataset, Spec};
+pub async fn run_experiment(
+    spec_json: String,
+    models: JsValue,
+    on_progress: js_sys::Function,
+    delegated: Vec<u32>,
+    delegated_results: Option<js_sys::Function>,
+) -> std::result::Result<String, JsError> {
     let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before run_experiment()"))?;
+    let (spec, folders, data) = experiment_inputs(&spec_json, &models).await?;
+    let gpu = match &session.gpu {
+        Some(ctx) => Ok(ctx.clone()),
+        None => Err(session.gpu_error.clone().unwrap_or_else(|| "no WebGPU adapter".into())),
+    };
+    let delegated = delegated.into_iter().map(|i| i as usize).collect();
+    let mut hooks = WebHooks { on_progress, delegated, delegated_results };
+    let results = crate::experiment::run(&spec, gpu, &folders, &data, &mut hooks).await.map_err(js_err)?;
+    Ok(results.to_json())
+}
+
+/// How a spec's evaluation units may be shared with the page's helper workers: `cpu` (the run
+/// will be on the CPU path, where helpers' results are the run's own; not when the spec's backend
+/// takes this page's GPU), `bundled` (every model is bundled: helpers load those themselves), and
+/// each unit's `examples` (for balancing). Only the main worker knows the GPU, so it answers.
+#[wasm_bindgen]
+pub fn experiment_plan(spec_json: &str) -> std::result::Result<JsValue, JsError> {
+    use crate::experiment::Spec;
+    use crate::io::source::Source;
+    #[derive(Serialize)]
+    struct PlanUnit {
+        model: String,
+        task: String,
+        split: String,
+        examples: usize,
+    }
+    #[derive(Serialize)]
+    struct Plan {
+        cpu: bool,
+        bundled: bool,
+        units: Vec<PlanUnit>,
+    }
+    let session = SESSION.with(|s| s.borrow().clone()).ok_or_else(|| JsError::new("call start() before experiment_plan()"))?;
+    let spec = Spec::from_json(spec_json.as_bytes(), &page_model).map_err(js_err)?;
+    // The engine's own choice ([`crate::experiment::run`]): the CPU unless the spec takes this GPU.
+    let cpu = spec.backend.use_gpu(session.gpu.as_ref().map(|c| c.is_software()).ok_or_else(String::new)).is_err();
+    let bundled = spec.models.iter().all(|m| matches!(Source::parse(m), Ok(Source::Bundled { .. })));
+    let units = spec
+        .units()
+        .into_iter()
+        .map(|u| {
+            let rows = crate::data::bundled(u.task, u.split).map(|b| b.rows).unwrap_or(0);
+            PlanUnit { model: u.model, task: u.task.to_string(), split: u.split.to_string(), examples: spec.limit.map_or(rows, |l| l.min(rows)) }
+        })
+        .collect();
+    to_js(&Plan { cpu, bundled, units })
+}
+
+/// A helper worker's share of the main worker's run ([`experiment_plan`], [`run_experiment`]'s
+/// `delegated`): the evaluation units `units` of the spec, on the CPU, bundled models only.
+/// Returns their results as a JSON array; cancelled, the finished ones.
+#[wasm_bindgen]
+pub async fn run_experiment_units(spec_json: String, units: Vec<u32>, on_progress: js_sys::Function) -> std::result::Result<String, JsError> {
+    let (spec, folders, data) = experiment_inputs(&spec_json, &JsValue::UNDEFINED).await?;
+    let units: Vec<usize> = units.into_iter().map(|i| i as usize).collect();
+    let mut hooks = WebHooks { on_progress, delegated: Vec::new(), delegated_results: None };
+    let done = crate::experiment::run_delegated(&spec, &folders, &data, &units, &mut hooks).await.map_err(js_err)?;
+    serde_json::to_string(&done).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// The spec, its model folders and its data, fetched: bundled models from the page's assets, URL
+/// and local models from `models` (`{name: {file: Uint8Array}}`, www/checkpoint.js).
+async fn experiment_inputs(
+    spec_json: &str,
+    models: &JsValue,
+) -> std::result::Result<(crate::experiment::Spec, crate::experiment::Folders, Vec<crate::experiment::Dataset>), JsError> {
+    use crate::experiment::{self, Dataset, Spec};
     let spec = Spec::from_json(spec_json.as_bytes(), &page_model).map_err(js_err)?;
     // The page serves the validation splits but not the training data (www/index.html copies
     // assets/data only): a `repair` section calibrates on the bundled set or on validation here.
@@ -676,7 +768,7 @@ pub async fn run_experiment(spec_json: String, models: JsValue, on_progress: js_
             }
             // Fetched (or read from the cache, or from local files) by the worker's JavaScript: www/checkpoint.js.
             Source::Url { .. } | Source::Local { .. } => {
-                let given = js_sys::Reflect::get(&models, &JsValue::from_str(m)).unwrap_or(JsValue::UNDEFINED);
+                let given = js_sys::Reflect::get(models, &JsValue::from_str(m)).unwrap_or(JsValue::UNDEFINED);
                 if given.is_undefined() || given.is_null() {
                     return Err(JsError::new(&format!("model {m}: its files were not loaded")));
                 }
@@ -697,13 +789,7 @@ pub async fn run_experiment(spec_json: String, models: JsValue, on_progress: js_
         let bytes = fetch_bytes(&format!("assets/{path}")).await.map_err(js_err)?;
         data.push(Dataset::from_bytes(task, split, &bytes).map_err(js_err)?);
     }
-    let gpu = match &session.gpu {
-        Some(ctx) => Ok(ctx.clone()),
-        None => Err(session.gpu_error.clone().unwrap_or_else(|| "no WebGPU adapter".into())),
-    };
-    let mut hooks = WebHooks { on_progress };
-    let results = experiment::run(&spec, gpu, &folders, &data, &mut hooks).await.map_err(js_err)?;
-    Ok(results.to_json())
+    Ok((spec, folders, data))
 }
 
 /// Ask the running experiment to stop after its current batch (`true`), or clear the request

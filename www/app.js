@@ -257,7 +257,7 @@ function renderBench(r) {
 // ---------------------------------------------------------------- the worker
 
 const worker = startWorker('', 'trilemma');
-// Helper workers for the benchmark's CPU work: `?workers=N` forces N CPU workers (1: one thread);
+// Helper workers for the CPU work of the benchmark and of experiments: `?workers=N` forces N CPU workers (1: one thread);
 // `?simulate=helper-start-fail|helper-crash` makes helper 1 fail (the fallback tests).
 const pool = new CpuPool(worker, {
   search: window.location.search,
@@ -267,7 +267,7 @@ const pool = new CpuPool(worker, {
 });
 renderCpu(pool.status());
 initOffline();
-const experiment = initExperiment(worker);
+const experiment = initExperiment(worker, pool);
 // The paper view builds its cards once the wasm module is on this thread; it runs claims through the experiment panel.
 const paper = initPaper(experiment).catch((err) => {
   document.getElementById('paper-claims').textContent = `The paper view could not start: ${describe(err)}`;

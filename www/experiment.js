@@ -68,7 +68,11 @@ function rowsTable(rows, heads, onlyDiffering) {
   return table;
 }
 
-export function initExperiment(worker) {
+/**
+ * The panel, running specs in `worker` (the main worker); `pool` (www/pool.js) runs a share of a CPU run's evaluation
+ * units in its helper workers.
+ */
+export function initExperiment(worker, pool = null) {
   const el = {
     panel: $('experiment'),
     spec: $('exp-spec'),
@@ -122,7 +126,10 @@ export function initExperiment(worker) {
   };
   setState('loading');
 
-  function start() {
+  // Helpers' notes on the current run (a helper lost mid-run), shown with its end.
+  let helperEvents = [];
+
+  async function start() {
     if (!ready || running) return;
     el.error.textContent = '';
     try {
@@ -136,7 +143,11 @@ export function initExperiment(worker) {
     el.progress.value = 0;
     el.stage.textContent = 'loading models and data';
     el.shareRow.hidden = true;
-    worker.postMessage({ type: 'experiment', spec: el.spec.value });
+    el.panel.dataset.workers = '1';
+    helperEvents = [];
+    // Helpers still loading their models (the page just opened) are given a moment to join.
+    if (pool) await pool.settle(3000);
+    worker.postMessage({ type: 'experiment', spec: el.spec.value, helpers: pool ? pool.helperCount() : 0 });
   }
 
   async function show(json) {
@@ -195,6 +206,7 @@ export function initExperiment(worker) {
     if (!running) return;
     el.stage.textContent = 'cancelling after the current batch…';
     worker.postMessage({ type: 'cancel-experiment' });
+    pool?.cancelExperiment();
   });
   el.copy.addEventListener('click', async () => {
     el.share.select();
@@ -312,6 +324,23 @@ export function initExperiment(worker) {
       opening.then((go) => { if (go) start(); });
     },
     onMessage(msg) {
+      if (msg.type === 'experiment-delegate') {
+        // The main worker's plan: these evaluation units run in the helpers, their results go back to it.
+        const helpers = msg.shares.filter((s) => s.length).length;
+        el.panel.dataset.workers = String(1 + helpers);
+        const answer = pool ? pool.experimentUnits(msg.spec, msg.shares) : Promise.resolve({ json: '[]', events: [] });
+        answer.then(({ json, events }) => {
+          helperEvents = events;
+          // A helper that failed delivered nothing: its units ran in the main worker.
+          if (events.length) el.panel.dataset.workers = String(Math.max(1, 1 + helpers - events.length));
+          worker.postMessage({ type: 'experiment-delegated', run: msg.run, json });
+        });
+        return;
+      }
+      if (msg.type === 'experiment-waiting') {
+        el.stage.textContent = `waiting for the other CPU workers' evaluations (${el.panel.dataset.workers} workers)`;
+        return;
+      }
       if (msg.type === 'experiment-progress') {
         const p = msg.progress;
         el.progress.value = p.fraction;
@@ -326,9 +355,11 @@ export function initExperiment(worker) {
         const status = JSON.parse(msg.json).status;
         el.panel.dataset.seconds = seconds;
         el.panel.dataset.unitsDone = String(status.units_done);
+        const workers = Number(el.panel.dataset.workers) > 1 ? ` on ${el.panel.dataset.workers} CPU workers` : '';
+        const notes = helperEvents.length ? ` (${helperEvents.join('; ')})` : '';
         el.stage.textContent = status.cancelled
-          ? `cancelled after ${seconds} s: ${status.units_done} of ${status.units_total} evaluations kept`
-          : `done in ${seconds} s`;
+          ? `cancelled after ${seconds} s: ${status.units_done} of ${status.units_total} evaluations kept${notes}`
+          : `done in ${seconds} s${workers}${notes}`;
         el.progress.value = status.cancelled ? el.progress.value : 1;
         show(msg.json)
           .then(() => {
@@ -344,6 +375,7 @@ export function initExperiment(worker) {
             answer(null, describe(err));
           });
       } else if (msg.type === 'experiment-error') {
+        pool?.cancelExperiment();
         el.error.textContent = msg.message;
         el.stage.textContent = 'failed';
         fromLink = null;

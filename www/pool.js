@@ -1,5 +1,5 @@
-// The CPU worker pool: data-parallel Web Workers for throughput work (the benchmark now, the
-// evaluation runs next), one wasm instance and one copy of the models each.
+// The CPU worker pool: data-parallel Web Workers for throughput work (the benchmark, and the
+// evaluation units of experiments on the CPU path), one wasm instance and one copy of the models each.
 //
 // Worker 0 is the main worker (worker.js: GPU + CPU, single-text runs). The pool adds helpers
 // (worker.js?role=helper, CPU only) up to navigator.hardwareConcurrency, at most MAX_WORKERS;
@@ -151,6 +151,50 @@ export class CpuPool {
       }));
     }
     this.started = Promise.all(starts);
+  }
+
+  /** Helpers running now (started, not lost). */
+  helperCount() {
+    return this.helpers.filter((h) => !h.dead).length;
+  }
+
+  /** Waits for the helpers to start, at most `ms` (a helper still starting then is not waited for). */
+  settle(ms) {
+    return Promise.race([this.started, new Promise((r) => setTimeout(r, ms))]);
+  }
+
+  /**
+   * An experiment's evaluation units in the helpers: `shares[i]` (unit indices of `spec`) to the i-th live helper.
+   * Resolves to {json: every delivered unit as one JSON array, events}; never rejects: a helper that fails or dies
+   * delivers nothing, and the main worker runs its units itself.
+   */
+  async experimentUnits(spec, shares) {
+    const helpers = this.helpers.filter((h) => !h.dead);
+    const events = [];
+    const answers = await Promise.allSettled(shares.map((units, i) =>
+      units.length && helpers[i] ? helpers[i].call({ type: 'experiment-units', spec, units }) : Promise.resolve('[]')));
+    const units = [];
+    answers.forEach((a, i) => {
+      let why = a.status === 'rejected' ? describe(a.reason).replace(/^helper \d+ stopped: /, '') : null;
+      if (why === null) {
+        try {
+          units.push(...JSON.parse(a.value));
+          return;
+        } catch (err) {
+          why = `its answer was not unit results (${describe(err)})`;
+        }
+      }
+      const h = helpers[i];
+      if (!h) return;
+      if (!h.dead) this.lose(h, why);
+      events.push(`${h.name} stopped during the run (${h.dead}); its evaluations ran in the main worker`);
+    });
+    return { json: JSON.stringify(units), events };
+  }
+
+  /** Asks every helper to stop its share of an experiment after its current batch. */
+  cancelExperiment() {
+    for (const h of this.helpers) if (!h.dead) h.worker.postMessage({ type: 'cancel-experiment' });
   }
 
   /** Routes the main worker's answers to the pool's calls; true when `msg` was one. */

@@ -4,12 +4,14 @@
 //   worker.js              the main worker: acquires the GPU, loads the models on the GPU and the
 //                          CPU, classifies single texts, and is CPU worker 0 of a benchmark;
 //   worker.js?role=helper  a helper: its own wasm instance with the models on the CPU only
-//                          (start_cpu, no GPU), runs the batches of a job the pool hands it.
+//                          (start_cpu, no GPU), runs the batches of a job the pool hands it, and
+//                          its share of an experiment's evaluation units.
 //   &simulate=start-fail | crash   (helpers, fallback tests) throw before starting, or die on
-//                          their first batch without answering.
+//                          their first batch or experiment share without answering.
 //
 // Messages in:  {type: 'run', task, text, textPair} | {type: 'simulate-gpu-loss'} | {type: 'simulate-gpu-oom'}
-//               | {type: 'experiment', spec} | {type: 'cancel-experiment'}
+//               | {type: 'experiment', spec, helpers} | {type: 'cancel-experiment'} | {type: 'experiment-delegated', run, json}
+//               | {type: 'experiment-units', id, spec, units}   (helpers: their share of a run)
 //               | {type: 'attack', folder, task, text, textPair, recipe, seed, budget, maxQueries}
 //               | {type: 'prepare', id, task, split, n, batch} | {type: 'batches', id, model, batches, backend, warmUp}
 //               | {type: 'model-load', url} | {type: 'model-load', files, name} | {type: 'model-cache', action: 'list' | 'clear'}
@@ -18,12 +20,14 @@
 //               | {type: 'result', report} | {type: 'error', message}
 //               | {type: 'experiment-progress', progress} | {type: 'experiment-result', json}
 //               | {type: 'experiment-error', message}
+//               | {type: 'experiment-delegate', run, spec, shares} | {type: 'experiment-waiting', run}
 //               | {type: 'attack-result', report} | {type: 'attack-error', message}
 //               | {type: 'reply', id, report} | {type: 'error', id, message}   (answers to prepare / batches)
 //               | {type: 'model-progress', name, source, file, index, count, loaded, total, bytes} | {type: 'model-loaded', name, info, source, cached, bytes, ms}
 //               | {type: 'model-error', name, message} | {type: 'model-cache', available, entries, cleared}
 import init, {
   start, start_cpu, classify, prepare, run_batches, simulate_gpu_loss, set_gpu_memory_headroom, run_experiment, set_experiment_cancelled, attack_text,
+  experiment_plan, run_experiment_units,
   model_source, model_folder_url, model_config_summary, model_index_shards, model_safetensors_header, model_check_memory, inspect_model, gpu_limits,
 } from './trilemma.js';
 import { createCheckpoints } from './checkpoint.js';
@@ -52,6 +56,26 @@ self.addEventListener('unhandledrejection', (e) => fail(e.reason, 'worker error'
 let queue = Promise.resolve();
 let experimentRunning = false;
 let cancelPending = false;
+// The run whose evaluation units helpers are running, and how to hand it their results.
+let delegation = null; // {run, resolve}
+let runs = 0;
+
+/**
+ * An experiment's evaluation units over `workers` CPU workers (this one first): largest first, each to the least
+ * loaded, so the split depends only on the spec and the number of workers. Returns the unit indices per worker.
+ */
+function shareUnits(units, workers) {
+  const load = new Array(workers).fill(0);
+  const shares = Array.from({ length: workers }, () => []);
+  const order = units.map((_, i) => i).sort((a, b) => units[b].examples - units[a].examples || a - b);
+  for (const i of order) {
+    let w = 0;
+    for (let k = 1; k < workers; k++) if (load[k] < load[w]) w = k;
+    shares[w].push(i);
+    load[w] += units[i].examples;
+  }
+  return shares;
+}
 
 const ready = (async () => {
   postMessage({ type: 'progress', stage: 'loading WebAssembly', fraction: 0 });
@@ -66,7 +90,7 @@ const ready = (async () => {
   return false;
 });
 
-const TYPES = ['run', 'experiment', 'attack', 'prepare', 'batches', 'simulate-gpu-loss', 'simulate-gpu-oom', 'model-load', 'model-cache'];
+const TYPES = ['run', 'experiment', 'experiment-units', 'attack', 'prepare', 'batches', 'simulate-gpu-loss', 'simulate-gpu-oom', 'model-load', 'model-cache'];
 
 const checkpoints = createCheckpoints(
   { model_source, model_folder_url, model_config_summary, model_index_shards, model_safetensors_header, model_check_memory, inspect_model, gpu_limits },
@@ -80,6 +104,11 @@ self.addEventListener('message', (e) => {
   if (msg?.type === 'cancel-experiment') {
     if (experimentRunning) set_experiment_cancelled(true);
     else cancelPending = true;
+    return;
+  }
+  // The helpers' units arrive while the run waits for them: outside the queue, like Cancel.
+  if (msg?.type === 'experiment-delegated') {
+    if (delegation && delegation.run === msg.run) delegation.resolve(String(msg.json ?? '[]'));
     return;
   }
   if (!msg || !TYPES.includes(msg.type)) return;
@@ -105,12 +134,53 @@ self.addEventListener('message', (e) => {
           cancelPending = false;
           experimentRunning = true;
           try {
+            const spec = String(msg.spec ?? '');
             // URL models are downloaded (or read from the cache) first; local ones must have been loaded in this tab.
-            const models = await checkpoints.filesFor(String(msg.spec ?? ''));
-            const json = await run_experiment(String(msg.spec ?? ''), models, (progress) => postMessage({ type: 'experiment-progress', progress }));
+            const models = await checkpoints.filesFor(spec);
+            // On the CPU path, with bundled models, the helper workers take a share of the evaluation units
+            // (experiment_plan says when); the engine awaits their results after its own and runs whatever is missing.
+            let delegated = new Uint32Array(0);
+            let results;
+            const helpers = Math.max(0, Math.floor(Number(msg.helpers) || 0));
+            let plan = null;
+            try {
+              if (helpers > 0) plan = experiment_plan(spec);
+            } catch {
+              // A bad spec: run_experiment says why.
+            }
+            if (plan?.cpu && plan.bundled && plan.units.length > 1) {
+              const shares = shareUnits(plan.units, Math.min(helpers + 1, plan.units.length)).slice(1);
+              delegated = Uint32Array.from(shares.flat());
+              const run = ++runs;
+              const answer = new Promise((resolve) => { delegation = { run, resolve }; });
+              results = () => {
+                postMessage({ type: 'experiment-waiting', run });
+                return answer;
+              };
+              postMessage({ type: 'experiment-delegate', run, spec, shares });
+            }
+            const json = await run_experiment(spec, models, (progress) => postMessage({ type: 'experiment-progress', progress }), delegated, results);
             postMessage({ type: 'experiment-result', json });
           } catch (err) {
             postMessage({ type: 'experiment-error', message: describe(err) });
+          } finally {
+            experimentRunning = false;
+            delegation = null;
+          }
+          return;
+        }
+        case 'experiment-units': {
+          // A helper's share of the main worker's run (bundled models, the CPU path).
+          if (helper && simulate === 'crash') {
+            setTimeout(() => { throw new Error('simulated helper crash'); });
+            await new Promise(() => {});
+          }
+          set_experiment_cancelled(cancelPending);
+          cancelPending = false;
+          experimentRunning = true;
+          try {
+            const json = await run_experiment_units(String(msg.spec ?? ''), Uint32Array.from(msg.units ?? []), () => {});
+            postMessage({ type: 'reply', id: msg.id, report: json });
           } finally {
             experimentRunning = false;
           }

@@ -522,6 +522,70 @@ for (const [mode, what, why] of [
 // bit-identical logits, the single-thread fallback says why, and a helper that fails to start or
 // dies mid-run is left out (its batches redone) with the same logits. No adapter, so only the
 // CPU path runs; 48 sentences in batches of 4 are 12 batches to share.
+test('CPU workers share an experiment: 1 vs 2 give identical results; a dying helper\'s evaluations run in the main worker', { timeout: 15 * 60_000 }, async (t) => {
+  const { server, url } = await serveStatic(DIST, { port: 0 });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: QUIET_FLAGS });
+  t.after(async () => {
+    await browser.close();
+    server.close();
+  });
+  // Six evaluation units (three models × SST-2 validation and AdvGLUE) and an attack, on the CPU path.
+  const spec = { name: 'e2e-workers', models: ARCHS, tasks: ['sst2'], splits: ['validation', 'advglue'], backend: 'cpu', limit: 16, bootstrap: 50, batch: 8,
+    attacks: [{ recipe: 'random_checklist', budget: 0.2 }] };
+
+  /** Opens the page with `query` (its helpers started when `workers` > 1), runs the spec, returns the results and what the panel says. */
+  async function experiment(query, workers, shot) {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const problems = [];
+    page.on('pageerror', (err) => problems.push(`uncaught page error: ${err.message}`));
+    try {
+      await page.goto(`${url}${query}&autorun=0`);
+      await page.waitForFunction(() => Number(document.body.dataset.finished) >= 1, null, { timeout: RUN_TIMEOUT });
+      await page.waitForFunction((n) => document.querySelector('#cpu-workers').dataset.workers === String(n), workers, { timeout: RUN_TIMEOUT });
+      await page.evaluate(() => { document.querySelector('#experiment details').open = true; });
+      await page.fill('#exp-spec', JSON.stringify(spec));
+      await page.click('#exp-run');
+      await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('experiment').dataset.state), null, { timeout: RUN_TIMEOUT });
+      assert.equal(await page.getAttribute('#experiment', 'data-state'), 'done', `the experiment failed: ${await page.locator('#exp-error').textContent()}`);
+      const [download] = await Promise.all([page.waitForEvent('download'), page.click('#exp-json')]);
+      const json = readFileSync(await download.path(), 'utf8');
+      const out = {
+        json,
+        workers: await page.getAttribute('#experiment', 'data-workers'),
+        stage: await page.locator('#exp-stage').textContent(),
+        cpuLine: await page.locator('#cpu-workers').textContent(),
+        link: await page.evaluate(() => location.hash),
+      };
+      assert.deepEqual(problems, [], `the page reported problems:\n  ${problems.join('\n  ')}`);
+      return out;
+    } finally {
+      mkdirSync(RESULTS, { recursive: true });
+      await page.screenshot({ path: join(RESULTS, `e2e-workers-experiment-${shot}.png`), fullPage: true }).catch(() => {});
+      await page.close();
+    }
+  }
+  const withoutTiming = (json) => JSON.stringify(JSON.parse(json), (k, v) => (k === 'timing' ? undefined : v));
+
+  const one = await experiment('?workers=1', 1, '1');
+  assert.equal(one.workers, '1');
+  const r = JSON.parse(one.json);
+  assert.equal(r.units.length, 6);
+  assert.ok(r.status.complete, 'the run completed');
+
+  const two = await experiment('?workers=2', 2, '2');
+  assert.equal(two.workers, '2', 'the helper took a share of the evaluations');
+  assert.match(two.stage, /^done in [\d.]+ s on 2 CPU workers$/);
+  // Bit-identical apart from timings: the same units through the same code, wherever they ran.
+  assert.equal(withoutTiming(two.json), withoutTiming(one.json), '2 workers give the same results as 1');
+  assert.equal(two.link, one.link, 'and the same share link');
+
+  const crash = await experiment('?workers=2&simulate=helper-crash', 2, 'crash');
+  assert.equal(withoutTiming(crash.json), withoutTiming(one.json), 'the dying helper\'s evaluations were run by the main worker: same results');
+  assert.match(crash.stage, /helper 1 stopped during the run \(.*simulated helper crash.*\); its evaluations ran in the main worker/);
+  assert.match(crash.cpuLine, /^CPU: 1 thread — helper 1 stopped: .*simulated helper crash/);
+  t.diagnostic(`1 worker: ${one.stage}; 2 workers: ${two.stage}; crash: ${crash.stage}`);
+});
+
 test('CPU workers: 1 vs 2 give identical logits; a failed or dying helper is recovered and labelled', { timeout: 15 * 60_000 }, async (t) => {
   const { server, url } = await serveStatic(DIST, { port: 0 });
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: QUIET_FLAGS });
