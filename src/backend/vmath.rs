@@ -436,10 +436,7 @@ mod tests {
         assert!(worst > 0.0 && worst <= 1.0, "{worst}");
     }
 
-    #[test]
-    fn kernels_and_twins_are_bit_identical() {
-        assert!(suite::twins_agree(11).unwrap() > 50);
-    }
+    // `suite::twins_agree` (SIMD128 against the twins) runs in the wasm tests: natively both sides are the twin.
 
     #[test]
     fn golden_values() {
