@@ -652,12 +652,12 @@ impl crate::experiment::Hooks for WebHooks {
     }
     /// The helpers' units; anything unreadable counts as not delivered (the engine then runs
     /// those units here), so a helper's failure never fails the run.
-    async fn delegated_results(&mut self) -> Vec<crate::experiment::UnitResult> {
-        let Some(f) = self.delegated_results.take() else { return Vec::new() };
-        let Ok(promise) = f.call0(&JsValue::NULL).and_then(|v| v.dyn_into::<js_sys::Promise>()) else { return Vec::new() };
+    async fn delegated_results(&mut self) -> crate::experiment::Delegated {
+        let Some(f) = self.delegated_results.take() else { return Default::default() };
+        let Ok(promise) = f.call0(&JsValue::NULL).and_then(|v| v.dyn_into::<js_sys::Promise>()) else { return Default::default() };
         match JsFuture::from(promise).await.ok().and_then(|v| v.as_string()) {
             Some(json) => serde_json::from_str(&json).unwrap_or_default(),
-            None => Vec::new(),
+            None => Default::default(),
         }
     }
 }
@@ -691,20 +691,27 @@ pub async fn run_experiment(
     Ok(results.to_json())
 }
 
-/// How a spec's evaluation units may be shared with the page's helper workers: `cpu` (the run
-/// will be on the CPU path, where helpers' results are the run's own; not when the spec's backend
-/// takes this page's GPU), `bundled` (every model is bundled: helpers load those themselves), and
-/// each unit's `examples` (for balancing). Only the main worker knows the GPU, so it answers.
+/// How a spec's units may be shared with the page's helper workers: `cpu` (the run will be on the
+/// CPU path, where helpers' results are the run's own; not when the spec's backend takes this
+/// page's GPU), `bundled` (every model is bundled: helpers load those themselves), and the units
+/// that may be shared, each with its `index` ([`crate::experiment::Hooks::delegated`]) and `work`
+/// (examples; an attacked example counts [`crate::experiment::ATTACK_EXAMPLE_WEIGHT`]) for
+/// balancing: every evaluation, and every attack unless a repair section (which needs every
+/// evaluation before the attacks start) makes the run wait for the helpers earlier. Only the main
+/// worker knows the GPU, so it answers.
 #[wasm_bindgen]
 pub fn experiment_plan(spec_json: &str) -> std::result::Result<JsValue, JsError> {
     use crate::experiment::Spec;
     use crate::io::source::Source;
     #[derive(Serialize)]
     struct PlanUnit {
+        index: usize,
         model: String,
         task: String,
         split: String,
-        examples: usize,
+        /// The recipe of an attack unit.
+        attack: Option<String>,
+        work: usize,
     }
     #[derive(Serialize)]
     struct Plan {
@@ -717,20 +724,34 @@ pub fn experiment_plan(spec_json: &str) -> std::result::Result<JsValue, JsError>
     // The engine's own choice ([`crate::experiment::run`]): the CPU unless the spec takes this GPU.
     let cpu = spec.backend.use_gpu(session.gpu.as_ref().map(|c| c.is_software()).ok_or_else(String::new)).is_err();
     let bundled = spec.models.iter().all(|m| matches!(Source::parse(m), Ok(Source::Bundled { .. })));
-    let units = spec
-        .units()
-        .into_iter()
-        .map(|u| {
-            let rows = crate::data::bundled(u.task, u.split).map(|b| b.rows).unwrap_or(0);
-            PlanUnit { model: u.model, task: u.task.to_string(), split: u.split.to_string(), examples: spec.limit.map_or(rows, |l| l.min(rows)) }
-        })
+    let examples = |task, split| {
+        let rows = crate::data::bundled(task, split).map(|b| b.rows).unwrap_or(0);
+        spec.limit.map_or(rows, |l| l.min(rows))
+    };
+    let evals = spec.units();
+    let mut units: Vec<PlanUnit> = evals
+        .iter()
+        .enumerate()
+        .map(|(index, u)| PlanUnit { index, model: u.model.clone(), task: u.task.to_string(), split: u.split.to_string(), attack: None, work: examples(u.task, u.split) })
         .collect();
+    if spec.repair.is_none() {
+        for (i, u) in crate::experiment::attack::attack_units(&spec).into_iter().enumerate() {
+            units.push(PlanUnit {
+                index: evals.len() + i,
+                model: u.model,
+                task: u.task.to_string(),
+                split: u.split.to_string(),
+                attack: Some(spec.attacks[u.config].recipe.name().to_string()),
+                work: examples(u.task, u.split) * crate::experiment::ATTACK_EXAMPLE_WEIGHT,
+            });
+        }
+    }
     to_js(&Plan { cpu, bundled, units })
 }
 
 /// A helper worker's share of the main worker's run ([`experiment_plan`], [`run_experiment`]'s
-/// `delegated`): the evaluation units `units` of the spec, on the CPU, bundled models only.
-/// Returns their results as a JSON array; cancelled, the finished ones.
+/// `delegated`): the units `units` of the spec (evaluations, then attacks), on the CPU, bundled
+/// models only. Returns their results as JSON `{units, attacks}`; cancelled, the finished ones.
 #[wasm_bindgen]
 pub async fn run_experiment_units(spec_json: String, units: Vec<u32>, on_progress: js_sys::Function) -> std::result::Result<String, JsError> {
     let (spec, folders, data) = experiment_inputs(&spec_json, &JsValue::UNDEFINED).await?;

@@ -44,7 +44,7 @@ struct Delegating<'a> {
     spec: &'a Spec,
     delegated: Vec<usize>,
     delivered: Vec<usize>,
-    /// Units this run reported progress on (so computed itself).
+    /// Units this run reported progress on (so computed itself): evaluations 0-3, attacks 4-5.
     ran: std::collections::BTreeSet<usize>,
 }
 
@@ -65,7 +65,8 @@ impl trilemma::experiment::Hooks for Quiet {
 
 impl trilemma::experiment::Hooks for Delegating<'_> {
     fn progress(&mut self, p: &Progress) -> bool {
-        if p.attack.is_none() {
+        // Evaluations and attacks (the perplexity and repair stages count models and steps instead).
+        if !matches!(p.attack.as_deref(), Some("perplexity (LM head)" | "repair")) {
             self.ran.insert(p.unit);
         }
         true
@@ -80,7 +81,7 @@ impl trilemma::experiment::Hooks for Delegating<'_> {
     fn delegated(&self) -> Vec<usize> {
         self.delegated.clone()
     }
-    async fn delegated_results(&mut self) -> Vec<trilemma::experiment::UnitResult> {
+    async fn delegated_results(&mut self) -> trilemma::experiment::Delegated {
         trilemma::experiment::run_delegated(self.spec, &self.inputs.0, &self.inputs.1, &self.delivered, &mut Quiet).await.unwrap()
     }
 }
@@ -94,18 +95,32 @@ fn evaluation_units_run_by_other_workers_give_one_workers_results() {
     );
     let one = without_timing(&run(&s).to_json()).unwrap();
     let inputs = native::inputs(&s, &assets()).unwrap();
-    // (delegated, delivered): two units elsewhere; all four elsewhere but one delivered; one lost.
-    for (delegated, delivered) in [(vec![1, 3], vec![1, 3]), (vec![0, 1, 2, 3], vec![2]), (vec![3], vec![])] {
+    // Units 0-3 are evaluations, 4-5 the attack on each model's SST-2 validation split.
+    // (delegated, delivered): some elsewhere; all elsewhere but two delivered; two lost.
+    for (delegated, delivered) in [(vec![1, 3, 5], vec![1, 3, 5]), (vec![0, 1, 2, 3, 4, 5], vec![2, 4]), (vec![3, 4], vec![])] {
         let mut hooks = Delegating { inputs: &inputs, spec: &s, delegated: delegated.clone(), delivered: delivered.clone(), ran: Default::default() };
         let r = pollster::block_on(trilemma::experiment::run(&s, Err("cpu".into()), &inputs.0, &inputs.1, &mut hooks)).unwrap();
         assert_eq!(without_timing(&r.to_json()).unwrap(), one, "delegated {delegated:?}, delivered {delivered:?}");
-        let expected: std::collections::BTreeSet<usize> = (0..4).filter(|i| !delivered.contains(i)).collect();
-        let ran: std::collections::BTreeSet<usize> = hooks.ran.iter().copied().filter(|&u| u < 4).collect();
+        let expected: std::collections::BTreeSet<usize> = (0..6).filter(|i| !delivered.contains(i)).collect();
+        let ran: std::collections::BTreeSet<usize> = hooks.ran.clone();
         assert_eq!(ran, expected, "the run computed exactly the units not delivered");
     }
     // A unit past the spec's is refused.
-    let err = pollster::block_on(trilemma::experiment::run_delegated(&s, &inputs.0, &inputs.1, &[4], &mut Quiet)).unwrap_err();
-    assert!(err.to_string().contains("unit 4 of a spec with 4 evaluation units"), "{err}");
+    let err = pollster::block_on(trilemma::experiment::run_delegated(&s, &inputs.0, &inputs.1, &[6], &mut Quiet)).unwrap_err();
+    assert!(err.to_string().contains("unit 6 of a spec with 4 evaluation and 2 attack units"), "{err}");
+    // With a repair section the run takes the helpers' evaluations before its repair, which reads every evaluation.
+    let r = spec(
+        r#"{"models": ["transformer"], "tasks": ["sst2"], "splits": ["validation"], "backend": "cpu", "limit": 16, "bootstrap": 20,
+            "batch": 8, "seed": 5, "compressions": [{"method": "magnitude", "sparsity": 0.6}],
+            "repair": {"prompts": 2, "tokens": 2, "epochs": 1, "batch": 8, "calibration": 8, "calibration_split": "validation"}}"#,
+    );
+    let one = without_timing(&run(&r).to_json()).unwrap();
+    let inputs = native::inputs(&r, &assets()).unwrap();
+    let mut hooks = Delegating { inputs: &inputs, spec: &r, delegated: vec![1], delivered: vec![1], ran: Default::default() };
+    let got = pollster::block_on(trilemma::experiment::run(&r, Err("cpu".into()), &inputs.0, &inputs.1, &mut hooks)).unwrap();
+    assert!(!got.repair.is_empty(), "the repair ran");
+    assert_eq!(without_timing(&got.to_json()).unwrap(), one, "a repair run with the compressed copy's evaluation elsewhere");
+    assert!(!hooks.ran.contains(&1), "the compressed copy's evaluation was not run here");
 }
 
 #[test]

@@ -325,10 +325,10 @@ export function initExperiment(worker, pool = null) {
     },
     onMessage(msg) {
       if (msg.type === 'experiment-delegate') {
-        // The main worker's plan: these evaluation units run in the helpers, their results go back to it.
+        // The main worker's plan: these evaluation and attack units run in the helpers, their results go back to it.
         const helpers = msg.shares.filter((s) => s.length).length;
         el.panel.dataset.workers = String(1 + helpers);
-        const answer = pool ? pool.experimentUnits(msg.spec, msg.shares) : Promise.resolve({ json: '[]', events: [] });
+        const answer = pool ? pool.experimentUnits(msg.spec, msg.shares) : Promise.resolve({ json: '{"units": [], "attacks": []}', events: [] });
         answer.then(({ json, events }) => {
           helperEvents = events;
           // A helper that failed delivered nothing: its units ran in the main worker.

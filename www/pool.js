@@ -1,5 +1,5 @@
 // The CPU worker pool: data-parallel Web Workers for throughput work (the benchmark, and the
-// evaluation units of experiments on the CPU path), one wasm instance and one copy of the models each.
+// evaluation and attack units of experiments on the CPU path), one wasm instance and one copy of the models each.
 //
 // Worker 0 is the main worker (worker.js: GPU + CPU, single-text runs). The pool adds helpers
 // (worker.js?role=helper, CPU only) up to navigator.hardwareConcurrency, at most MAX_WORKERS;
@@ -164,21 +164,25 @@ export class CpuPool {
   }
 
   /**
-   * An experiment's evaluation units in the helpers: `shares[i]` (unit indices of `spec`) to the i-th live helper.
-   * Resolves to {json: every delivered unit as one JSON array, events}; never rejects: a helper that fails or dies
-   * delivers nothing, and the main worker runs its units itself.
+   * An experiment's units in the helpers: `shares[i]` (unit indices of `spec`, evaluations and attacks) to the i-th
+   * live helper. Resolves to {json: every delivered result as one JSON {units, attacks}, events}; never rejects: a
+   * helper that fails or dies delivers nothing, and the main worker runs its units itself.
    */
   async experimentUnits(spec, shares) {
     const helpers = this.helpers.filter((h) => !h.dead);
     const events = [];
+    const empty = JSON.stringify({ units: [], attacks: [] });
     const answers = await Promise.allSettled(shares.map((units, i) =>
-      units.length && helpers[i] ? helpers[i].call({ type: 'experiment-units', spec, units }) : Promise.resolve('[]')));
+      units.length && helpers[i] ? helpers[i].call({ type: 'experiment-units', spec, units }) : Promise.resolve(empty)));
     const units = [];
+    const attacks = [];
     answers.forEach((a, i) => {
       let why = a.status === 'rejected' ? describe(a.reason).replace(/^helper \d+ stopped: /, '') : null;
       if (why === null) {
         try {
-          units.push(...JSON.parse(a.value));
+          const got = JSON.parse(a.value);
+          units.push(...got.units);
+          attacks.push(...got.attacks);
           return;
         } catch (err) {
           why = `its answer was not unit results (${describe(err)})`;
@@ -189,7 +193,7 @@ export class CpuPool {
       if (!h.dead) this.lose(h, why);
       events.push(`${h.name} stopped during the run (${h.dead}); its evaluations ran in the main worker`);
     });
-    return { json: JSON.stringify(units), events };
+    return { json: JSON.stringify({ units, attacks }), events };
   }
 
   /** Asks every helper to stop its share of an experiment after its current batch. */

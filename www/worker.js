@@ -61,18 +61,19 @@ let delegation = null; // {run, resolve}
 let runs = 0;
 
 /**
- * An experiment's evaluation units over `workers` CPU workers (this one first): largest first, each to the least
- * loaded, so the split depends only on the spec and the number of workers. Returns the unit indices per worker.
+ * An experiment's units (experiment_plan: evaluations and attacks, each with its index and work) over `workers` CPU
+ * workers (this one first): largest first, each to the least loaded, so the split depends only on the spec and the
+ * number of workers. Returns the unit indices per worker.
  */
 function shareUnits(units, workers) {
   const load = new Array(workers).fill(0);
   const shares = Array.from({ length: workers }, () => []);
-  const order = units.map((_, i) => i).sort((a, b) => units[b].examples - units[a].examples || a - b);
-  for (const i of order) {
+  const order = [...units].sort((a, b) => b.work - a.work || a.index - b.index);
+  for (const u of order) {
     let w = 0;
     for (let k = 1; k < workers; k++) if (load[k] < load[w]) w = k;
-    shares[w].push(i);
-    load[w] += units[i].examples;
+    shares[w].push(u.index);
+    load[w] += u.work;
   }
   return shares;
 }
@@ -108,7 +109,7 @@ self.addEventListener('message', (e) => {
   }
   // The helpers' units arrive while the run waits for them: outside the queue, like Cancel.
   if (msg?.type === 'experiment-delegated') {
-    if (delegation && delegation.run === msg.run) delegation.resolve(String(msg.json ?? '[]'));
+    if (delegation && delegation.run === msg.run) delegation.resolve(String(msg.json ?? ''));
     return;
   }
   if (!msg || !TYPES.includes(msg.type)) return;
@@ -137,8 +138,9 @@ self.addEventListener('message', (e) => {
             const spec = String(msg.spec ?? '');
             // URL models are downloaded (or read from the cache) first; local ones must have been loaded in this tab.
             const models = await checkpoints.filesFor(spec);
-            // On the CPU path, with bundled models, the helper workers take a share of the evaluation units
-            // (experiment_plan says when); the engine awaits their results after its own and runs whatever is missing.
+            // On the CPU path, with bundled models, the helper workers take a share of the evaluation and attack units
+            // (experiment_plan says when and which); the engine awaits their results after its own and runs whatever is
+            // missing.
             let delegated = new Uint32Array(0);
             let results;
             const helpers = Math.max(0, Math.floor(Number(msg.helpers) || 0));

@@ -71,8 +71,9 @@ fn input(e: &Example) -> Input {
     Input { a: e.text_a.clone(), b: e.text_b.clone() }
 }
 
-/// Runs the attack units not yet in `done`, appending each finished one; `false` when cancelled. Progress reports
-/// count attacked examples after `before` examples of earlier work, of `total`.
+/// Runs the attack units not yet in `done` and not in `skip` (indices into [`attack_units`]: units another worker
+/// runs), appending each finished one; `false` when cancelled. Progress reports count attacked examples after
+/// `before` examples of earlier work, of `total`.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_attack_units<B: Backend, H: Hooks>(
     spec: &Spec,
@@ -83,6 +84,7 @@ pub async fn run_attack_units<B: Backend, H: Hooks>(
     hooks: &mut H,
     before: usize,
     total: usize,
+    skip: &[usize],
 ) -> Result<bool> {
     let units = attack_units(spec);
     let eval_units = spec.units().len();
@@ -94,7 +96,7 @@ pub async fn run_attack_units<B: Backend, H: Hooks>(
             .find(|d| d.task == unit.task && d.split == unit.split)
             .ok_or_else(|| Error::Invalid(format!("the run was given no data for {}/{}", unit.task, unit.split)))?;
         let n = spec.limit.map_or(ds.examples.len(), |l| l.min(ds.examples.len()));
-        if done.iter().any(|r| r.model == unit.model && r.task == unit.task && r.split == unit.split && &r.attack == cfg) {
+        if skip.contains(&ui) || done.iter().any(|r| r.model == unit.model && r.task == unit.task && r.split == unit.split && &r.attack == cfg) {
             before += n * super::ATTACK_EXAMPLE_WEIGHT;
             continue;
         }

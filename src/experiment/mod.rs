@@ -235,17 +235,18 @@ pub trait Hooks {
     fn pause(&self) -> impl Future<Output = ()>;
     /// Peak host memory so far: the wasm heap in the page, resident bytes natively.
     fn memory(&self) -> Option<u64>;
-    /// Evaluation units (indices into [`Spec::units`]) that other CPU workers run for this run
-    /// (the page's worker pool, [`run_delegated`]): a CPU run leaves them out of its own pass.
-    /// None by default.
+    /// Units that other CPU workers run for this run (the page's worker pool, [`run_delegated`]):
+    /// indices into [`Spec::units`] for evaluations, and `Spec::units().len() + i` for attack unit
+    /// `i` ([`attack::attack_units`]). A CPU run leaves them out of its own passes. None by default.
     fn delegated(&self) -> Vec<usize> {
         Vec::new()
     }
-    /// The delegated units' results, awaited once the run's own units are done. Units missing
-    /// from the answer (a worker that failed or was cancelled) are then run here, so the results
-    /// are complete and the same as one worker's either way.
-    fn delegated_results(&mut self) -> impl Future<Output = Vec<UnitResult>> {
-        async { Vec::new() }
+    /// The delegated units' results, awaited once the run's own evaluations (with a repair
+    /// section) or its own attacks are done. Units missing from the answer (a worker that failed
+    /// or was cancelled) are then run here, so the results are complete and the same as one
+    /// worker's either way.
+    fn delegated_results(&mut self) -> impl Future<Output = Delegated> {
+        async { Delegated::default() }
     }
 }
 
@@ -573,6 +574,42 @@ pub struct Done {
     pub calibration: Vec<repair::CalibrationFit>,
 }
 
+/// What another CPU worker ran for a run ([`run_delegated`], [`Hooks::delegated_results`]).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Delegated {
+    pub units: Vec<UnitResult>,
+    pub attacks: Vec<attack::AttackResult>,
+}
+
+/// Adds the delegated results that are this run's to make (`delegated` indices, see
+/// [`Hooks::delegated`]) and not already in `done`.
+fn merge_delegated(spec: &Spec, done: &mut Done, delegated: &[usize], got: Delegated) {
+    let units = spec.units();
+    let attacks = attack::attack_units(spec);
+    for r in got.units {
+        let i = units.iter().position(|u| u.model == r.model && u.task == r.task && u.split == r.split);
+        let fresh = !done.units.iter().any(|d| d.model == r.model && d.task == r.task && d.split == r.split);
+        if fresh && i.is_some_and(|i| delegated.contains(&i)) {
+            done.units.push(r);
+        }
+    }
+    for r in got.attacks {
+        let i = attacks.iter().position(|u| u.model == r.model && u.task == r.task && u.split == r.split && spec.attacks[u.config] == r.attack);
+        let fresh = !done.attacks.iter().any(|d| d.model == r.model && d.task == r.task && d.split == r.split && d.attack == r.attack);
+        if fresh && i.is_some_and(|i| delegated.contains(&(units.len() + i))) {
+            done.attacks.push(r);
+        }
+    }
+}
+
+/// Evaluations and attacks in the spec's order, as one worker makes them.
+fn sort_done(spec: &Spec, done: &mut Done) {
+    let units = spec.units();
+    let attacks = attack::attack_units(spec);
+    done.units.sort_by_key(|r| units.iter().position(|u| u.model == r.model && u.task == r.task && u.split == r.split));
+    done.attacks.sort_by_key(|r| attacks.iter().position(|u| u.model == r.model && u.task == r.task && u.split == r.split && spec.attacks[u.config] == r.attack));
+}
+
 /// The run's work in examples: evaluated ones, and attacked ones times [`ATTACK_EXAMPLE_WEIGHT`].
 fn work(spec: &Spec, data: &[Dataset]) -> (usize, usize) {
     let size = |task: Task, split: Split| {
@@ -585,23 +622,19 @@ fn work(spec: &Spec, data: &[Dataset]) -> (usize, usize) {
 
 /// Every evaluation, then every attack, then the transfer matrices; `false` when cancelled.
 pub async fn run_all<B: Backend, H: Hooks>(spec: &Spec, be: &B, gpu: Option<&GpuContext>, models: &[LoadedModel<B>], data: &[Dataset], done: &mut Done, hooks: &mut H) -> Result<bool> {
-    // Other CPU workers may run some evaluation units (never on the GPU: their results must be
-    // the CPU path's).
+    // Other CPU workers may run some evaluation and attack units (never on the GPU: their results
+    // must be the CPU path's). Their results are merged once this worker's attacks are done — or
+    // after its evaluations when a repair section needs every evaluation — and whatever they did
+    // not deliver then runs here.
     let delegated = if gpu.is_none() { hooks.delegated() } else { Vec::new() };
+    let mut waiting = !delegated.is_empty();
     let own = run_units(spec, be, gpu, models, data, &mut done.units, hooks, &delegated).await?;
-    if !delegated.is_empty() {
-        let all = spec.units();
-        for r in hooks.delegated_results().await {
-            let i = all.iter().position(|u| u.model == r.model && u.task == r.task && u.split == r.split);
-            let fresh = !done.units.iter().any(|d| d.model == r.model && d.task == r.task && d.split == r.split);
-            if fresh && i.is_some_and(|i| delegated.contains(&i)) {
-                done.units.push(r);
-            }
-        }
-        // Whatever the other workers did not deliver runs here (nothing when they all finished).
+    if waiting && (!own || spec.repair.is_some()) {
+        let got = hooks.delegated_results().await;
+        merge_delegated(spec, done, &delegated, got);
+        waiting = false;
         let complete = own && run_units(spec, be, gpu, models, data, &mut done.units, hooks, &[]).await?;
-        // In the spec's order, as one worker has them.
-        done.units.sort_by_key(|r| all.iter().position(|u| u.model == r.model && u.task == r.task && u.split == r.split));
+        sort_done(spec, done);
         if !complete {
             return Ok(false);
         }
@@ -640,7 +673,19 @@ pub async fn run_all<B: Backend, H: Hooks>(spec: &Spec, be: &B, gpu: Option<&Gpu
     if !repair::run(spec, be, models, data, done, hooks, fraction).await? {
         return Ok(false);
     }
-    if !attack::run_attack_units(spec, be, models, data, &mut done.attacks, hooks, eval, eval + attacks).await? {
+    let skip: Vec<usize> = if waiting { delegated.iter().filter_map(|&i| i.checked_sub(spec.units().len())).collect() } else { Vec::new() };
+    let own = attack::run_attack_units(spec, be, models, data, &mut done.attacks, hooks, eval, eval + attacks, &skip).await?;
+    if waiting {
+        let got = hooks.delegated_results().await;
+        merge_delegated(spec, done, &delegated, got);
+        let complete = own
+            && run_units(spec, be, gpu, models, data, &mut done.units, hooks, &[]).await?
+            && attack::run_attack_units(spec, be, models, data, &mut done.attacks, hooks, eval, eval + attacks, &[]).await?;
+        sort_done(spec, done);
+        if !complete {
+            return Ok(false);
+        }
+    } else if !own {
         return Ok(false);
     }
     done.transfer = attack::transfer_matrices(spec, be, models, &done.attacks).await?;
@@ -935,19 +980,23 @@ pub async fn run<H: Hooks>(spec: &Spec, gpu: std::result::Result<Arc<GpuContext>
     assemble(spec, prov, done, !finished, (hooks.now_ms() - t0) / 1000.0)
 }
 
-/// Runs only the evaluation units `units` (indices into [`Spec::units`]) of `spec` on the CPU, for
-/// another worker's [`run`] ([`Hooks::delegated`]): the same models, data and code, so the same
+/// Runs only the units `units` of `spec` (indices as in [`Hooks::delegated`]: evaluations, then
+/// attacks) on the CPU, for another worker's [`run`]: the same models, data and code, so the same
 /// results that worker would compute (timings and memory apart). Cancelled: the finished ones.
-pub async fn run_delegated<H: Hooks>(spec: &Spec, folders: &Folders, data: &[Dataset], units: &[usize], hooks: &mut H) -> Result<Vec<UnitResult>> {
-    let all = spec.units().len();
-    if let Some(bad) = units.iter().find(|&&i| i >= all) {
-        return Err(Error::Invalid(format!("unit {bad} of a spec with {all} evaluation units")));
+pub async fn run_delegated<H: Hooks>(spec: &Spec, folders: &Folders, data: &[Dataset], units: &[usize], hooks: &mut H) -> Result<Delegated> {
+    let (evals, attacks) = (spec.units().len(), attack::attack_units(spec).len());
+    if let Some(bad) = units.iter().find(|&&i| i >= evals + attacks) {
+        return Err(Error::Invalid(format!("unit {bad} of a spec with {evals} evaluation and {attacks} attack units")));
     }
-    let skip: Vec<usize> = (0..all).filter(|i| !units.contains(i)).collect();
+    let skip: Vec<usize> = (0..evals).filter(|i| !units.contains(i)).collect();
+    let skip_attacks: Vec<usize> = (0..attacks).filter(|i| !units.contains(&(evals + i))).collect();
     let be = CpuBackend::new();
     let models = load_models(&be, spec, folders, data, &|_| Ok(()), &|| hooks.now_ms()).await?;
-    let mut done = Vec::new();
-    run_units(spec, &be, None, &models, data, &mut done, hooks, &skip).await?;
+    let mut done = Delegated::default();
+    if run_units(spec, &be, None, &models, data, &mut done.units, hooks, &skip).await? && skip_attacks.len() < attacks {
+        let (eval, attack_work) = work(spec, data);
+        attack::run_attack_units(spec, &be, &models, data, &mut done.attacks, hooks, eval, eval + attack_work, &skip_attacks).await?;
+    }
     Ok(done)
 }
 
