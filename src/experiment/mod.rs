@@ -643,38 +643,41 @@ pub async fn run_all<B: Backend, H: Hooks>(spec: &Spec, be: &B, gpu: Option<&Gpu
     }
     let (eval, attacks) = work(spec, data);
     let fraction = eval as f64 / (eval + attacks).max(1) as f64;
-    // Perplexity of every compressed copy and its original, for the hemorrhage rows (shown as its own stage: on a
-    // software GPU it takes minutes).
-    if !spec.compressions.is_empty() {
-        done.perplexity.clear();
-        for (i, lm) in models.iter().enumerate() {
-            for d in data.iter().filter(|d| d.split != Split::Train) {
-                let prog = Progress {
-                    unit: i,
-                    units: models.len(),
-                    model: lm.record.name.clone(),
-                    task: d.task,
-                    split: d.split,
-                    attack: Some("perplexity (LM head)".into()),
-                    done: i,
-                    total: models.len(),
-                    fraction,
-                };
-                if !hooks.progress(&prog) {
-                    return Ok(false);
+    // This worker's remaining stages; `false` when cancelled (the helpers' finished units are still merged below).
+    let own = 'stages: {
+        // Perplexity of every compressed copy and its original, for the hemorrhage rows (shown as its own stage: on a
+        // software GPU it takes minutes).
+        if !spec.compressions.is_empty() {
+            done.perplexity.clear();
+            for (i, lm) in models.iter().enumerate() {
+                for d in data.iter().filter(|d| d.split != Split::Train) {
+                    let prog = Progress {
+                        unit: i,
+                        units: models.len(),
+                        model: lm.record.name.clone(),
+                        task: d.task,
+                        split: d.split,
+                        attack: Some("perplexity (LM head)".into()),
+                        done: i,
+                        total: models.len(),
+                        fraction,
+                    };
+                    if !hooks.progress(&prog) {
+                        break 'stages false;
+                    }
+                    if let Some(p) = lm_perplexity(be, lm, &d.examples).await? {
+                        done.perplexity.push(SplitPerplexity { model: lm.record.name.clone(), task: d.task, split: d.split, perplexity: p });
+                    }
                 }
-                if let Some(p) = lm_perplexity(be, lm, &d.examples).await? {
-                    done.perplexity.push(SplitPerplexity { model: lm.record.name.clone(), task: d.task, split: d.split, perplexity: p });
-                }
+                hooks.pause().await;
             }
-            hooks.pause().await;
         }
-    }
-    if !repair::run(spec, be, models, data, done, hooks, fraction).await? {
-        return Ok(false);
-    }
-    let skip: Vec<usize> = if waiting { delegated.iter().filter_map(|&i| i.checked_sub(spec.units().len())).collect() } else { Vec::new() };
-    let own = attack::run_attack_units(spec, be, models, data, &mut done.attacks, hooks, eval, eval + attacks, &skip).await?;
+        if !repair::run(spec, be, models, data, done, hooks, fraction).await? {
+            break 'stages false;
+        }
+        let skip: Vec<usize> = if waiting { delegated.iter().filter_map(|&i| i.checked_sub(spec.units().len())).collect() } else { Vec::new() };
+        attack::run_attack_units(spec, be, models, data, &mut done.attacks, hooks, eval, eval + attacks, &skip).await?
+    };
     if waiting {
         let got = hooks.delegated_results().await;
         merge_delegated(spec, done, &delegated, got);
