@@ -443,15 +443,7 @@ pub(crate) fn ternary_check(x: &[f32], packed: &[u32], m: usize, k: usize, n: us
             packed.len()
         )));
     }
-    let last_bits = 2 * (k - (wpr - 1) * super::ternary::PER_WORD);
-    for (r, row) in packed.chunks_exact(wpr.max(1)).enumerate().take(n) {
-        if row.iter().any(|&w| w & (w >> 1) & 0x5555_5555 != 0) {
-            return Err(Error::Invalid(format!("ternary_matmul: invalid code 3 in row {r}")));
-        }
-        if last_bits < 32 && row.last().is_some_and(|&w| w >> last_bits != 0) {
-            return Err(Error::Invalid(format!("ternary_matmul: non-zero padding in row {r}")));
-        }
-    }
+    super::ternary::validate(packed, n, k)?;
     Ok(wpr)
 }
 
