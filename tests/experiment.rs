@@ -48,21 +48,6 @@ struct Delegating<'a> {
     ran: std::collections::BTreeSet<usize>,
 }
 
-struct Quiet;
-
-impl trilemma::experiment::Hooks for Quiet {
-    fn progress(&mut self, _: &Progress) -> bool {
-        true
-    }
-    fn now_ms(&self) -> f64 {
-        0.0
-    }
-    async fn pause(&self) {}
-    fn memory(&self) -> Option<u64> {
-        None
-    }
-}
-
 impl trilemma::experiment::Hooks for Delegating<'_> {
     fn progress(&mut self, p: &Progress) -> bool {
         // Evaluations and attacks (the perplexity and repair stages count models and steps instead).
@@ -82,7 +67,7 @@ impl trilemma::experiment::Hooks for Delegating<'_> {
         self.delegated.clone()
     }
     async fn delegated_results(&mut self) -> trilemma::experiment::Delegated {
-        trilemma::experiment::run_delegated(self.spec, &self.inputs.0, &self.inputs.1, &self.delivered, &mut Quiet).await.unwrap()
+        trilemma::experiment::run_delegated(self.spec, &self.inputs.0, &self.inputs.1, &self.delivered, &mut trilemma::experiment::Silent).await.unwrap()
     }
 }
 
@@ -106,7 +91,7 @@ fn evaluation_units_run_by_other_workers_give_one_workers_results() {
         assert_eq!(ran, expected, "the run computed exactly the units not delivered");
     }
     // A unit past the spec's is refused.
-    let err = pollster::block_on(trilemma::experiment::run_delegated(&s, &inputs.0, &inputs.1, &[6], &mut Quiet)).unwrap_err();
+    let err = pollster::block_on(trilemma::experiment::run_delegated(&s, &inputs.0, &inputs.1, &[6], &mut trilemma::experiment::Silent)).unwrap_err();
     assert!(err.to_string().contains("unit 6 of a spec with 4 evaluation and 2 attack units"), "{err}");
     // With a repair section the run takes the helpers' evaluations before its repair, which reads every evaluation.
     let r = spec(

@@ -102,21 +102,6 @@ async fn soft_prompts_train_under_node() {
     }
 }
 
-struct NodeHooks;
-
-impl trilemma::experiment::Hooks for NodeHooks {
-    fn progress(&mut self, _: &trilemma::experiment::Progress) -> bool {
-        true
-    }
-    fn now_ms(&self) -> f64 {
-        0.0
-    }
-    async fn pause(&self) {}
-    fn memory(&self) -> Option<u64> {
-        None
-    }
-}
-
 /// The whole engine in wasm with a `repair` section calibrating on the validation split (what the
 /// page runs): a bundled model and its pruned copy, a trained pool, per-input choice, temperature
 /// scaling; twice, with identical numbers.
@@ -142,7 +127,7 @@ async fn a_repair_spec_runs_in_wasm() {
     let data = vec![Dataset::from_bytes(Task::Sst2, Split::Validation, include_bytes!("../assets/data/glue/sst2/validation.jsonl")).unwrap()];
     let mut runs = Vec::new();
     for _ in 0..2 {
-        let r = experiment::run(&spec, Err("no WebGPU under Node".into()), &folders, &data, &mut NodeHooks).await.unwrap();
+        let r = experiment::run(&spec, Err("no WebGPU under Node".into()), &folders, &data, &mut experiment::Silent).await.unwrap();
         runs.push(r.to_json());
     }
     assert_eq!(experiment::without_timing(&runs[0]).unwrap(), experiment::without_timing(&runs[1]).unwrap());

@@ -250,6 +250,23 @@ pub trait Hooks {
     }
 }
 
+/// Hooks for a run with no host to report to: never cancels, no clock (timings read 0), no memory
+/// reading, no helper workers. For tests and for a worker's share of a run that reports nothing.
+pub struct Silent;
+
+impl Hooks for Silent {
+    fn progress(&mut self, _: &Progress) -> bool {
+        true
+    }
+    fn now_ms(&self) -> f64 {
+        0.0
+    }
+    async fn pause(&self) {}
+    fn memory(&self) -> Option<u64> {
+        None
+    }
+}
+
 /// A number with its seeded bootstrap 95% interval.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Estimate {
