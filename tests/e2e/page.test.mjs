@@ -23,6 +23,28 @@ const ARCHS = ['transformer', 'gla', 'hgrn_bit'];
 const START_TIMEOUT = 240_000;
 const RUN_TIMEOUT = 180_000;
 
+/** Results JSON without its timings (the only part that may differ between runs). */
+const withoutTiming = (json) => JSON.stringify(JSON.parse(json), (k, v) => (k === 'timing' ? undefined : v));
+
+/**
+ * `fn(page)` on a fresh page of `browser` (laptop viewport): an uncaught page error fails it, and the page is saved as
+ * test-results/`shot` whatever happens. Returns what `fn` returns.
+ */
+async function onPage(browser, shot, fn) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const problems = [];
+  page.on('pageerror', (err) => problems.push(`uncaught page error: ${err.message}`));
+  try {
+    const out = await fn(page);
+    assert.deepEqual(problems, [], `the page reported problems:\n  ${problems.join('\n  ')}`);
+    return out;
+  } finally {
+    mkdirSync(RESULTS, { recursive: true });
+    await page.screenshot({ path: join(RESULTS, shot), fullPage: true }).catch(() => {});
+    await page.close();
+  }
+}
+
 test('the built page runs the three bundled models on WebGPU and on the CPU', { timeout: 10 * 60_000 }, async (t) => {
   for (const f of ['index.html', 'trilemma.js', 'trilemma_bg.wasm', 'worker.js']) {
     assert.ok(existsSync(join(DIST, f)), `dist/${f} is missing: run \`trunk build --release\` first`);
@@ -312,7 +334,6 @@ test('the built page runs the three bundled models on WebGPU and on the CPU', { 
     const [download] = await Promise.all([page.waitForEvent('download'), page.click(selector)]);
     return readFileSync(await download.path(), 'utf8');
   }
-  const withoutTiming = (json) => JSON.stringify(JSON.parse(json), (k, v) => (k === 'timing' ? undefined : v));
 
   await step('an experiment spec runs to a report; run twice it gives identical results', async (st) => {
     const spec = { name: 'e2e', models: ARCHS, tasks: ['sst2', 'rte'], splits: ['validation', 'advglue'], backend: 'cpu', limit: 12, bootstrap: 100, batch: 8 };
@@ -520,10 +541,8 @@ for (const [mode, what, why] of [
   });
 }
 
-// The CPU worker pool (www/pool.js): the same benchmark with 1 and 2 CPU workers gives
-// bit-identical logits, the single-thread fallback says why, and a helper that fails to start or
-// dies mid-run is left out (its batches redone) with the same logits. No adapter, so only the
-// CPU path runs; 48 sentences in batches of 4 are 12 batches to share.
+// The CPU worker pool (www/pool.js) sharing an experiment's units: the same results with 1 and 2 CPU workers, and
+// with a helper that dies on its share. No adapter, so only the CPU path runs.
 test('CPU workers share an experiment: 1 vs 2 give identical results; a dying helper\'s evaluations run in the main worker', { timeout: 15 * 60_000 }, async (t) => {
   const { server, url } = await serveStatic(DIST, { port: 0 });
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: QUIET_FLAGS });
@@ -536,11 +555,8 @@ test('CPU workers share an experiment: 1 vs 2 give identical results; a dying he
     attacks: [{ recipe: 'random_checklist', budget: 0.2 }] };
 
   /** Opens the page with `query` (its helpers started when `workers` > 1), runs the spec, returns the results and what the panel says. */
-  async function experiment(query, workers, shot) {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    const problems = [];
-    page.on('pageerror', (err) => problems.push(`uncaught page error: ${err.message}`));
-    try {
+  function experiment(query, workers, shot) {
+    return onPage(browser, `e2e-workers-experiment-${shot}.png`, async (page) => {
       await page.goto(`${url}${query}&autorun=0`);
       await page.waitForFunction(() => Number(document.body.dataset.finished) >= 1, null, { timeout: RUN_TIMEOUT });
       await page.waitForFunction((n) => document.querySelector('#cpu-workers').dataset.workers === String(n), workers, { timeout: RUN_TIMEOUT });
@@ -550,23 +566,15 @@ test('CPU workers share an experiment: 1 vs 2 give identical results; a dying he
       await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('experiment').dataset.state), null, { timeout: RUN_TIMEOUT });
       assert.equal(await page.getAttribute('#experiment', 'data-state'), 'done', `the experiment failed: ${await page.locator('#exp-error').textContent()}`);
       const [download] = await Promise.all([page.waitForEvent('download'), page.click('#exp-json')]);
-      const json = readFileSync(await download.path(), 'utf8');
-      const out = {
-        json,
+      return {
+        json: readFileSync(await download.path(), 'utf8'),
         workers: await page.getAttribute('#experiment', 'data-workers'),
         stage: await page.locator('#exp-stage').textContent(),
         cpuLine: await page.locator('#cpu-workers').textContent(),
         link: await page.evaluate(() => location.hash),
       };
-      assert.deepEqual(problems, [], `the page reported problems:\n  ${problems.join('\n  ')}`);
-      return out;
-    } finally {
-      mkdirSync(RESULTS, { recursive: true });
-      await page.screenshot({ path: join(RESULTS, `e2e-workers-experiment-${shot}.png`), fullPage: true }).catch(() => {});
-      await page.close();
-    }
+    });
   }
-  const withoutTiming = (json) => JSON.stringify(JSON.parse(json), (k, v) => (k === 'timing' ? undefined : v));
 
   const one = await experiment('?workers=1', 1, '1');
   assert.equal(one.workers, '1');
@@ -588,6 +596,10 @@ test('CPU workers share an experiment: 1 vs 2 give identical results; a dying he
   t.diagnostic(`1 worker: ${one.stage}; 2 workers: ${two.stage}; crash: ${crash.stage}`);
 });
 
+// The CPU worker pool (www/pool.js): the same benchmark with 1 and 2 CPU workers gives
+// bit-identical logits, the single-thread fallback says why, and a helper that fails to start or
+// dies mid-run is left out (its batches redone) with the same logits. No adapter, so only the
+// CPU path runs; 48 sentences in batches of 4 are 12 batches to share.
 test('CPU workers: 1 vs 2 give identical logits; a failed or dying helper is recovered and labelled', { timeout: 15 * 60_000 }, async (t) => {
   const { server, url } = await serveStatic(DIST, { port: 0 });
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: QUIET_FLAGS });
@@ -597,11 +609,8 @@ test('CPU workers: 1 vs 2 give identical logits; a failed or dying helper is rec
   });
 
   /** Opens the page with `query`, runs the benchmark, returns what the page shows and the report. */
-  async function bench(query, shot) {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    const problems = [];
-    page.on('pageerror', (err) => problems.push(`uncaught page error: ${err.message}`));
-    try {
+  function bench(query, shot) {
+    return onPage(browser, `e2e-workers-${shot}.png`, async (page) => {
       await page.goto(`${url}${query}${query ? '&' : '?'}autorun=0`);
       await page.waitForFunction(() => Number(document.body.dataset.finished) >= 1, null, { timeout: RUN_TIMEOUT });
       await page.fill('#bench-n', '48');
@@ -619,20 +628,14 @@ test('CPU workers: 1 vs 2 give identical logits; a failed or dying helper is rec
       await page.click('#bench-run');
       await page.waitForFunction(() => Number(document.body.dataset.finished) >= 2, null, { timeout: RUN_TIMEOUT });
       assert.equal(await page.getAttribute('body', 'data-state'), 'done', `the benchmark failed: ${await page.locator('#error').textContent()}`);
-      const out = await page.evaluate(() => ({
+      return page.evaluate(() => ({
         maxGap: (clearInterval(window.__ticker), window.__maxGap),
         cpuLine: document.querySelector('#cpu-workers').textContent,
         cpuWorkers: Number(document.querySelector('#cpu-workers').dataset.workers),
         note: document.querySelector('#bench-note').textContent,
         report: window.trilemmaBench,
       }));
-      assert.deepEqual(problems, [], `the page reported problems:\n  ${problems.join('\n  ')}`);
-      return out;
-    } finally {
-      mkdirSync(RESULTS, { recursive: true });
-      await page.screenshot({ path: join(RESULTS, `e2e-workers-${shot}.png`), fullPage: true }).catch(() => {});
-      await page.close();
-    }
+    });
   }
 
   const logitsOf = (r) => r.report.rows.map((row) => ({ folder: row.folder, logits: row.logits }));
